@@ -1,0 +1,176 @@
+"""The `diagnostics` command line: the researcher's and administrator's face of the library.
+
+Contract (DESIGN.md): results as JSON on stdout with exit 0; for input that cannot be used, one
+line `error: <ErrorClass>: <message>` on stderr and exit 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import diagnostics
+from diagnostics.errors import ConfigurationError, DiagnosticsError
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from diagnostics.dicom import read_instance
+
+    _print_json(read_instance(args.file).summary())
+    return EXIT_OK
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    from diagnostics.dicom import scan
+
+    studies, refused = scan(args.paths)
+    _print_json(
+        {
+            "studies": [
+                {
+                    "study_instance_uid": study.study_instance_uid,
+                    "patient_id": study.patient_id,
+                    "duplicates": study.duplicates,
+                    "series": [
+                        {
+                            "series_instance_uid": series.series_instance_uid,
+                            "files": [str(item.path) for item in series.instances],
+                        }
+                        for series in study.series.values()
+                    ],
+                }
+                for study in studies
+            ],
+            "refused": [
+                {"file": str(path), "error": type(exc).__name__, "message": str(exc)}
+                for path, exc in refused
+            ],
+        }
+    )
+    return EXIT_OK
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from diagnostics.synth import SynthConfig, generate, write_contact_sheet
+
+    try:
+        config = SynthConfig(rows=args.rows, columns=args.columns, spacing_mm=args.spacing)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    truths = generate(args.out, args.studies, args.seed, config, workers=args.workers)
+    if args.contact_sheet:
+        write_contact_sheet(args.contact_sheet, args.seed, config)
+    counts = {code: sum(t.findings[code] for t in truths) for code in truths[0].findings}
+    _print_json(
+        {
+            "out": str(args.out),
+            "studies": len(truths),
+            "labels": str(args.out / "labels.csv"),
+            "positives": counts,
+        }
+    )
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diagnostics",
+        description="AI pre-screening for radiology: ingest DICOM, generate synthetic studies.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=diagnostics.__version__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="describe one DICOM instance as JSON",
+        description="Read, validate and decode one DICOM instance; print a JSON description.",
+        epilog="example:\n  diagnostics inspect study-00001/IM-0001.dcm",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("file", type=Path, help="a DICOM file")
+    inspect.set_defaults(handler=_cmd_inspect)
+
+    studies = commands.add_parser(
+        "studies",
+        help="group DICOM files into studies and series",
+        description="Read the headers of every file under the paths; group them by UID.",
+        epilog="example:\n  diagnostics studies ./incoming ./more/IM-0001.dcm",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    studies.add_argument("paths", nargs="+", type=Path, help="files or folders")
+    studies.set_defaults(handler=_cmd_studies)
+
+    synth = commands.add_parser(
+        "synth",
+        help="generate synthetic chest radiograph studies with ground truth",
+        description=(
+            "Write synthetic chest X-ray studies (DICOM DX) under --out with OUT/labels.csv.\n"
+            "The same --seed always gives the same studies."
+        ),
+        epilog=(
+            "examples:\n"
+            "  diagnostics synth --out data/train --studies 2000 --seed 1 --workers 2\n"
+            "  diagnostics synth --out /tmp/s --studies 12 --seed 7 --contact-sheet sheet.png"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--studies", type=_positive_int, required=True, help="how many studies")
+    synth.add_argument("--seed", type=int, required=True, help="random seed")
+    synth.add_argument("--rows", type=int, default=1024, help="image rows (default 1024)")
+    synth.add_argument("--columns", type=int, default=1024, help="image columns (default 1024)")
+    synth.add_argument(
+        "--spacing", type=float, default=0.4, help="pixel spacing in mm (default 0.4)"
+    )
+    synth.add_argument("--workers", type=_positive_int, default=1, help="processes to use")
+    synth.add_argument(
+        "--contact-sheet", type=Path, help="also write a PNG contact sheet of 12 studies"
+    )
+    synth.set_defaults(handler=_cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except DiagnosticsError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Decode validated pixel data into modality units where a higher value means denser.
+
+pydicom only warns about several pixel-data inconsistencies (too few or too many bytes for the
+declared frames, a codec stream that disagrees with the header). Here each of those is checked
+explicitly before decoding, and any warning raised while decoding is an error: a radiograph we
+would have to guess about is not one we may analyse.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.uid import UID
+
+from diagnostics.dicom.header import MONOCHROME, describe_tag
+from diagnostics.dicom.image import DicomImage, InstanceInfo, Window
+from diagnostics.errors import CorruptDicomError, UnsupportedDicomError
+
+# ITU-R BT.601 luma weights: the luminance of an RGB image, as a grey-scale radiograph would show.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _check_native_length(info: InstanceInfo, data: bytes) -> None:
+    per_frame_samples = info.rows * info.columns * info.samples_per_pixel
+    if info.photometric_interpretation == "YBR_FULL_422":
+        per_frame_samples = info.rows * info.columns * 2
+    frame_bytes = per_frame_samples * (info.bits_allocated // 8)
+    expected = frame_bytes * info.frames
+    actual = len(data)
+    if actual < expected:
+        held = actual // frame_bytes
+        raise CorruptDicomError(
+            f"pixel data is truncated: {actual:,} bytes for {info.frames} frame(s) of "
+            f"{info.rows} x {info.columns} that need {expected:,} (enough for {held} frame(s))"
+        )
+    if actual > expected + (expected % 2):
+        if actual % frame_bytes in (0, 1):
+            raise CorruptDicomError(
+                f"{describe_tag('NumberOfFrames')} says {info.frames} but the pixel data holds "
+                f"{actual // frame_bytes} frames"
+            )
+        raise CorruptDicomError(
+            f"pixel data holds {actual - expected:,} bytes more than {info.frames} frame(s) of "
+            f"{info.rows} x {info.columns} need"
+        )
+
+
+def _check_encapsulated(ds: Dataset, info: InstanceInfo) -> None:
+    data = ds.PixelData
+    try:
+        offsets = parse_basic_offsets(data)
+        fragments, _ = parse_fragments(data)
+    except (ValueError, TypeError, EOFError) as exc:
+        raise CorruptDicomError(f"encapsulated pixel data is malformed: {exc}") from None
+    if fragments == 0:
+        raise CorruptDicomError("encapsulated pixel data holds no fragments")
+    extended = ds.get("ExtendedOffsetTable")
+    if extended is not None and len(extended) // 8 != info.frames:
+        raise CorruptDicomError(
+            f"{describe_tag('NumberOfFrames')} says {info.frames} but the extended offset table "
+            f"lists {len(extended) // 8} frames"
+        )
+    if offsets and len(offsets) != info.frames:
+        raise CorruptDicomError(
+            f"{describe_tag('NumberOfFrames')} says {info.frames} but the basic offset table "
+            f"lists {len(offsets)} frames"
+        )
+    if fragments < info.frames:
+        raise CorruptDicomError(
+            f"{describe_tag('NumberOfFrames')} says {info.frames} but the encapsulated pixel "
+            f"data holds only {fragments} fragment(s)"
+        )
+
+
+def _decode(ds: Dataset, info: InstanceInfo) -> tuple[np.ndarray, str]:
+    syntax = UID(info.transfer_syntax_uid)
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise UnsupportedDicomError(
+            f"pixel data in transfer syntax '{syntax.name}' cannot be decoded here"
+        ) from None
+    if not decoder.is_available:
+        raise UnsupportedDicomError(f"no decoder for transfer syntax '{syntax.name}' is installed")
+    if syntax.is_encapsulated:
+        _check_encapsulated(ds, info)
+    else:
+        _check_native_length(info, ds.PixelData)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # view_only: native data is not copied here; rescaling makes the one float32 copy.
+        # pydicom annotates **kwargs as DecodeOptions itself rather than Unpack[DecodeOptions].
+        array, properties = decoder.as_array(ds, raw=False, view_only=True)  # type: ignore[arg-type]
+    if caught:
+        raise CorruptDicomError(f"pixel data disagrees with the header: {caught[0].message}")
+    return array, str(properties.get("photometric_interpretation", info.photometric_interpretation))
+
+
+def _to_frames(array: np.ndarray, info: InstanceInfo) -> np.ndarray:
+    """Reshape to (frames, rows, columns[, samples]); check the decoder gave what was declared."""
+    color = info.samples_per_pixel == 3
+    if info.frames == 1:
+        array = array[np.newaxis]
+    expected = (info.frames, info.rows, info.columns) + ((3,) if color else ())
+    if array.shape != expected:
+        raise CorruptDicomError(
+            f"decoded pixel data has shape {array.shape}, the header declares {expected}"
+        )
+    return array
+
+
+def _rescale(array: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Apply Rescale Slope/Intercept (or a Modality LUT) into float32 modality units."""
+    if "ModalityLUTSequence" in ds:
+        return np.asarray(apply_modality_lut(array, ds), dtype=np.float32)
+    slope, intercept = _rescale_values(ds)
+    out = array.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out
+
+
+def _rescale_values(ds: Dataset) -> tuple[float, float]:
+    source = ds
+    if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
+        groups = ds.SharedFunctionalGroupsSequence[0]
+        transforms = groups.get("PixelValueTransformationSequence")
+        if transforms:
+            source = transforms[0]
+    try:
+        slope = float(source.get("RescaleSlope", 1.0))
+        intercept = float(source.get("RescaleIntercept", 0.0))
+    except (TypeError, ValueError):
+        raise CorruptDicomError(
+            f"{describe_tag('RescaleSlope')} / {describe_tag('RescaleIntercept')} are not numbers"
+        ) from None
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0.0:
+        raise CorruptDicomError(
+            f"{describe_tag('RescaleSlope')} {slope} / intercept {intercept} is not usable"
+        )
+    return slope, intercept
+
+
+def _value_range(info: InstanceInfo, ds: Dataset) -> tuple[float, float]:
+    if info.pixel_signed:
+        low, high = -(2 ** (info.bits_stored - 1)), 2 ** (info.bits_stored - 1) - 1
+    else:
+        low, high = 0, 2**info.bits_stored - 1
+    if "ModalityLUTSequence" in ds:
+        return float(low), float(high)
+    slope, intercept = _rescale_values(ds)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    return float(ends[0]), float(ends[1])
+
+
+def _as_list(value: Any) -> list[Any]:
+    """DICOM multi-valued elements come back as MultiValue; single values as scalars."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    return list(value)
+
+
+def _windows(ds: Dataset, flip: float | None) -> tuple[Window, ...]:
+    centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centers is None or widths is None:
+        return ()
+    explanations = ds.get("WindowCenterWidthExplanation")
+    explanation_list = _as_list(explanations) if explanations is not None else []
+    windows = []
+    for index, (center, width) in enumerate(zip(_as_list(centers), _as_list(widths), strict=False)):
+        try:
+            c, w = float(center), float(width)
+        except (TypeError, ValueError):
+            continue
+        if not (np.isfinite(c) and np.isfinite(w)) or w <= 0:
+            continue
+        label = str(explanation_list[index]) if index < len(explanation_list) else None
+        windows.append(
+            Window(center=flip - c if flip is not None else c, width=w, explanation=label)
+        )
+    return tuple(windows)
+
+
+def decode_image(ds: Dataset, info: InstanceInfo) -> DicomImage:
+    """Decode, rescale and orient the pixels of a dataset whose header `info` describes."""
+    array, decoded_photometric = _decode(ds, info)
+    array = _to_frames(array, info)
+    color_converted = array.ndim == 4
+    if color_converted:
+        if decoded_photometric not in ("RGB", "YBR_RCT", "YBR_ICT"):
+            raise UnsupportedDicomError(
+                f"colour data decoded as {decoded_photometric} could not be converted to RGB"
+            )
+        array = array.astype(np.float32) @ _LUMA
+    pixels = _rescale(array, ds)
+    low, high = _value_range(info, ds)
+    inverted = info.photometric_interpretation == "MONOCHROME1"
+    if inverted:
+        pixels = np.float32(low + high) - pixels
+    pixels.setflags(write=False)
+    voi = ds.get("VOILUTFunction")
+    return DicomImage(
+        info=info,
+        pixels=pixels,
+        value_range=(low, high),
+        inverted=inverted,
+        color_converted=color_converted,
+        windows=_windows(ds, low + high if inverted else None),
+        voi_lut_function=str(voi) if voi else None,
+    )
+
+
+__all__ = ["MONOCHROME", "decode_image"]

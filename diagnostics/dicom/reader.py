@@ -1,0 +1,186 @@
+"""Read a DICOM instance from a path or bytes; the single door through which DICOM enters.
+
+The contract: return a validated `InstanceInfo` / `DicomImage`, or raise a subclass of
+`InputError` whose message names the problem. pydicom parses lazily and reports damage through
+a wide range of built-in exceptions, so parsing and decoding run inside one boundary that turns
+exactly those into `CorruptDicomError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+
+from diagnostics.dicom.header import ReadLimits, parse_header
+from diagnostics.dicom.image import DicomImage, InstanceInfo
+from diagnostics.dicom.pixels import decode_image
+from diagnostics.errors import CorruptDicomError, InputError, NotDicomError, TooLargeError
+
+log = logging.getLogger(__name__)
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+"""A path to a DICOM file, or the bytes of one (a Part 10 file or a bare dataset)."""
+
+# The built-in exceptions pydicom and its codecs raise on damaged input. Named once, caught at
+# this boundary only, so that library code elsewhere never catches broad exceptions.
+_PARSER_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    EOFError,
+    OSError,
+    struct.error,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    InvalidDicomError,
+)
+
+_PREAMBLE = 128
+T = TypeVar("T")
+
+
+@contextmanager
+def _open(source: Source, limits: ReadLimits) -> Iterator[tuple[BinaryIO, str]]:
+    """A readable stream and a label for messages; size-checked before anything is read.
+
+    Files are handed to pydicom as open streams rather than read into bytes first: for a
+    10 MB radiograph that saves a full copy of the pixel data.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) > limits.max_file_bytes:
+            raise TooLargeError(
+                f"{len(source):,} bytes is over the limit of {limits.max_file_bytes:,}"
+            )
+        yield io.BytesIO(source), "<bytes>"
+        return
+    path = Path(source)
+    label = str(path)
+    try:
+        if path.is_dir():
+            raise InputError(f"{label}: is a folder, not a file")
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise TooLargeError(
+                f"{label}: {size:,} bytes is over the limit of {limits.max_file_bytes:,}"
+            )
+        stream = path.open("rb")
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{label}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot be read ({exc.strerror})") from None
+    with stream:
+        yield stream, label
+
+
+def _looks_like_bare_dataset(data: bytes) -> bool:
+    """A dataset without the Part 10 preamble usually starts with a group 0002 or 0008 tag."""
+    return data[:2] in (b"\x02\x00", b"\x08\x00") and len(data) >= 8
+
+
+def _parse(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, list[str]]:
+    data = stream.read(_PREAMBLE + 4)
+    stream.seek(0)
+    if not data:
+        raise NotDicomError("the input is empty")
+    has_marker = data[_PREAMBLE : _PREAMBLE + 4] == b"DICM"
+    if not has_marker and not _looks_like_bare_dataset(data):
+        raise NotDicomError(
+            "not a DICOM file: no 'DICM' marker at byte 128 and no DICOM dataset at the start"
+        )
+    notes: list[str] = []
+    if not has_marker:
+        notes.append("no Part 10 preamble and file meta information; read as a bare dataset")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(stream, force=not has_marker, stop_before_pixels=stop_before_pixels)
+        for _ in ds.iterall():  # parse every element now, inside the boundary
+            pass
+        if not has_marker:
+            _infer_transfer_syntax(ds)
+    notes.extend(str(w.message) for w in caught)
+    if len(ds) == 0:
+        raise NotDicomError("no DICOM data elements could be read")
+    return ds, notes
+
+
+def _infer_transfer_syntax(ds: Dataset) -> None:
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        if implicit:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta = meta
+
+
+def _guarded(label: str, step: Callable[[], T]) -> T:
+    """Run `step`, turning pydicom's built-in failure exceptions into `CorruptDicomError`."""
+    try:
+        return step()
+    except InputError as exc:
+        raise type(exc)(f"{label}: {exc}" if label != "<bytes>" else str(exc)) from None
+    except _PARSER_FAILURES as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines())[:400]
+        detail = detail or type(exc).__name__
+        prefix = f"{label}: " if label != "<bytes>" else ""
+        raise CorruptDicomError(f"{prefix}damaged DICOM data ({detail})") from None
+
+
+def _read(
+    source: Source, limits: ReadLimits, stop_before_pixels: bool
+) -> tuple[Dataset, InstanceInfo, str]:
+    with _open(source, limits) as (stream, label):
+
+        def step() -> tuple[Dataset, InstanceInfo]:
+            ds, notes = _parse(stream, stop_before_pixels)
+            return ds, parse_header(ds, limits, notes)
+
+        ds, info = _guarded(label, step)
+    for note in info.warnings:
+        log.warning("%s: tolerated DICOM defect: %s", label, note)
+    return ds, info, label
+
+
+def read_info(source: Source, limits: ReadLimits | None = None) -> InstanceInfo:
+    """Read and validate only the header: cheap, for grouping files into studies."""
+    _, info, _ = _read(source, limits or ReadLimits(), stop_before_pixels=True)
+    return info
+
+
+def read_instance(source: Source, limits: ReadLimits | None = None) -> DicomImage:
+    """Read, validate and decode one instance into a `DicomImage`.
+
+    Raises a subclass of `InputError` for anything it cannot use; never anything else.
+    Thread safety: warnings are captured with `warnings.catch_warnings`, which is process-wide,
+    so concurrent reads may attribute a pydicom warning to the wrong instance.
+    """
+    ds, info, label = _read(source, limits or ReadLimits(), stop_before_pixels=False)
+    return _guarded(label, lambda: decode_image(ds, info))
+
+
+def read_stream(stream: BinaryIO, limits: ReadLimits | None = None) -> DicomImage:
+    """Like `read_instance` for an open binary stream (an upload, a network buffer)."""
+    limits = limits or ReadLimits()
+    data = stream.read(limits.max_file_bytes + 1)
+    return read_instance(data, limits)

@@ -1,0 +1,44 @@
+"""The project's one exception hierarchy.
+
+Every error the library raises on purpose derives from `DiagnosticsError`, so callers (the CLI,
+the service) can map each class to an exit code, an HTTP status or a DIMSE status in one place.
+Messages say what is wrong and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class DiagnosticsError(Exception):
+    """Base class of every error this library raises deliberately."""
+
+
+class InputError(DiagnosticsError):
+    """The input (a file, bytes, a request) cannot be used; retrying it unchanged will not help."""
+
+
+class NotDicomError(InputError):
+    """The data is not a DICOM Part 10 file or dataset at all."""
+
+
+class CorruptDicomError(InputError):
+    """The data is DICOM but damaged or self-contradictory (truncated, inconsistent attributes)."""
+
+
+class MissingPixelDataError(InputError):
+    """An image SOP class without the Pixel Data that makes it an image."""
+
+
+class NotAnImageError(InputError):
+    """A valid non-image object (structured report, PDF, RT plan, presentation state, ...)."""
+
+
+class UnsupportedDicomError(InputError):
+    """Valid DICOM this library deliberately does not handle (codec, colour model, bit depth)."""
+
+
+class TooLargeError(InputError):
+    """The data exceeds a configured size limit; refused before it is decoded."""
+
+
+class ConfigurationError(DiagnosticsError):
+    """A setting, option or argument is invalid; the message names it."""
