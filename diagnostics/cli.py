@@ -87,6 +87,37 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from diagnostics.train.pipeline import run_recipe
+    from diagnostics.train.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, base=Path.cwd())
+    workdir = args.work or Path("work") / recipe.name
+    if args.command == "export" and not (workdir / "checkpoints" / "last.pt").is_file():
+        raise ConfigurationError(
+            f"{workdir}: no training checkpoint to export; run `diagnostics train` first"
+        )
+    run = run_recipe(
+        recipe,
+        workdir,
+        resume=args.resume or args.command == "export",
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    test = run.metrics.get("test") or run.metrics["validation"]
+    _print_json(
+        {
+            "package": str(run.package.path),
+            "sha256": run.package.manifest.sha256,
+            "best_epoch": run.fit.best_epoch + 1,
+            "auroc": {code: test[code]["auroc"] for code in recipe.findings},
+            "evaluated_on": "test" if "test" in run.metrics else "validation",
+            "report": str(run.report_dir),
+        }
+    )
+    return EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -151,6 +182,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--contact-sheet", type=Path, help="also write a PNG contact sheet of 12 studies"
     )
     synth.set_defaults(handler=_cmd_synth)
+
+    for name, summary, example in (
+        (
+            "train",
+            "train, calibrate, evaluate and export a model package from a recipe",
+            "diagnostics train training/cxr-demo.toml --workers 2",
+        ),
+        (
+            "export",
+            "re-export the package of a finished (or interrupted) training run",
+            "diagnostics export training/cxr-demo.toml --work work/cxr-demo",
+        ),
+    ):
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("recipe", type=Path, help="a TOML recipe from training/")
+        command.add_argument("--work", type=Path, help="work folder (default work/NAME)")
+        command.add_argument("--workers", type=_positive_int, default=1, help="data processes")
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "train":
+            command.add_argument(
+                "--resume", action="store_true", help="continue from the last checkpoint"
+            )
+        else:
+            command.set_defaults(resume=True)
+        command.set_defaults(handler=_cmd_train)
     return parser
 
 
@@ -161,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # pydicom logs damage it tolerates at WARNING, and resets its logger's level when first
+    # imported; import it now, then quieten it: the contract allows one stderr line per error.
+    import pydicom.config  # noqa: F401
+
+    logging.getLogger("pydicom").setLevel(logging.INFO if args.verbose else logging.ERROR)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -42,3 +42,15 @@ class TooLargeError(InputError):
 
 class ConfigurationError(DiagnosticsError):
     """A setting, option or argument is invalid; the message names it."""
+
+
+class DatasetError(InputError):
+    """Training or evaluation data is inconsistent: labels that do not match the images, say."""
+
+
+class ModelPackageError(DiagnosticsError):
+    """A model package is missing, malformed, tampered with or incompatible; it is refused."""
+
+
+class CheckpointError(DiagnosticsError):
+    """A training checkpoint cannot be used: missing, corrupt, or for another architecture."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
 from diagnostics.dicom.image import InstanceInfo, InstanceUids
@@ -205,11 +206,45 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return syntax
 
 
+def rescale_values(ds: Dataset) -> tuple[float, float]:
+    """Rescale Slope and Intercept (top level or shared functional groups), validated."""
+    source = ds
+    if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
+        groups = ds.SharedFunctionalGroupsSequence[0]
+        transforms = groups.get("PixelValueTransformationSequence")
+        if transforms:
+            source = transforms[0]
+    try:
+        slope = float(source.get("RescaleSlope", 1.0))
+        intercept = float(source.get("RescaleIntercept", 0.0))
+    except (TypeError, ValueError):
+        raise CorruptDicomError(
+            f"{describe_tag('RescaleSlope')} / {describe_tag('RescaleIntercept')} are not numbers"
+        ) from None
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0.0:
+        raise CorruptDicomError(
+            f"{describe_tag('RescaleSlope')} {slope} / intercept {intercept} is not usable"
+        )
+    return slope, intercept
+
+
+def _check_decodable(syntax: UID) -> None:
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise UnsupportedDicomError(
+            f"pixel data in transfer syntax '{syntax.name}' cannot be decoded here"
+        ) from None
+    if not decoder.is_available:
+        raise UnsupportedDicomError(f"no decoder for transfer syntax '{syntax.name}' is installed")
+
+
 def parse_header(ds: Dataset, limits: ReadLimits, warnings: list[str]) -> InstanceInfo:
     """Turn a parsed dataset into a validated `InstanceInfo`, or raise a typed `InputError`."""
     uids = read_uids(ds)
     _check_is_image(ds, uids)
     syntax = _transfer_syntax(ds)
+    _check_decodable(syntax)
     photometric = _text(ds, "PhotometricInterpretation")
     if photometric is None:
         raise CorruptDicomError(f"{describe_tag('PhotometricInterpretation')} is missing")
@@ -222,6 +257,8 @@ def parse_header(ds: Dataset, limits: ReadLimits, warnings: list[str]) -> Instan
     for keyword, number in (("Rows", rows), ("Columns", columns), ("NumberOfFrames", frames)):
         if number < 1:
             raise CorruptDicomError(f"{describe_tag(keyword)} must be at least 1, not {number}")
+    if "ModalityLUTSequence" not in ds:
+        rescale_values(ds)
     spacing, spacing_source = _spacing(ds, warnings)
     header = Dataset()
     header.update({elem.tag: elem for elem in ds if elem.keyword != "PixelData"})

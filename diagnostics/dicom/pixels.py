@@ -13,14 +13,23 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.encaps import generate_frames, parse_basic_offsets, parse_fragments
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+    RLELossless,
+)
 
-from diagnostics.dicom.header import MONOCHROME, describe_tag
+from diagnostics.dicom.header import MONOCHROME, describe_tag, rescale_values
 from diagnostics.dicom.image import DicomImage, InstanceInfo, Window
 from diagnostics.errors import CorruptDicomError, UnsupportedDicomError
+
+# Half the float32 range: rescaled values and the MONOCHROME1 inversion (low + high - x) both fit.
+_FLOAT32_HALF = float(np.finfo(np.float32).max) / 2
 
 # ITU-R BT.601 luma weights: the luminance of an RGB image, as a grey-scale radiograph would show.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -51,6 +60,25 @@ def _check_native_length(info: InstanceInfo, data: bytes) -> None:
         )
 
 
+# Each frame of these syntaxes ends with the end-of-image (JPEG, JPEG-LS) or end-of-codestream
+# (JPEG 2000) marker FFD9. The JPEG and JPEG-LS decoders return invented pixels for a codestream
+# cut short instead of failing, so a missing end marker is refused before decoding.
+_MARKER_TERMINATED = frozenset(
+    (*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes, *JPEG2000TransferSyntaxes)
+)
+_END_MARKER = b"\xff\xd9"
+
+
+def _check_end_markers(data: bytes, info: InstanceInfo) -> None:
+    frames = generate_frames(data, number_of_frames=info.frames)
+    for number, frame in enumerate(frames, start=1):
+        if frame.rstrip(b"\0")[-2:] != _END_MARKER:
+            raise CorruptDicomError(
+                f"the codestream of frame {number} is truncated: it does not end with the "
+                "end-of-image marker FFD9"
+            )
+
+
 def _check_encapsulated(ds: Dataset, info: InstanceInfo) -> None:
     data = ds.PixelData
     try:
@@ -76,27 +104,28 @@ def _check_encapsulated(ds: Dataset, info: InstanceInfo) -> None:
             f"{describe_tag('NumberOfFrames')} says {info.frames} but the encapsulated pixel "
             f"data holds only {fragments} fragment(s)"
         )
+    if info.transfer_syntax_uid in _MARKER_TERMINATED:
+        _check_end_markers(data, info)
 
 
 def _decode(ds: Dataset, info: InstanceInfo) -> tuple[np.ndarray, str]:
     syntax = UID(info.transfer_syntax_uid)
-    try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError:
-        raise UnsupportedDicomError(
-            f"pixel data in transfer syntax '{syntax.name}' cannot be decoded here"
-        ) from None
-    if not decoder.is_available:
-        raise UnsupportedDicomError(f"no decoder for transfer syntax '{syntax.name}' is installed")
+    decoder = get_decoder(syntax)  # available: checked with the header
     if syntax.is_encapsulated:
         _check_encapsulated(ds, info)
     else:
         _check_native_length(info, ds.PixelData)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # view_only: native data is not copied here; rescaling makes the one float32 copy.
+        # A view avoids one copy (rescaling makes the float32 one), but only where pydicom
+        # need not mask unused high bits.
+        view_only = info.bits_stored == info.bits_allocated
+        # RLE through pydicom's own decoder: pylibjpeg-rle (Rust) panics on some damaged
+        # segments (a BaseException), and the Rust runtime prints a backtrace to stderr.
+        plugin = "pydicom" if syntax == RLELossless else ""
         # pydicom annotates **kwargs as DecodeOptions itself rather than Unpack[DecodeOptions].
-        array, properties = decoder.as_array(ds, raw=False, view_only=True)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"view_only": view_only, "decoding_plugin": plugin}
+        array, properties = decoder.as_array(ds, raw=False, **options)
     if caught:
         raise CorruptDicomError(f"pixel data disagrees with the header: {caught[0].message}")
     return array, str(properties.get("photometric_interpretation", info.photometric_interpretation))
@@ -119,34 +148,13 @@ def _rescale(array: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply Rescale Slope/Intercept (or a Modality LUT) into float32 modality units."""
     if "ModalityLUTSequence" in ds:
         return np.asarray(apply_modality_lut(array, ds), dtype=np.float32)
-    slope, intercept = _rescale_values(ds)
+    slope, intercept = rescale_values(ds)
     out = array.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
     if intercept != 0.0:
         out += np.float32(intercept)
     return out
-
-
-def _rescale_values(ds: Dataset) -> tuple[float, float]:
-    source = ds
-    if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
-        groups = ds.SharedFunctionalGroupsSequence[0]
-        transforms = groups.get("PixelValueTransformationSequence")
-        if transforms:
-            source = transforms[0]
-    try:
-        slope = float(source.get("RescaleSlope", 1.0))
-        intercept = float(source.get("RescaleIntercept", 0.0))
-    except (TypeError, ValueError):
-        raise CorruptDicomError(
-            f"{describe_tag('RescaleSlope')} / {describe_tag('RescaleIntercept')} are not numbers"
-        ) from None
-    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0.0:
-        raise CorruptDicomError(
-            f"{describe_tag('RescaleSlope')} {slope} / intercept {intercept} is not usable"
-        )
-    return slope, intercept
 
 
 def _value_range(info: InstanceInfo, ds: Dataset) -> tuple[float, float]:
@@ -156,8 +164,13 @@ def _value_range(info: InstanceInfo, ds: Dataset) -> tuple[float, float]:
         low, high = 0, 2**info.bits_stored - 1
     if "ModalityLUTSequence" in ds:
         return float(low), float(high)
-    slope, intercept = _rescale_values(ds)
+    slope, intercept = rescale_values(ds)
     ends = sorted((low * slope + intercept, high * slope + intercept))
+    if max(abs(ends[0]), abs(ends[1])) > _FLOAT32_HALF:
+        raise CorruptDicomError(
+            f"{describe_tag('RescaleSlope')} {slope} / intercept {intercept} map the stored "
+            "values beyond what float32 pixels can hold"
+        )
     return float(ends[0]), float(ends[1])
 
 
@@ -200,8 +213,8 @@ def decode_image(ds: Dataset, info: InstanceInfo) -> DicomImage:
                 f"colour data decoded as {decoded_photometric} could not be converted to RGB"
             )
         array = array.astype(np.float32) @ _LUMA
+    low, high = _value_range(info, ds)  # first: it refuses a rescale that would overflow
     pixels = _rescale(array, ds)
-    low, high = _value_range(info, ds)
     inverted = info.photometric_interpretation == "MONOCHROME1"
     if inverted:
         pixels = np.float32(low + high) - pixels

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from diagnostics.dicom.header import ReadLimits, parse_header
 from diagnostics.dicom.image import DicomImage, InstanceInfo
@@ -49,9 +52,14 @@ _PARSER_FAILURES: tuple[type[BaseException], ...] = (
     RuntimeError,
     OverflowError,
     InvalidDicomError,
+    BytesLengthException,
 )
 
 _PREAMBLE = 128
+# Pixel Data, Float Pixel Data and Double Float Pixel Data, where header-only reads stop.
+_PIXEL_DATA_VRS = {0x7FE00010: "OB", 0x7FE00008: "OF", 0x7FE00009: "OD"}
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_LONGEST_ELEMENT_HEADER = 12
 T = TypeVar("T")
 
 
@@ -110,15 +118,78 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, list[st
         notes.append("no Part 10 preamble and file meta information; read as a bare dataset")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = pydicom.dcmread(stream, force=not has_marker, stop_before_pixels=stop_before_pixels)
+        ds, pixel_tag = _read_dataset(stream, not has_marker, stop_before_pixels)
+        _check_complete(ds, stream, caught)
+        if pixel_tag is not None:
+            ds.add_new(pixel_tag, _PIXEL_DATA_VRS[pixel_tag], None)
         for _ in ds.iterall():  # parse every element now, inside the boundary
             pass
         if not has_marker:
             _infer_transfer_syntax(ds)
     notes.extend(str(w.message) for w in caught)
     if len(ds) == 0:
+        if has_marker:  # the 'DICM' marker says DICOM; nothing after the file meta: cut short
+            raise CorruptDicomError("the data is truncated: no data elements after the file meta")
         raise NotDicomError("no DICOM data elements could be read")
     return ds, notes
+
+
+def _read_dataset(
+    stream: BinaryIO, force: bool, stop_before_pixels: bool
+) -> tuple[Dataset, int | None]:
+    """`dcmread`, except that a header-only read also says which pixel data element it stopped at.
+
+    The header check needs to know that an image has pixel data without reading it, and
+    pydicom's own `stop_before_pixels` drops that fact; the caller keeps an empty placeholder.
+    """
+    if not stop_before_pixels:
+        return pydicom.dcmread(stream, force=force), None
+    found: list[int] = []
+
+    def at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
+        if tag in _PIXEL_DATA_VRS:
+            found.append(tag)
+            return True
+        return False
+
+    ds = pydicom.filereader.read_partial(stream, at_pixel_data, force=force)
+    return ds, (found[0] if found else None)
+
+
+def _check_complete(ds: Dataset, stream: BinaryIO, caught: list[warnings.WarningMessage]) -> None:
+    """Refuse data that ends inside an element: pydicom keeps what it read before the end, silently.
+
+    A file cut short (an interrupted transfer) would otherwise surface as a misleading error
+    further on (no elements at all, a missing attribute) or, worse, as a plausible image. Runs
+    before the elements are converted, while their declared lengths and file offsets are known.
+    """
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise CorruptDicomError(f"the data is truncated: {warning.message}")
+    meta = getattr(ds, "file_meta", None) or Dataset()
+    end = 0
+    for owner in (meta, ds):
+        for tag in list(owner.keys()):  # keys only: iterating would convert the elements
+            elem = owner.get_item(tag, keep_deferred=True)
+            if not isinstance(elem, RawDataElement):
+                end = 0  # a converted element's extent is unknown: no end-of-data check
+                continue
+            present = len(elem.value or b"")
+            if elem.length != _UNDEFINED_LENGTH and present < elem.length:
+                raise CorruptDicomError(
+                    f"the data is truncated inside {keyword_for_tag(tag) or tag}: "
+                    f"{present:,} of its {elem.length:,} bytes are present"
+                )
+            undefined = elem.length == _UNDEFINED_LENGTH
+            end = elem.value_tell + (present + 8 if undefined else elem.length)
+    if not end or str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
+        return  # offsets of a deflated dataset refer to the inflated stream, not to this one
+    stream.seek(end)
+    tail = stream.read(_LONGEST_ELEMENT_HEADER)
+    if len(tail) < _LONGEST_ELEMENT_HEADER and tail.strip(b"\0"):
+        raise CorruptDicomError(
+            f"the data is truncated: it ends with {len(tail)} byte(s) of an incomplete element"
+        )
 
 
 def _infer_transfer_syntax(ds: Dataset) -> None:

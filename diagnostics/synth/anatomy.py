@@ -6,9 +6,10 @@ The project has no patient data, so models are trained and tested on renders who
 Coordinates.  Anatomy is described in *body millimetres*: x to the image right (the patient's
 left, because radiographs are displayed as if facing the patient), y downward, origin on the
 thoracic midline at the level of the lung apices.  Everything is evaluated once on a body-aligned
-work grid of about 640 pixels, whatever the output size, then resampled by a single affine map
-(body scale, tilt, positioning) onto the output pixel grid.  Masks are thresholds of resampled
-signed level fields (millimetres, > 0 inside), so they are exact at any output resolution.
+work grid of 640-1152 pixels (so cost barely depends on the output size), then resampled by a
+single affine map (body scale, tilt, positioning) onto the output pixel grid.  Masks are
+thresholds of resampled signed level fields (millimetres, > 0 inside), so their borders are
+placed to a fraction of a pixel at any output resolution.
 
 Attenuation unit.  Dimensionless line integral (mu * thickness) at an effective ~70 keV: soft
 tissue ``MU_SOFT`` per mm, each mm of aerated lung depth removes ``AIR_DEFICIT`` (lung is ~20 %
@@ -36,7 +37,9 @@ AIR_DEFICIT = 0.8 * MU_SOFT
 """Attenuation removed per mm of aerated lung depth (lung is ~20 % tissue by volume)."""
 VIEWS = ("PA", "AP")
 CTR_RANGE = (0.25, 0.8)
-_WORK_PIXELS = 640  # long side of the body work grid; sets cost and the finest anatomical detail
+# long side of the body work grid: sets cost and the finest anatomical detail.  Big detectors get
+# a finer grid (sharper bone edges at full resolution) at a cost that still stays near 1 s.
+_WORK_PIXELS = (640, 1152)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,6 @@ def _splat(shape: tuple[int, int], rows: Arr, cols: Arr, weights: Arr) -> F32:
 
 @dataclass(frozen=True)
 class _Plan:
-    view: str
     seed: int
     hw: float  # inner thoracic half width
     height: float  # lung height (apex to costophrenic angle) for this study
@@ -218,7 +220,7 @@ class _Plan:
     scapula_over_lung: bool
     arm_angle: float  # degrees from vertical, outward
     breast_mm: float
-    bubble: tuple[float, float, float, float]  # centre x, y, half width, half height (0: none)
+    bubble: tuple[float, float, float]  # centre x, half width, half height (width 0: none)
     fluid_level: bool
     heart_frac: float  # share of the heart width left of the midline
     heart_theta: float  # long-axis angle below horizontal, degrees
@@ -242,7 +244,6 @@ def _plan(hab: Habitus, view: str, ctr: float, rng: np.random.Generator) -> _Pla
     has_bubble = rng.random() < 0.75
     bub_w = float(rng.uniform(12, 28)) if has_bubble else 0.0
     return _Plan(
-        view=view,
         seed=hab.anatomy_seed,
         hw=hw,
         height=height,
@@ -265,14 +266,9 @@ def _plan(hab: Habitus, view: str, ctr: float, rng: np.random.Generator) -> _Pla
         rib_droop=hab.rib_droop * (0.7 if ap else 1.0),
         clavicle=(float(clav[0]), float(clav[1])),
         scapula_over_lung=ap,
-        arm_angle=float(rng.uniform(4, 10) if ap else rng.uniform(12, 24)),
+        arm_angle=float(rng.uniform(3, 9) if ap else rng.uniform(18, 32)),
         breast_mm=hab.breast_mm,
-        bubble=(
-            0.58 * hw + float(rng.normal(0, 8)),
-            0.0,
-            bub_w,
-            bub_w * float(rng.uniform(0.5, 0.8)),
-        ),
+        bubble=(0.58 * hw + float(rng.normal(0, 8)), bub_w, bub_w * float(rng.uniform(0.5, 0.8))),
         fluid_level=not ap,
         heart_frac=float(np.clip(hab.heart_left_fraction + rng.normal(0, 0.015), 0.55, 0.75)),
         heart_theta=float(34.0 - 30.0 * (ctr - 0.45) + rng.normal(0, 3)),
@@ -286,15 +282,19 @@ def _plan(hab: Habitus, view: str, ctr: float, rng: np.random.Generator) -> _Pla
 
 
 def _dome_y(p: _Plan, xs: Arr) -> Arr:
-    """Diaphragm level per column: convex domes meeting the chest wall at sharp angles."""
-    left = xs >= 0
+    """Diaphragm level per column: convex domes meeting the chest wall at sharp angles.
+
+    The two hemidiaphragms are blended across the midline (under the heart) so the heart
+    and the upper abdomen have no step there.
+    """
     u = np.abs(xs)
-    cp = np.where(left, p.cp_y[1], p.cp_y[0])
-    h = np.where(left, p.dome_h[1], p.dome_h[0])
-    lat = (u - p.dome_peak) / (p.hw - p.dome_peak)
-    med = (u - p.dome_peak) / p.dome_peak
-    rise = np.where(lat >= 0, 1.0 - np.clip(lat, 0, None) ** 2.3, 1.0 - 0.45 * med * med)
-    return _f32(cp - h * rise)
+    lat = np.clip((u - p.dome_peak) / (p.hw - p.dome_peak), 0, None)
+    med = np.clip((p.dome_peak - u) / p.dome_peak, 0, None)
+    rise = np.where(u >= p.dome_peak, 1.0 - lat**2.3, 1.0 - 0.45 * med * med)
+    right = p.cp_y[0] - p.dome_h[0] * rise
+    left = p.cp_y[1] - p.dome_h[1] * rise
+    w = _smoothstep(xs, -25.0, 25.0)
+    return _f32(right + (left - right) * w)
 
 
 def _mediastinum(p: _Plan, ys: Arr) -> tuple[Arr, Arr]:
@@ -337,7 +337,9 @@ def _lung_fields(p: _Plan, xs: Arr, ys: Arr) -> _LungFields:
     lmax = p.lung_depth * (0.45 + 0.55 * _smoothstep(t, -0.02, 0.8))
     g_side = np.sqrt(np.clip(side / 35.0, 0, 1))
     g_dome = np.where(
-        dome >= 0, 0.15 + 0.85 * np.sqrt(np.clip(dome / 30.0, 0, 1)), 0.15 * np.exp(dome / 15.0)
+        dome >= 0,
+        0.15 + 0.85 * np.sqrt(np.clip(dome / 30.0, 0, 1)),
+        0.15 * np.exp(np.minimum(dome, 0.0) / 15.0),
     )
     air = (lmax * g_side * g_dome).astype(np.float32)
     return _LungFields(region=region, air=air, dome=dome_y)
@@ -355,24 +357,32 @@ class _HeartShape:
 
 
 def _heart_shape(p: _Plan, width_mm: float) -> _HeartShape:
-    """Left ventricle (tilted ellipse) plus right atrium, spanning ``width_mm`` left to right."""
+    """Left ventricle (tilted ellipse) plus right atrium, spanning ``width_mm`` left to right.
+
+    The ventricle is fixed by its extents: from a little right of the midline to the apex,
+    from the heart's upper border down past the left hemidiaphragm, which cuts it as the
+    diaphragm does the real heart.  The atrium forms the gentler right heart border.
+    """
     lft = min(p.heart_frac * width_mm, 0.9 * p.hw - p.shift)
     rgt = min(width_mm - lft, 0.85 * p.hw + p.shift)
     lft = width_mm - rgt
-    th = math.radians(p.heart_theta)
-    ext = 0.5 * (lft + 0.3 * width_mm)
-    a = ext / math.sqrt(math.cos(th) ** 2 + 0.5625 * math.sin(th) ** 2)
-    b = 0.75 * a
+    th = math.radians(float(np.clip(p.heart_theta, 15.0, 40.0)))
+    c2, s2 = math.cos(th) ** 2, math.sin(th) ** 2
+    ext = 0.5 * (lft + 0.35 * width_mm)
     cx = p.shift + lft - ext
-    floor = float(_dome_y(p, np.array([cx]))[0])
-    ev = math.sqrt((a * math.sin(th)) ** 2 + (b * math.cos(th)) ** 2)
-    cy = max(floor - 0.25 * ev, p.heart_top + ev)
-    ra_a = 0.23 * width_mm
+    floor = float(_dome_y(p, np.array([cx + 0.3 * ext]))[0])
+    # a tilted ellipse can only have extents whose ratio lies between tan and cot of its tilt
+    lo, hi = max(0.8, 1.05 * math.tan(th)), min(1.3, 0.95 / math.tan(th))
+    ev = float(np.clip((floor - p.heart_top) / 1.6, lo * ext, hi * ext))
+    a = math.sqrt((ext * ext * c2 - ev * ev * s2) / (c2 - s2))
+    b = math.sqrt((ev * ev * c2 - ext * ext * s2) / (c2 - s2))
+    cy = p.heart_top + ev
+    ra_a = 0.2 * width_mm
     ra_x = p.shift - rgt + ra_a
     ra_floor = float(_dome_y(p, np.array([ra_x]))[0])
-    ra_b = max(0.55 * (ra_floor - p.heart_top), 20.0)
+    ra_b = max(0.36 * (ra_floor - p.heart_top), 15.0)
     return _HeartShape(
-        lv=(cx, cy, a, b, th), ra=(ra_x, ra_floor - 0.62 * ra_b, ra_a, ra_b), pivot=p.shift
+        lv=(cx, cy, a, b, th), ra=(ra_x, ra_floor - 0.6 * ra_b, ra_a, ra_b), pivot=p.shift
     )
 
 
@@ -430,8 +440,8 @@ def _arm_axis_distance(p: _Plan, xs: Arr, ys: Arr) -> Arr:
 def _breasts(p: _Plan, xs: Arr, ys: Arr) -> Arr:
     """Breast shadows: density fading upward over the lower zones, sharper inferior fold.
 
-    Glandular/fat mix and compression make the effective soft-tissue path ~45 % of the
-    anatomical thickness.
+    Fat (less dense than muscle) and compression against the detector make the effective
+    soft-tissue path about a third of the breast's anatomical thickness.
     """
     if p.breast_mm <= 0:
         return np.zeros((ys.shape[0], xs.shape[1]), dtype=np.float32)
@@ -466,7 +476,7 @@ def _airway_air(p: _Plan, xs: Arr, ys: Arr) -> Arr:
 
 def _stomach_air(p: _Plan, xs: Arr, ys: Arr, dome: Arr) -> Arr:
     """Gastric bubble under the left hemidiaphragm; flat air-fluid level on erect films."""
-    bx, _, bw, bh = p.bubble
+    bx, bw, bh = p.bubble
     if bw <= 0:
         return np.zeros((ys.shape[0], xs.shape[1]), dtype=np.float32)
     roof = float(_dome_y(p, np.array([bx]))[0]) + 6.0
@@ -580,7 +590,7 @@ def _scapulae(p: _Plan, xs: Arr, ys: Arr) -> Arr:
         level = np.minimum(level, sign * ((u - x0) * nx + (ys - y0) * ny) / norm)
     plate = _smoothstep(level, -1.0, 3.0)
     rim = np.exp(-((level / 2.5) ** 2))
-    return _f32(0.07 * plate + 0.1 * rim)
+    return _f32(0.07 * plate + 0.12 * rim)
 
 
 def _humeri(p: _Plan, xs: Arr, ys: Arr) -> Arr:
@@ -591,7 +601,9 @@ def _humeri(p: _Plan, xs: Arr, ys: Arr) -> Arr:
     out = 0.55 * _tube(np.clip(head, 0, 1.0), 0.15, 0.55) * (head < 1.0)
     du, dy = np.abs(xs) - hx, ys - hy
     along = du * math.sin(ang) + dy * math.cos(ang)
-    across = (du * math.cos(ang) - dy * math.sin(ang)) / 12.0
+    # shaft flares toward the surgical neck and head
+    half = 10.0 + 7.0 * np.exp(-np.clip(along, 0, None) / 30.0)
+    across = (du * math.cos(ang) - dy * math.sin(ang)) / half
     shaft = 0.45 * _tube(np.clip(across, -1, 1), 0.3, 0.3) * (np.abs(across) < 1) * (along > 10)
     return np.maximum(out, shaft)
 
@@ -680,7 +692,7 @@ def _vessels(p: _Plan, grid: _Grid) -> F32:
         if not sel.any():
             continue
         sigma = max(sigma_mm / grid.step, 0.5)
-        peak = AIR_DEFICIT * 2.0 * rad[sel] * 1.1
+        peak = AIR_DEFICIT * 2.0 * rad[sel] * 1.3
         w = peak * (length[sel] / (npts - 1) / grid.step) * math.sqrt(2 * math.pi) * sigma
         cols = (pts[sel, :, 0] - grid.x0) / grid.step
         rows = (pts[sel, :, 1] - grid.y0) / grid.step
@@ -720,7 +732,6 @@ def _texture(p: _Plan, grid: _Grid) -> F32:
 class _BodyRender:
     attenuation: F32
     lung_air: F32
-    lung_level: F32
 
 
 def _render_body(
@@ -741,7 +752,6 @@ def _render_body(
     return _BodyRender(
         attenuation=np.clip(atten, 0.0, None).astype(np.float32),
         lung_air=air.astype(np.float32),
-        lung_level=lungs.region,
     )
 
 
@@ -794,7 +804,8 @@ def _work_grid(geometry: Geometry, frame: _Frame) -> _Grid:
     cols = np.array([-0.5, geometry.columns - 0.5, -0.5, geometry.columns - 0.5])
     rows = np.array([-0.5, -0.5, geometry.rows - 0.5, geometry.rows - 0.5])
     xb, yb = frame.to_body(cols, rows)
-    step = max(np.ptp(xb), np.ptp(yb)) / _WORK_PIXELS
+    pixels = float(np.clip(0.5 * max(geometry.rows, geometry.columns), *_WORK_PIXELS))
+    step = max(np.ptp(xb), np.ptp(yb)) / pixels
     step = max(step, geometry.spacing_mm / frame.scale / 4.0)
     x0, y0 = float(xb.min() - 3 * step), float(yb.min() - 3 * step)
     nx = math.ceil(np.ptp(xb) / step) + 7
@@ -881,9 +892,9 @@ def _fit_heart(
     """
     out = (lung_region.shape[0], lung_region.shape[1])
     shape = _heart_shape(p, ctr * 2.0 * p.hw)
-    scale, nudge = 1.0, 0.0
+    scale, lo, hi = 1.0, 0.0, math.inf
     best: tuple[float, float, Mask, Mask] | None = None
-    for _ in range(8):
+    for _ in range(10):
         heart = _heart_mask(p, shape, scale, grid, frame, out)
         lungs = lung_region & ~heart
         t0, t1 = thorax_bounds(lungs)
@@ -894,16 +905,36 @@ def _fit_heart(
             best = (err, scale, heart, lungs)
         if h1 - h0 == target:
             break
-        # a pure ratio step can stall on a pixel edge; push a little further each retry
-        nudge += 0.35
-        step = (target + math.copysign(nudge, target - (h1 - h0))) / (h1 - h0)
-        scale *= step
+        # ratio steps until the target width is bracketed, then bisection: the width is a
+        # step function of scale and may jump by two pixels (both borders move)
+        if h1 - h0 < target:
+            lo = scale
+        else:
+            hi = scale
+        ratio = scale * target / (h1 - h0)
+        scale = ratio if (lo < ratio < hi) else 0.5 * (lo + hi)
     assert best is not None
     return shape, best[1], best[2], best[3]
 
 
 # --------------------------------------------------------------------------------------------
 # public entry point
+
+_HABITUS_LIMITS = {
+    "thorax_width_mm": (150.0, 450.0),
+    "lung_height_mm": (120.0, 380.0),
+    "soft_tissue_mm": (0.0, 150.0),
+    "chest_depth_mm": (100.0, 400.0),
+    "rib_spacing_mm": (10.0, 50.0),
+}
+
+
+def _check_habitus(habitus: Habitus) -> None:
+    """Reject bodies the geometry model was not built for (it would draw nonsense)."""
+    for name, (lo, hi) in _HABITUS_LIMITS.items():
+        value = float(getattr(habitus, name))
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"habitus.{name} must be within {lo}..{hi}, got {value}")
 
 
 def render_chest(
@@ -920,6 +951,7 @@ def render_chest(
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     if not (CTR_RANGE[0] <= ctr <= CTR_RANGE[1]):
         raise ValueError(f"ctr must be within {CTR_RANGE}, got {ctr}")
+    _check_habitus(habitus)
     plan = _plan(habitus, view, ctr, rng)
     frame = _frame(geometry, habitus, plan, rng)
     grid = _work_grid(geometry, frame)

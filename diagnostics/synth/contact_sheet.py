@@ -30,10 +30,10 @@ def _tile(pixels: np.ndarray, truth: StudyTruth, spacing_mm: float) -> Image.Ima
     if truth.consolidation is not None:
         x0, y0, x1, y1 = truth.consolidation.bbox_px
         draw.rectangle([x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y], outline="cyan")
-    found = [code for code, flag in truth.findings.items() if flag] or ["no finding"]
-    caption = f"{truth.view} CTR {truth.ctr:.2f}: " + ", ".join(found)
+    found = [code for code, flag in truth.findings.items() if flag]
     if truth.nodule is not None:
-        caption += f" ({truth.nodule.diameter_mm:.0f} mm)"
+        found[found.index("nodule")] = f"nodule {truth.nodule.diameter_mm:.0f} mm"
+    caption = f"{truth.view} CTR {truth.ctr:.2f}: " + (", ".join(found) or "no finding")
     draw.rectangle([0, TILE - 16, TILE, TILE], fill="black")
     draw.text((4, TILE - 15), caption, fill="white", font=ImageFont.load_default(size=12))
     return image

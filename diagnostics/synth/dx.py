@@ -65,8 +65,11 @@ def _age(birth: date, on: date) -> str:
 
 
 def _window(pixels: np.ndarray, photometric: str) -> tuple[float, float]:
-    """A display window spanning the bulk of the body's values (1st to 99.5th percentile)."""
-    low, high = np.percentile(pixels[:: max(1, pixels.shape[0] // 256)], [1.0, 99.5])
+    """A display window over the chest: percentiles of the central region, which excludes the
+    collimator edges and the air beside the body that would otherwise stretch the window."""
+    rows, cols = pixels.shape
+    centre = pixels[rows // 8 : rows * 7 // 8 : 2, cols // 5 : cols * 4 // 5 : 2]
+    low, high = np.percentile(centre, [2.0, 99.0])
     center, width = (low + high) / 2.0, max(float(high - low), 1.0)
     if photometric == "MONOCHROME1":
         center = _MAX_VALUE - center
@@ -173,7 +176,7 @@ def build_dx(pixels: np.ndarray, patient: Patient, acq: Acquisition) -> Dataset:
     ds.SOPInstanceUID = acq.sop_instance_uid
     ds.InstanceCreationDate = acq.acquired_at.strftime("%Y%m%d")
     _patient_study_series(ds, patient, acq)
-    _image_modules(ds, acq, stored)
+    _image_modules(ds, acq, pixels)  # the window is computed on, then mirrored from, MONO2
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
     if acq.transfer_syntax != ExplicitVRLittleEndian:
         ds.compress(

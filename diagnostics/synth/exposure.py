@@ -95,7 +95,7 @@ def _detect(fluence: F32, rng: np.random.Generator) -> F32:
     # quanta per pixel scale with pixel area; the field is ~400 mm whatever the matrix size
     size = max(fluence.shape)
     dose = float(math.exp(rng.uniform(math.log(4000.0), math.log(25000.0))))
-    quanta = dose * (1024.0 / size) ** 2
+    quanta = dose * (1400.0 / size) ** 2
     sigma = np.sqrt(fluence / quanta + 2e-9)
     noisy = fluence + sigma * rng.standard_normal(fluence.shape, dtype=np.float32)
     blurred = ndimage.gaussian_filter(noisy, float(rng.uniform(0.55, 0.95)), truncate=3.0)

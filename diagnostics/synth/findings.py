@@ -257,7 +257,7 @@ def _bronchograms(
     for _ in range(int(rng.integers(2, 5))):
         pos = starts[rng.integers(len(starts))].astype(np.float64)
         ang = math.radians(rng.uniform(-50, 50)) + (0.0 if toward_hilum < 0 else math.pi)
-        length, width = rng.uniform(15.0, 30.0) / canvas.mm, 1.0
+        length, width = rng.uniform(12.0, 25.0) / canvas.mm, 1.0
         for _gen in range(3):
             tau = np.linspace(0.0, 1.0, max(int(length * 2), 2))
             bend = ang + math.radians(rng.uniform(-12, 12)) * tau
@@ -272,7 +272,7 @@ def _bronchograms(
     c = np.clip(np.rint(line[:, 1]).astype(int), 0, shape[1] - 1)
     grid = np.zeros(shape, dtype=np.float32)
     np.maximum.at(grid, (r, c), w.astype(np.float32))
-    tube = ndimage.gaussian_filter(grid, max(1.6 / canvas.mm, 0.7))
+    tube = ndimage.gaussian_filter(grid, max(2.2 / canvas.mm, 0.8))
     return np.asarray(np.clip(tube / max(float(tube.max()), 1e-6), 0.0, 1.0), dtype=np.float32)
 
 
@@ -287,6 +287,31 @@ def _zone_taper(canvas: _Canvas, rows: tuple[int, int], lung_rows: tuple[int, in
     if rows[1] < lung_rows[1]:
         w *= np.clip((rows[1] - r) / (0.2 * span), 0, 1)
     return w[:, None]
+
+
+def _heart_taper(phantom: ChestPhantom, box: tuple[int, int, int, int]) -> Arr:
+    """0 at the heart border rising to 1 over ~4 mm, over ``box`` (x0, y0, x1, y1).
+
+    The heart's own edge is a gradual chord, so opacity stopping hard at the mask would leave
+    a dark crescent just inside the heart; fading it keeps the border natural.
+    """
+    mm = _body_mm_per_px(phantom)
+    pad = math.ceil(8.0 / mm) + 1
+    x0, y0, x1, y1 = box
+    rows, cols = phantom.heart_mask.shape
+    ex0, ey0, ex1, ey1 = (
+        max(x0 - pad, 0),
+        max(y0 - pad, 0),
+        min(x1 + pad, cols),
+        min(y1 + pad, rows),
+    )
+    heart = phantom.heart_mask[ey0:ey1, ex0:ex1]
+    if not heart.any():
+        return np.ones((y1 - y0, x1 - x0), dtype=np.float32)
+    dist = ndimage.distance_transform_edt(~heart) * mm
+    ramp = np.clip(dist / 4.0, 0.0, 1.0)
+    taper = ramp * ramp * (3.0 - 2.0 * ramp)
+    return np.asarray(taper[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0], dtype=np.float32)
 
 
 def add_consolidation(phantom: ChestPhantom, rng: np.random.Generator) -> ConsolidationTruth:
@@ -316,10 +341,11 @@ def add_consolidation(phantom: ChestPhantom, rng: np.random.Generator) -> Consol
     x0, y0, x1, y1 = _bbox(zone_mask)
     window = (slice(y0, y1), slice(x0, x1))
     air = phantom.lung_air_mm[window] if phantom.lung_air_mm is not None else _DEFAULT_LUNG_AIR_MM
+    opacity = opacity * _heart_taper(phantom, (x0, y0, x1, y1))
     added = (severity * AIR_DEFICIT * opacity * air).astype(np.float32)
-    phantom.attenuation[window] += added
     if not (added > 0).any():
         raise ValueError("consolidation came out empty")
+    phantom.attenuation[window] += added
     bx0, by0, bx1, by1 = _bbox(added > 0)
     lung_px = float(phantom.lung_mask.sum())
     return ConsolidationTruth(

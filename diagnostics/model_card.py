@@ -1,0 +1,289 @@
+"""MODEL_CARD.md: the manifest rendered for the people who decide whether to trust a model.
+
+Generated, never hand-edited, so the card cannot drift from what serving actually loads. The
+`metrics` section of a manifest is free-form JSON, so it is read defensively: known keys fill the
+tables, anything else is listed verbatim under "Other metrics" rather than dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pydantic import JsonValue
+
+if TYPE_CHECKING:  # package.py imports this module to write the card; no runtime cycle
+    from diagnostics.package import DataSummary, Manifest
+
+SYNTHETIC_WARNING = "trained on synthetic phantoms; a demonstration, not a clinical device"
+NODULE_SIZE_KEY = "nodule_sensitivity_by_size"
+_TABLE_KEYS = (
+    "auroc",
+    "auroc_ci_95",
+    "sensitivity_at_90_specificity",
+    "sensitivity_at_95_specificity",
+    "ece",
+)
+_KNOWN_KEYS = frozenset((*_TABLE_KEYS, NODULE_SIZE_KEY))
+_MISSING = "n/a"
+
+
+def render(manifest: Manifest) -> str:
+    """The whole card as Markdown, sections in the order a reviewer reads them."""
+    sections = [
+        _header(manifest),
+        _intended_use(manifest),
+        _scope(manifest),
+        _findings(manifest),
+        _preprocessing(manifest),
+        _training(manifest),
+        _performance(manifest),
+        _limitations(manifest),
+        _versions(manifest),
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+
+
+def is_synthetic(manifest: Manifest) -> bool:
+    """Whether any data split says it is synthetic: such a model must never look clinical."""
+    training = manifest.training
+    splits = (training.train, training.validation, training.test)
+    return any(s is not None and "synthetic" in s.description.lower() for s in splits)
+
+
+# formatting helpers
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("\n", " ").replace("|", "\\|")
+
+
+def _value(value: JsonValue) -> str:
+    """A free-form metric value: numbers to 3 decimals, anything structured as compact JSON."""
+    if value is None:
+        return _MISSING
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int | str):
+        return str(value)
+    return json.dumps(value, separators=(", ", ": "), sort_keys=True)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _joined(values: list[str]) -> str:
+    return ", ".join(values) if values else _MISSING
+
+
+# sections
+
+
+def _header(m: Manifest) -> list[str]:
+    lines = [f"# Model card: {m.name} {m.version}", ""]
+    if is_synthetic(m):
+        lines += [f"> **Warning: {SYNTHETIC_WARNING}.**", ""]
+    rows = [
+        ["Name", m.name],
+        ["Version", m.version],
+        ["Architecture", m.architecture],
+        ["Created", m.created],
+        ["model.onnx sha256", f"`{m.sha256}`"],
+        ["Manifest schema", str(m.schema_version)],
+    ]
+    return lines + _table(["Field", "Value"], rows)
+
+
+def _intended_use(m: Manifest) -> list[str]:
+    return ["## Intended use", "", m.intended_use.strip()]
+
+
+def _scope(m: Manifest) -> list[str]:
+    s = m.scope
+    return [
+        "## Input scope",
+        "",
+        "Studies outside this scope are not analysed; they are reported as `not_analyzed`.",
+        "",
+        f"- Modalities: {_joined(s.modalities)}",
+        f"- Body parts: {_joined(s.body_parts)}",
+        f"- Views: {_joined(s.views)}",
+        f"- Photometric interpretations: {_joined(s.photometric_interpretations)}",
+        f"- Minimum image size: {s.min_rows} rows x {s.min_columns} columns",
+    ]
+
+
+def _findings(m: Manifest) -> list[str]:
+    rows = []
+    for f in m.findings:
+        cal = m.calibration[f.code]
+        params = f"a={cal.a:.4g}, b={cal.b:.4g}" if cal.method != "none" else "identity"
+        rows.append(
+            [
+                f"`{f.code}`",
+                f.display,
+                f'{f.concept.scheme} {f.concept.value} "{f.concept.meaning}"',
+                f"{cal.method} ({params}), fitted on {cal.fitted_on}",
+            ]
+        )
+    intro = "Output channels of `logits` and `cam`, in this order:"
+    return [
+        "## Findings",
+        "",
+        intro,
+        "",
+        *_table(["Code", "Finding", "Concept", "Calibration"], rows),
+    ]
+
+
+def _preprocessing(m: Manifest) -> list[str]:
+    p, t = m.preprocessing, m.input
+    if p.intensity == "window":
+        intensity = "the image's first VOI window to [0, 1] (percentiles when it has none)"
+    else:
+        intensity = f"percentiles {p.lower_percentile}-{p.upper_percentile} to [0, 1], clipped"
+    a = p.augmentation
+    return [
+        "## Preprocessing",
+        "",
+        f"- Model input: `{t.name}`, float32 [N, {t.channels}, {t.height}, {t.width}]",
+        f"- Resize: whole image to {p.size[0]} x {p.size[1]} (height x width), area averaging",
+        f"- Intensity: {intensity}",
+        f"- Channels: {p.channels}" + (" (grey repeated)" if p.channels == 3 else ""),
+        f"- Training-only augmentation (p={a.probability}): rotate +-{a.rotate_degrees} deg, "
+        f"scale +-{a.scale_fraction}, translate +-{a.translate_fraction}, "
+        f"noise std {a.noise_std}, gamma {a.gamma_range[0]}-{a.gamma_range[1]}; no flips",
+    ]
+
+
+def _split_row(name: str, d: DataSummary | None, codes: tuple[str, ...]) -> list[str]:
+    if d is None:
+        return [name, "none (no held-out test set)", _MISSING, _MISSING, _MISSING, _MISSING]
+    positives = ", ".join(f"{c} {d.positives[c]}" for c in codes if c in d.positives)
+    seed = _MISSING if d.seed is None else str(d.seed)
+    return [name, d.description, str(d.studies), str(d.patients), positives or _MISSING, seed]
+
+
+def _training(m: Manifest) -> list[str]:
+    t, codes = m.training, m.finding_codes
+    rows = [
+        _split_row("train", t.train, codes),
+        _split_row("validation", t.validation, codes),
+        _split_row("test", t.test, codes),
+    ]
+    header = ["Split", "Description", "Studies", "Patients", "Positive studies", "Seed"]
+    return ["## Training data", "", *_table(header, rows)]
+
+
+def _auroc(metrics: dict[str, JsonValue]) -> str:
+    auroc, ci = metrics.get("auroc"), metrics.get("auroc_ci_95")
+    text = _value(auroc)
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, int | float) for x in ci):
+        text += f" ({_value(ci[0])}-{_value(ci[1])})"
+    elif ci is not None:
+        text += f" (CI {_value(ci)})"
+    return text
+
+
+def _finding_metrics(m: Manifest, code: str) -> dict[str, JsonValue]:
+    found = m.metrics.get(code)
+    return found if isinstance(found, dict) else {}
+
+
+def _performance(m: Manifest) -> list[str]:
+    rows = []
+    for f in m.findings:
+        fm, op = _finding_metrics(m, f.code), m.operating_points[f.code]
+        rows.append(
+            [
+                f"`{f.code}`",
+                _auroc(fm),
+                _value(fm.get("sensitivity_at_90_specificity")),
+                _value(fm.get("sensitivity_at_95_specificity")),
+                _value(fm.get("ece")),
+                f"{op.threshold:.3f}",
+                f"{op.sensitivity:.3f} / {op.specificity:.3f} "
+                f"(target sens. {op.target_sensitivity:.2f}, on {op.chosen_on})",
+            ]
+        )
+    header = [
+        "Finding",
+        "AUROC (95 % CI)",
+        "Sens. @ 90 % spec.",
+        "Sens. @ 95 % spec.",
+        "ECE",
+        "Threshold",
+        "Sens. / spec. at threshold",
+    ]
+    lines = ["## Performance", "", *_table(header, rows)]
+    lines += _by_size(m)
+    other = list(_other_metrics(m))
+    if other:
+        lines += ["", "### Other metrics", "", *(f"- {key}: {value}" for key, value in other)]
+    return lines
+
+
+def _size_order(label: str) -> tuple[float, int]:
+    """Sort "<6 mm", "6-10 mm", ">10 mm" as sizes: manifests store keys sorted as text."""
+    match = re.search(r"[0-9]+(\.[0-9]+)?", label)
+    number = float(match.group()) if match else math.inf
+    return number, {"<": 0, ">": 2}.get(label.lstrip()[:1], 1)
+
+
+def _by_size_table(by_size: JsonValue) -> list[str]:
+    if isinstance(by_size, dict):
+        rows = [[k, _value(by_size[k])] for k in sorted(by_size, key=_size_order)]
+        return _table(["Size", "Sensitivity"], rows)
+    if isinstance(by_size, list) and by_size and all(isinstance(r, dict) for r in by_size):
+        records = [r for r in by_size if isinstance(r, dict)]
+        header = list(records[0])
+        return _table(header, [[_value(r.get(h)) for h in header] for r in records])
+    return [_value(by_size)]
+
+
+def _by_size(m: Manifest) -> list[str]:
+    lines = []
+    for code in m.finding_codes:
+        by_size = _finding_metrics(m, code).get(NODULE_SIZE_KEY)
+        if by_size is not None:
+            lines += ["", f"### Sensitivity by nodule size (`{code}`)", ""]
+            lines += _by_size_table(by_size)
+    return lines
+
+
+def _other_metrics(m: Manifest) -> Iterator[tuple[str, str]]:
+    """Everything the tables did not show, flattened to dotted keys: nothing is hidden."""
+    codes = set(m.finding_codes)
+    for key, value in m.metrics.items():
+        if key in codes and isinstance(value, dict):
+            rest = {k: v for k, v in value.items() if k not in _KNOWN_KEYS}
+            yield from _flatten(key, rest)
+        else:
+            yield from _flatten(key, value)
+
+
+def _flatten(prefix: str, value: JsonValue) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flatten(f"{prefix}.{key}", item)
+    else:
+        yield prefix, _value(value)
+
+
+def _limitations(m: Manifest) -> list[str]:
+    items = [f"- {' '.join(item.split())}" for item in m.limitations] or ["- None stated."]
+    return ["## Limitations", "", *items]
+
+
+def _versions(m: Manifest) -> list[str]:
+    rows = [[name, version] for name, version in sorted(m.library_versions.items())]
+    return ["## Library versions", "", *_table(["Library", "Version"], rows)]

@@ -1,0 +1,1 @@
+"""The researcher path: datasets, training loop, metrics and calibration."""

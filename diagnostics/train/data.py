@@ -1,0 +1,191 @@
+"""Labelled datasets: a folder of DICOM studies plus labels.csv (the `diagnostics synth` contract).
+
+Images go through the same ingestion and preprocessing code as serving. The deterministic part
+of preprocessing is done once and cached (in memory, and optionally on disk keyed by file
+content and spec), so each epoch only pays for the seeded random augmentation.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from diagnostics.dicom import read_instance, scan
+from diagnostics.errors import DatasetError, InputError
+from diagnostics.preprocess import (
+    PreprocessSpec,
+    augment_transforms,
+    preprocess_image,
+    to_model_input,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled study: the file to read, who it belongs to, and its 0/1 labels."""
+
+    path: Path
+    study_instance_uid: str
+    patient_id: str
+    labels: tuple[int, ...]
+    details: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def _read_labels(path: Path, codes: Sequence[str]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no labels file (expected labels.csv beside the studies)")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("study_instance_uid", *codes) if c not in columns]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
+        rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        for code in codes:
+            if row[code] not in ("0", "1"):
+                raise DatasetError(
+                    f"{path}, line {number}: {code} must be 0 or 1, not {row[code]!r}"
+                )
+    return rows
+
+
+def load_labelled_folder(folder: Path, codes: Sequence[str]) -> list[Example]:
+    """Match labels.csv rows to the DICOM studies under `folder` by Study Instance UID.
+
+    Every labelled study must have an image and every image study a label: a mismatch usually
+    means the wrong labels file, and training on it would silently learn noise.
+    """
+    rows = _read_labels(folder / "labels.csv", codes)
+    studies, refused = scan([folder])
+    for path, exc in refused:
+        if path.name != "labels.csv":
+            log.warning("%s: skipped: %s", path, exc)
+    by_uid = {study.study_instance_uid: study for study in studies}
+    labelled = {row["study_instance_uid"] for row in rows}
+    unlabelled = sorted(set(by_uid) - labelled)
+    absent = [row["study_instance_uid"] for row in rows if row["study_instance_uid"] not in by_uid]
+    if absent:
+        raise DatasetError(
+            f"{folder}/labels.csv lists {len(absent)} stud(ies) with no DICOM file under "
+            f"{folder}, e.g. {absent[0]}"
+        )
+    if unlabelled:
+        raise DatasetError(
+            f"{len(unlabelled)} stud(ies) under {folder} have no row in labels.csv, "
+            f"e.g. {unlabelled[0]}"
+        )
+    examples = []
+    for row in rows:
+        study = by_uid[row["study_instance_uid"]]
+        first = study.instances[0]
+        examples.append(
+            Example(
+                path=first.path,
+                study_instance_uid=study.study_instance_uid,
+                patient_id=row.get("patient_id") or study.patient_id,
+                labels=tuple(int(row[code]) for code in codes),
+                details=row,
+            )
+        )
+    return examples
+
+
+def split_by_patient(
+    examples: Sequence[Example], validation_fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic patient-level split: no patient has studies on both sides."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise DatasetError(f"validation fraction must be in (0, 1), not {validation_fraction}")
+
+    def bucket(patient: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{patient}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    train = [e for e in examples if bucket(e.patient_id) >= validation_fraction]
+    validation = [e for e in examples if bucket(e.patient_id) < validation_fraction]
+    if not train or not validation:
+        raise DatasetError(
+            f"splitting {len(examples)} studies by patient left one side empty; add more data"
+        )
+    return train, validation
+
+
+def _cache_key(path: Path, spec: PreprocessSpec) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(spec.model_dump_json(exclude={"augmentation"}).encode())
+    return digest.hexdigest()[:32]
+
+
+def preprocess_file(path: Path, spec: PreprocessSpec, cache_dir: Path | None = None) -> np.ndarray:
+    """Deterministic preprocessing of one file to float16 (1, H, W), through the disk cache."""
+    cached = cache_dir / f"{_cache_key(path, spec)}.npy" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        try:
+            return np.asarray(np.load(cached, allow_pickle=False))
+        except (OSError, ValueError, zlib.error):
+            log.warning("%s: unreadable cache entry; recomputing", cached)
+    try:
+        image = read_instance(path)
+    except InputError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    array = np.asarray(preprocess_image(image, spec)[:1], dtype=np.float16)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npy")
+        np.save(tmp, array, allow_pickle=False)
+        tmp.replace(cached)
+    return array
+
+
+class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Preprocessed examples held in memory (float16), augmented on the fly when training."""
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        spec: PreprocessSpec,
+        *,
+        train: bool,
+        seed: int = 0,
+        cache_dir: Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.examples = list(examples)
+        self.spec = spec
+        self.train = train
+        iterator = self.examples
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(self.examples, desc="preprocess", unit="study", leave=False)
+        self.arrays = [preprocess_file(e.path, spec, cache_dir) for e in iterator]
+        self.labels = torch.tensor([e.labels for e in self.examples], dtype=torch.float32)
+        self.augment = augment_transforms(spec) if train else None
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Fix the augmentation stream, e.g. per epoch as (seed, epoch), so resumes reproduce."""
+        if self.augment is not None:
+            self.augment.set_random_state(seed=seed % (2**32))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        array = torch.from_numpy(self.arrays[index].astype(np.float32))
+        if self.augment is not None:
+            array = torch.as_tensor(self.augment(array)).as_subclass(torch.Tensor)
+            array = array.clamp(0.0, 1.0)
+        return to_model_input(array, self.spec), self.labels[index]
