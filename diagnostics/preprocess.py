@@ -1,8 +1,8 @@
 """Preprocessing as data: a spec stored in every model package, and the MONAI pipeline from it.
 
-Training and serving call the same `deterministic_transforms` with the same spec, so what the model saw
-in training is exactly what it sees in production; nothing in serving hard-codes a size or a
-window. Augmentation is part of the spec but only ever applied when `train=True`.
+Training and serving call the same `deterministic_transforms` with the same spec, so what the
+model saw in training is exactly what it sees in production; nothing in serving hard-codes a size
+or a window. Augmentation is part of the spec but only ever applied when `train=True`.
 """
 
 from __future__ import annotations
