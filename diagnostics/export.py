@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-4
 """Largest allowed |sigmoid(logit_onnx) - sigmoid(logit_torch)| on real inputs."""
+CAM_TOLERANCE = 1e-3
+"""Largest allowed difference in the class activation maps, which place the boxes."""
 OPSET = 17
 
 
@@ -83,10 +85,11 @@ def export_checked(model: CamNet, inputs: torch.Tensor, path: Path) -> dict[str,
     export_onnx(model, inputs, path)
     worst = parity(model, path, inputs)
     log.info("ONNX parity: %s", worst)
-    if worst["probability"] > PARITY_TOLERANCE:
+    if worst["probability"] > PARITY_TOLERANCE or worst["cam"] > CAM_TOLERANCE:
         path.unlink(missing_ok=True)
         raise ModelPackageError(
             f"ONNX and PyTorch disagree by {worst['probability']:.2e} in probability "
-            f"(tolerance {PARITY_TOLERANCE:.0e}); export refused"
+            f"(tolerance {PARITY_TOLERANCE:.0e}) and {worst['cam']:.2e} in the CAM "
+            f"(tolerance {CAM_TOLERANCE:.0e}); export refused"
         )
     return worst

@@ -1,10 +1,12 @@
 """Model registry: CNNs built by name, all with the same features-then-linear-head shape.
 
-Because every model ends in global average pooling and one linear layer, the class activation
-map (CAM) of finding k is just that layer's weights applied at every spatial position of the
-feature map. The CAM is computed in the forward pass, so the exported ONNX graph returns it
-beside the logits and serving needs no gradients. The mean of a CAM over its positions equals
-the logit exactly, which the tests check.
+Every model applies one linear layer at each spatial position of its feature map, giving a
+class activation map (CAM) per finding, and pools each CAM into that finding's logit. The CAM is
+computed in the forward pass, so the exported ONNX graph returns it beside the logits and
+serving needs no gradients.
+
+Pooling is log-sum-exp (a smooth maximum) rather than the mean: a 5 mm nodule covers one of
+hundreds of CAM positions, and averaging would dilute its evidence until it is not learned.
 """
 
 from __future__ import annotations
@@ -15,6 +17,19 @@ import torch
 from torch import nn
 
 from diagnostics.errors import ConfigurationError
+
+LSE_SHARPNESS = 5.0
+"""r in logit = log(mean(exp(r * cam))) / r: 0 would be the mean, infinity the maximum."""
+
+
+def lse_pool(cam: torch.Tensor, sharpness: float = LSE_SHARPNESS) -> torch.Tensor:
+    """Log-sum-exp pooling of (N, K, h, w) maps to (N, K), stable for any CAM values."""
+    flat = cam.flatten(2)
+    peak = flat.amax(dim=2, keepdim=True)
+    pooled = (
+        peak + torch.log(torch.exp(sharpness * (flat - peak)).mean(dim=2, keepdim=True)) / sharpness
+    )
+    return pooled.squeeze(2)
 
 
 class CamNet(nn.Module):
@@ -27,15 +42,14 @@ class CamNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, K); what training optimises."""
-        logits: torch.Tensor = self.head(self.features(image).mean(dim=(2, 3)))
-        return logits
+        return self.forward_with_cam(image)[0]
 
     def forward_with_cam(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, K) and class activation maps (N, K, h, w) from one feature pass."""
         features = self.features(image)
         cam = torch.einsum("kc,nchw->nkhw", self.head.weight, features)
         cam = cam + self.head.bias[None, :, None, None]
-        return cam.mean(dim=(2, 3)), cam
+        return lse_pool(cam), cam
 
 
 class ExportWrapper(nn.Module):

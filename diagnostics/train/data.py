@@ -11,6 +11,7 @@ import csv
 import hashlib
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from diagnostics.dicom import read_instance, scan
+from diagnostics.dicom import InstanceInfo, read_instance, scan
 from diagnostics.errors import DatasetError, InputError
 from diagnostics.preprocess import (
     PreprocessSpec,
@@ -40,6 +41,47 @@ class Example:
     patient_id: str
     labels: tuple[int, ...]
     details: dict[str, str] = field(default_factory=dict, compare=False)
+    boxes: tuple[tuple[float, float, float, float] | None, ...] = ()
+    """Per finding, where it is as (x0, y0, x1, y1) fractions of the image, when known."""
+
+
+Box = tuple[float, float, float, float]
+
+
+def finding_boxes(
+    row: dict[str, str], codes: Sequence[str], info: InstanceInfo
+) -> tuple[Box | None, ...]:
+    """Locations from the synth label columns, as fractions of the image (None when unknown).
+
+    Nodules give a centre and a diameter, consolidation a bounding box; other layouts can add
+    their own columns. Training uses these to point each finding's CAM at the right place.
+    """
+    spacing = info.pixel_spacing_mm[1] if info.pixel_spacing_mm else None
+
+    def number(name: str) -> float | None:
+        text = row.get(name) or ""
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    boxes: list[Box | None] = []
+    for code in codes:
+        box: Box | None = None
+        if code == "nodule" and row.get("nodule") == "1" and spacing:
+            x, y, d = number("nodule_x"), number("nodule_y"), number("nodule_diameter_mm")
+            if x is not None and y is not None and d is not None:
+                r = d / 2 / spacing
+                box = (x - r, y - r, x + r, y + r)
+        elif code == "consolidation" and row.get("consolidation") == "1":
+            corners = [number(f"consolidation_{c}") for c in ("x0", "y0", "x1", "y1")]
+            if all(c is not None for c in corners):
+                box = (corners[0], corners[1], corners[2], corners[3])  # type: ignore[assignment]
+        if box is not None:
+            w, h = info.columns, info.rows
+            box = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+        boxes.append(box)
+    return tuple(boxes)
 
 
 def _read_labels(path: Path, codes: Sequence[str]) -> list[dict[str, str]]:
@@ -74,6 +116,10 @@ def load_labelled_folder(folder: Path, codes: Sequence[str]) -> list[Example]:
             log.warning("%s: skipped: %s", path, exc)
     by_uid = {study.study_instance_uid: study for study in studies}
     labelled = {row["study_instance_uid"] for row in rows}
+    if len(labelled) != len(rows):
+        counts = Counter(row["study_instance_uid"] for row in rows)
+        repeated = next(uid for uid, count in counts.items() if count > 1)
+        raise DatasetError(f"{folder}/labels.csv lists study {repeated} more than once")
     unlabelled = sorted(set(by_uid) - labelled)
     absent = [row["study_instance_uid"] for row in rows if row["study_instance_uid"] not in by_uid]
     if absent:
@@ -97,6 +143,7 @@ def load_labelled_folder(folder: Path, codes: Sequence[str]) -> list[Example]:
                 patient_id=row.get("patient_id") or study.patient_id,
                 labels=tuple(int(row[code]) for code in codes),
                 details=row,
+                boxes=finding_boxes(row, codes, first.info),
             )
         )
     return examples
@@ -149,8 +196,12 @@ def preprocess_file(path: Path, spec: PreprocessSpec, cache_dir: Path | None = N
     return array
 
 
-class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Preprocessed examples held in memory (float16), augmented on the fly when training."""
+class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Preprocessed examples held in memory (float16), augmented on the fly when training.
+
+    Items are (image (C, H, W), labels (K,), boxes (K, 4)): boxes hold each finding's location
+    as fractions of the image, NaN where it is absent or unknown.
+    """
 
     def __init__(
         self,
@@ -172,6 +223,12 @@ class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             iterator = tqdm(self.examples, desc="preprocess", unit="study", leave=False)
         self.arrays = [preprocess_file(e.path, spec, cache_dir) for e in iterator]
         self.labels = torch.tensor([e.labels for e in self.examples], dtype=torch.float32)
+        findings = len(self.examples[0].labels) if self.examples else 0
+        self.boxes = torch.full((len(self.examples), findings, 4), float("nan"))
+        for n, example in enumerate(self.examples):
+            for k, box in enumerate(example.boxes):
+                if box is not None:
+                    self.boxes[n, k] = torch.tensor(box)
         self.augment = augment_transforms(spec) if train else None
         self.reseed(seed)
 
@@ -183,9 +240,9 @@ class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         array = torch.from_numpy(self.arrays[index].astype(np.float32))
         if self.augment is not None:
             array = torch.as_tensor(self.augment(array)).as_subclass(torch.Tensor)
             array = array.clamp(0.0, 1.0)
-        return to_model_input(array, self.spec), self.labels[index]
+        return to_model_input(array, self.spec), self.labels[index], self.boxes[index]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from diagnostics.errors import CheckpointError
+from diagnostics.errors import CheckpointError, ConfigurationError
 from diagnostics.nets import CamNet, build_model
 from diagnostics.train.data import CachedDataset
 from diagnostics.train.metrics import auroc
@@ -28,6 +28,9 @@ from diagnostics.train.recipe import TrainingConfig
 log = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
+
+LOCATION_MARGIN = 0.06
+"""Augmentation shifts content by up to about 5 % of the image; location windows allow for it."""
 
 
 @dataclass
@@ -44,7 +47,7 @@ def predict_logits(model: CamNet, dataset: CachedDataset, batch_size: int = 64) 
     outputs = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with torch.inference_mode():
-        for images, _ in loader:
+        for images, _, _ in loader:
             outputs.append(model(images.to(memory_format=torch.channels_last)).numpy())
     return np.concatenate(outputs).astype(np.float64)
 
@@ -61,6 +64,32 @@ def mean_auroc(labels: np.ndarray, logits: np.ndarray) -> tuple[float, list[floa
     return float(np.mean(per_finding)), per_finding
 
 
+def location_loss(
+    cam: torch.Tensor, boxes: torch.Tensor, margin: float = LOCATION_MARGIN
+) -> torch.Tensor:
+    """Push each finding's CAM to fire inside its known box, where the labels give one.
+
+    Multiple-instance style: only the strongest cell in the box (grown by `margin`) is asked to
+    be positive, which tolerates boxes a cell off after augmentation; the image-level loss keeps
+    the other cells quiet. Without this a 5 mm nodule, one cell among hundreds, is learnt slowly
+    or not at all from image labels alone.
+    """
+    known = ~torch.isnan(boxes[..., 0])
+    if not bool(known.any()):
+        return cam.sum() * 0.0
+    _, _, h, w = cam.shape
+    grow = max(margin, 0.5 / min(h, w))  # every window holds at least one cell centre
+    ys = (torch.arange(h, dtype=cam.dtype) + 0.5) / h
+    xs = (torch.arange(w, dtype=cam.dtype) + 0.5) / w
+    x0, y0, x1, y1 = (boxes[..., i, None, None] for i in range(4))
+    window = (xs >= x0 - grow) & (xs <= x1 + grow) & (ys[:, None] >= y0 - grow)
+    window &= ys[:, None] <= y1 + grow
+    peak = cam.masked_fill(~window, float("-inf")).flatten(2).amax(dim=2)
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        peak[known], torch.ones_like(peak[known])
+    )
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -75,7 +104,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(payload, dict) or "model" not in payload:
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise CheckpointError(f"{path}: not a checkpoint written by this project")
     return payload
 
@@ -98,14 +127,17 @@ def model_from_checkpoint(path: Path, in_channels: int) -> tuple[CamNet, dict[st
     arch, findings = payload.get("architecture"), payload.get("findings")
     if not isinstance(arch, str) or not isinstance(findings, list):
         raise CheckpointError(f"{path}: checkpoint lacks its architecture or findings")
-    model = build_model(arch, in_channels, len(findings))
+    try:
+        model = build_model(arch, in_channels, len(findings))
+    except ConfigurationError as exc:  # an architecture or finding list this code cannot build
+        raise CheckpointError(f"{path}: cannot rebuild the checkpoint's model: {exc}") from None
     load_weights(model, payload, path)
     return model, payload
 
 
 def _epoch(
     model: CamNet,
-    loader: DataLoader[tuple[torch.Tensor, torch.Tensor]],
+    loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     progress: bool,
     label: str,
@@ -117,10 +149,11 @@ def _epoch(
         from tqdm import tqdm
 
         batches = tqdm(loader, desc=label, unit="batch", leave=False)
-    for images, targets in batches:
+    for images, targets, boxes in batches:
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images.to(memory_format=torch.channels_last))
+        logits, cam = model.forward_with_cam(images.to(memory_format=torch.channels_last))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        loss = loss + location_loss(cam, boxes)
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         optimizer.step()
         total += float(loss.detach()) * len(images)
@@ -154,6 +187,14 @@ def fit(
     start, best_auroc, best_epoch, history = 0, -math.inf, -1, []
     if resume and (workdir / LAST).is_file():
         state = load_checkpoint(workdir / LAST)
+        planned = state.get("scheduler", {}).get("T_max")
+        if planned != config.epochs:
+            # The cosine schedule spans the planned epochs; stretching it mid-run would raise
+            # the learning rate again and silently change what "resume" means.
+            raise CheckpointError(
+                f"{workdir / LAST}: this run was planned for {planned} epochs but the recipe now "
+                f"says {config.epochs}; use a new work folder to train with a different length"
+            )
         load_weights(model, state, workdir / LAST)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
