@@ -194,8 +194,21 @@ def _auroc(metrics: dict[str, JsonValue]) -> str:
     return text
 
 
+def _reported(m: Manifest) -> tuple[str, dict[str, JsonValue]]:
+    """The metrics the tables show: the held-out test set when there is one, else validation.
+
+    Manifests written by the training pipeline nest per-finding metrics under "test" and
+    "validation"; older or hand-written ones keep them at the top level.
+    """
+    for split in ("test", "validation"):
+        found = m.metrics.get(split)
+        if isinstance(found, dict):
+            return split, found
+    return "", m.metrics
+
+
 def _finding_metrics(m: Manifest, code: str) -> dict[str, JsonValue]:
-    found = m.metrics.get(code)
+    found = _reported(m)[1].get(code)
     return found if isinstance(found, dict) else {}
 
 
@@ -224,7 +237,9 @@ def _performance(m: Manifest) -> list[str]:
         "Threshold",
         "Sens. / spec. at threshold",
     ]
-    lines = ["## Performance", "", *_table(header, rows)]
+    split = _reported(m)[0]
+    title = f"## Performance ({split} set)" if split else "## Performance"
+    lines = [title, "", *_table(header, rows)]
     lines += _by_size(m)
     other = list(_other_metrics(m))
     if other:
@@ -263,8 +278,16 @@ def _by_size(m: Manifest) -> list[str]:
 def _other_metrics(m: Manifest) -> Iterator[tuple[str, str]]:
     """Everything the tables did not show, flattened to dotted keys: nothing is hidden."""
     codes = set(m.finding_codes)
+    split = _reported(m)[0]
     for key, value in m.metrics.items():
-        if key in codes and isinstance(value, dict):
+        if key == split and isinstance(value, dict):
+            for code, per in value.items():
+                if code in codes and isinstance(per, dict):
+                    rest = {k: v for k, v in per.items() if k not in _KNOWN_KEYS}
+                    yield from _flatten(f"{key}.{code}", rest)
+                else:
+                    yield from _flatten(f"{key}.{code}", per)
+        elif key in codes and isinstance(value, dict):
             rest = {k: v for k, v in value.items() if k not in _KNOWN_KEYS}
             yield from _flatten(key, rest)
         else:

@@ -103,3 +103,14 @@ def test_card_escapes_table_syntax_and_handles_no_test_set() -> None:
     card = render(_manifest(findings=fields["findings"], training=fields["training"]))
     assert "Nodule \\| mass" in card
     assert "| test | none (no held-out test set) |" in card
+
+
+def test_card_reads_metrics_nested_by_split_as_the_pipeline_writes_them() -> None:
+    """The training pipeline stores per-finding metrics under "test" and "validation"."""
+    flat = _manifest().metrics
+    per_finding = {code: flat[code] for code in CODES if code in flat}
+    nested = {"test": per_finding, "validation": {"nodule": {"auroc": 0.5}}}
+    card = render(_manifest(metrics=nested))
+    assert "## Performance (test set)" in card
+    assert any(line.startswith("| `nodule` | 0.910 (0.880-0.940)") for line in card.splitlines())
+    assert "- validation.nodule.auroc: 0.500" in card  # the other split is listed, not dropped

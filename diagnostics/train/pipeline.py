@@ -19,7 +19,7 @@ import torch
 
 from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
-from diagnostics.nets import CamNet, build_model
+from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
 from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.calibration import (
@@ -73,10 +73,13 @@ def ensure_data(recipe: Recipe, workers: int = 1) -> None:
             generate(folder, count, seed, config, workers=workers)
 
 
-def _summary(examples: Sequence[Example], codes: Sequence[str], description: str) -> dict[str, Any]:
+def _summary(
+    examples: Sequence[Example], codes: Sequence[str], description: str, seed: int | None
+) -> dict[str, Any]:
     labels = np.array([e.labels for e in examples])
     return {
         "description": description,
+        "seed": seed,
         "studies": len(examples),
         "patients": len({e.patient_id for e in examples}),
         "positives": {code: int(labels[:, k].sum()) for k, code in enumerate(codes)},
@@ -85,17 +88,16 @@ def _summary(examples: Sequence[Example], codes: Sequence[str], description: str
 
 def _calibrate(
     recipe: Recipe, labels: np.ndarray, logits: np.ndarray
-) -> tuple[dict[str, FindingCalibration], dict[str, OperatingPoint], np.ndarray]:
+) -> tuple[dict[str, FindingCalibration], dict[str, OperatingPoint]]:
+    """Per finding: calibration fitted on validation logits, then the operating point."""
     calibrations, points = {}, {}
-    probs = np.zeros_like(logits)
     for k, code in enumerate(recipe.findings):
         calibration = fit_calibration(logits[:, k], labels[:, k], recipe.calibration.method)
-        probs[:, k] = calibration.apply(logits[:, k])
         calibrations[code] = calibration
         points[code] = choose_operating_point(
-            labels[:, k], probs[:, k], recipe.calibration.target_sensitivity
+            labels[:, k], calibration.apply(logits[:, k]), recipe.calibration.target_sensitivity
         )
-    return calibrations, points, probs
+    return calibrations, points
 
 
 def _nodule_by_size(
@@ -112,8 +114,8 @@ def _nodule_by_size(
 
 def _evaluate_set(
     recipe: Recipe,
-    model: CamNet,
     dataset: CachedDataset,
+    logits: np.ndarray,
     calibrations: dict[str, FindingCalibration],
     points: dict[str, OperatingPoint],
     report_dir: Path,
@@ -121,7 +123,6 @@ def _evaluate_set(
 ) -> dict[str, Any]:
     codes = list(recipe.findings)
     labels = dataset.labels.numpy()
-    logits = predict_logits(model, dataset)
     probs = np.stack([calibrations[c].apply(logits[:, k]) for k, c in enumerate(codes)], axis=1)
     thresholds = {c: points[c].threshold for c in codes}
     metrics: dict[str, Any] = evaluate(labels, probs, codes, thresholds)
@@ -226,26 +227,35 @@ def run_recipe(
         progress=progress,
     )
     val_labels = val_set.labels.numpy()
-    calibrations, points, _ = _calibrate(recipe, val_labels, predict_logits(model, val_set))
+    val_logits = predict_logits(model, val_set)
+    calibrations, points = _calibrate(recipe, val_labels, val_logits)
     report_dir = workdir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {
-        "validation": _evaluate_set(recipe, model, val_set, calibrations, points, report_dir, "val")
+        "validation": _evaluate_set(
+            recipe, val_set, val_logits, calibrations, points, report_dir, "val"
+        )
     }
     synthetic = recipe.data.synth is not None
     kind = "synthetic chest radiograph phantoms" if synthetic else "labelled studies"
+    synth = recipe.data.synth
+    train_seed = synth.train_seed if synth else None
+    test_seed = synth.test_seed if synth else None
     summaries: dict[str, dict[str, Any] | None] = {
-        "train": _summary(train_ex, codes, f"{kind} in {recipe.data.train.name}"),
-        "validation": _summary(val_ex, codes, f"{kind}, validation split by patient"),
+        "train": _summary(train_ex, codes, f"{kind} in {recipe.data.train.name}", train_seed),
+        "validation": _summary(val_ex, codes, f"{kind}, validation split by patient", train_seed),
         "test": None,
     }
     if recipe.data.test is not None:
         test_ex = load_labelled_folder(recipe.data.test, codes)
         test_set = CachedDataset(test_ex, spec, train=False, cache_dir=cache, progress=progress)
+        test_logits = predict_logits(model, test_set)
         metrics["test"] = _evaluate_set(
-            recipe, model, test_set, calibrations, points, report_dir, "test"
+            recipe, test_set, test_logits, calibrations, points, report_dir, "test"
         )
-        summaries["test"] = _summary(test_ex, codes, f"held-out {kind} in {recipe.data.test.name}")
+        summaries["test"] = _summary(
+            test_ex, codes, f"held-out {kind} in {recipe.data.test.name}", test_seed
+        )
     metrics["training"] = {"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run}
     samples = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
     parity = export_checked(model, samples, workdir / "model.onnx")
