@@ -169,30 +169,43 @@ def split_by_patient(
     return train, validation
 
 
-def _cache_key(path: Path, spec: PreprocessSpec) -> str:
-    digest = hashlib.sha256(path.read_bytes())
+def _cache_key(data: bytes, spec: PreprocessSpec) -> str:
+    digest = hashlib.sha256(data)
     digest.update(spec.model_dump_json(exclude={"augmentation"}).encode())
     return digest.hexdigest()[:32]
 
 
+def _preprocess(source: Path | bytes, path: Path, spec: PreprocessSpec) -> np.ndarray:
+    try:
+        image = read_instance(source)
+    except InputError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+    return np.asarray(preprocess_image(image, spec)[:1], dtype=np.float16)
+
+
 def preprocess_file(path: Path, spec: PreprocessSpec, cache_dir: Path | None = None) -> np.ndarray:
-    """Deterministic preprocessing of one file to float16 (1, H, W), through the disk cache."""
-    cached = cache_dir / f"{_cache_key(path, spec)}.npy" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
+    """Deterministic preprocessing of one file to float16 (1, H, W), through the disk cache.
+
+    The cache is keyed by the file's content, so the bytes are read once and, on a miss,
+    decoded from memory rather than read from disk a second time.
+    """
+    if cache_dir is None:
+        return _preprocess(path, path, spec)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
+    cached = cache_dir / f"{_cache_key(data, spec)}.npy"
+    if cached.is_file():
         try:
             return np.asarray(np.load(cached, allow_pickle=False))
         except (OSError, ValueError, zlib.error):
             log.warning("%s: unreadable cache entry; recomputing", cached)
-    try:
-        image = read_instance(path)
-    except InputError as exc:
-        raise DatasetError(f"{path}: {exc}") from None
-    array = np.asarray(preprocess_image(image, spec)[:1], dtype=np.float16)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npy")
-        np.save(tmp, array, allow_pickle=False)
-        tmp.replace(cached)
+    array = _preprocess(data, path, spec)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    tmp.replace(cached)
     return array
 
 

@@ -214,14 +214,14 @@ def test_split_that_leaves_a_side_empty_is_refused() -> None:
 
 
 @pytest.fixture()
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path | bytes]:
     """Record every DICOM decode the dataset makes (the real reader still does the work)."""
-    calls: list[Path] = []
+    calls: list[Path | bytes] = []
     real = read_instance
 
-    def counting(path: Path) -> DicomImage:
-        calls.append(Path(path))
-        return real(path)
+    def counting(source: Path | bytes) -> DicomImage:
+        calls.append(source)  # a path, or the bytes a cached run already read
+        return real(source)
 
     monkeypatch.setattr(data_module, "read_instance", counting)
     return calls
@@ -247,7 +247,7 @@ def test_training_sees_what_serving_sees(examples: list[Example]) -> None:
 
 
 def test_disk_cache_is_written_then_read_instead_of_decoding(
-    examples: list[Example], tmp_path: Path, reads: list[Path]
+    examples: list[Example], tmp_path: Path, reads: list[Path | bytes]
 ) -> None:
     cache = tmp_path / "cache"
     first = CachedDataset(examples[:5], SPEC, train=False, cache_dir=cache)
@@ -262,7 +262,7 @@ def test_disk_cache_is_written_then_read_instead_of_decoding(
 
 
 def test_a_poisoned_cache_entry_is_what_the_dataset_uses(
-    examples: list[Example], tmp_path: Path, reads: list[Path]
+    examples: list[Example], tmp_path: Path, reads: list[Path | bytes]
 ) -> None:
     """Proof the cache is read: replace an entry and the dataset serves the replacement."""
     cache = tmp_path / "cache"
@@ -276,7 +276,7 @@ def test_a_poisoned_cache_entry_is_what_the_dataset_uses(
 def test_an_unreadable_cache_entry_is_recomputed_and_replaced(
     examples: list[Example],
     tmp_path: Path,
-    reads: list[Path],
+    reads: list[Path | bytes],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     cache = tmp_path / "cache"
@@ -293,7 +293,7 @@ def test_an_unreadable_cache_entry_is_recomputed_and_replaced(
 
 
 def test_cache_key_ignores_augmentation_but_not_the_deterministic_spec(
-    examples: list[Example], tmp_path: Path, reads: list[Path]
+    examples: list[Example], tmp_path: Path, reads: list[Path | bytes]
 ) -> None:
     cache = tmp_path / "cache"
     CachedDataset(examples[:2], SPEC, train=False, cache_dir=cache)
