@@ -54,3 +54,14 @@ class ModelPackageError(DiagnosticsError):
 
 class CheckpointError(DiagnosticsError):
     """A training checkpoint cannot be used: missing, corrupt, or for another architecture."""
+
+
+class InferenceError(DiagnosticsError):
+    """The model could not produce a usable answer: a runtime error, NaN output or a timeout.
+
+    Screening turns this into a `failed` study, never into "no findings".
+    """
+
+
+class ReportError(DiagnosticsError):
+    """A DICOM output (SR, overlay, presentation state) could not be built."""

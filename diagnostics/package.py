@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from diagnostics import model_card
+from diagnostics.appearance import AppearanceProfile
 from diagnostics.errors import ModelPackageError
 from diagnostics.preprocess import PreprocessSpec
 
@@ -254,6 +255,8 @@ class Manifest(BaseModel):
     library_versions: dict[str, str]
     intended_use: str = Field(min_length=1)
     limitations: list[str]
+    appearance: AppearanceProfile | None = None
+    """Optional image-level scope check; packages without one rely on the header scope alone."""
 
     @field_validator("created")
     @classmethod

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
+from diagnostics.preprocess import PreprocessSpec
 from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.calibration import (
     FindingCalibration,
@@ -199,6 +201,23 @@ def _manifest_fields(
     }
 
 
+def _appearance(
+    train_ex: Sequence[Example],
+    val_set: CachedDataset,
+    spec: PreprocessSpec,
+    cache: Path,
+    progress: bool,
+) -> AppearanceProfile:
+    """The image-level scope check: profile from training images, threshold from validation."""
+    reference = CachedDataset(train_ex, spec, train=False, cache_dir=cache, progress=progress)
+    return fit_profile(
+        (reference[i][0] for i in range(len(reference))),
+        (val_set[i][0] for i in range(len(val_set))),
+        fitted_on="training split, without augmentation",
+        threshold_chosen_on="validation split (99.5th percentile x 1.25)",
+    )
+
+
 def run_recipe(
     recipe: Recipe, workdir: Path, *, resume: bool = False, progress: bool = False, workers: int = 1
 ) -> TrainingRun:
@@ -261,5 +280,6 @@ def run_recipe(
     parity = export_checked(model, samples, workdir / "model.onnx")
     metrics["onnx_parity"] = parity
     fields = _manifest_fields(recipe, summaries, calibrations, points, metrics, synthetic)
+    fields["appearance"] = _appearance(train_ex, val_set, spec, cache, progress).model_dump()
     package = write_package(recipe.package, workdir / "model.onnx", fields, overwrite=True)
     return TrainingRun(package, result, metrics, report_dir)

@@ -1,0 +1,131 @@
+"""StudyResult: what screening says about one study (the JSON contract in DESIGN.md).
+
+Valid once built: the models check the fail-safe rule on construction, so no code path can
+produce an "analysed, nothing found" result for a study the model never read, or a "failed"
+result that still carries findings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Status = Literal["analyzed", "not_analyzed", "failed"]
+InstanceStatus = Literal["analyzed", "not_analyzed", "failed"]
+Priority = Literal["urgent", "routine"]
+
+
+class ModelRef(BaseModel):
+    """Which model package produced a result: enough to find the exact file again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class FindingResult(BaseModel):
+    """One finding for the study: the strongest evidence over its analysed instances."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    probability: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    threshold: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    flagged: bool
+    sop_instance_uid: str = Field(min_length=1)
+    """The instance the probability and the box come from."""
+    bbox: tuple[int, int, int, int] | None = None
+    """(x0, y0, x1, y1) in that instance's pixel columns and rows, end exclusive; set for flagged
+    findings only, from the class activation map."""
+
+    @model_validator(mode="after")
+    def _check(self) -> FindingResult:
+        if self.flagged != (self.probability >= self.threshold):
+            raise ValueError(
+                f"finding {self.code!r}: flagged={self.flagged} contradicts probability "
+                f"{self.probability} and threshold {self.threshold}"
+            )
+        if self.bbox is not None:
+            x0, y0, x1, y1 = self.bbox
+            if not (0 <= x0 < x1 and 0 <= y0 < y1):
+                raise ValueError(f"finding {self.code!r}: bbox {self.bbox} is not a box")
+        return self
+
+
+class InstanceResult(BaseModel):
+    """What happened to one instance of the study, so that nothing is silently skipped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sop_instance_uid: str = Field(min_length=1)
+    status: InstanceStatus
+    reason: str | None = None
+    appearance_score: float | None = Field(default=None, allow_inf_nan=False)
+    """How unlike the training images this image looks (1.0 is the refusal threshold)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> InstanceResult:
+        if (self.status == "analyzed") == (self.reason is not None):
+            raise ValueError(
+                f"instance {self.sop_instance_uid}: a reason is required exactly when the "
+                f"instance was not analysed (status {self.status!r})"
+            )
+        return self
+
+
+class StudyResult(BaseModel):
+    """The screening outcome of one study."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_instance_uid: str = Field(min_length=1)
+    status: Status
+    reason: str | None = None
+    priority: Priority = "routine"
+    model: ModelRef | None = None
+    findings: list[FindingResult] = Field(default_factory=list)
+    instances: list[InstanceResult] = Field(default_factory=list)
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @model_validator(mode="after")
+    def _check_fail_safe(self) -> StudyResult:
+        where = f"study {self.study_instance_uid}"
+        if self.status == "analyzed":
+            if self.reason is not None:
+                raise ValueError(f"{where}: an analysed study has no reason")
+            if self.model is None:
+                raise ValueError(f"{where}: an analysed study names the model that read it")
+            if not any(i.status == "analyzed" for i in self.instances):
+                raise ValueError(f"{where}: analysed, but no instance was analysed")
+            if not self.findings:
+                raise ValueError(f"{where}: analysed, but no finding was reported")
+        else:
+            if not self.reason:
+                raise ValueError(f"{where}: status {self.status!r} requires a reason")
+            if self.findings:
+                raise ValueError(f"{where}: status {self.status!r} cannot carry findings")
+            if self.priority == "urgent":
+                raise ValueError(f"{where}: only findings make a study urgent")
+        flagged = any(f.flagged for f in self.findings)
+        if flagged != (self.priority == "urgent"):
+            raise ValueError(
+                f"{where}: priority {self.priority!r} does not match the flags "
+                f"({'some' if flagged else 'none'} flagged)"
+            )
+        return self
+
+    @property
+    def flagged(self) -> list[FindingResult]:
+        return [f for f in self.findings if f.flagged]
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> StudyResult:
+        return cls.model_validate_json(text)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
