@@ -7,6 +7,7 @@ line `error: <ErrorClass>: <message>` on stderr and exit 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -19,6 +20,8 @@ from diagnostics.errors import ConfigurationError, DiagnosticsError
 
 EXIT_OK = 0
 EXIT_INPUT = 2
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "cxr-demo"
+"""The bundled model, found beside the package in a source checkout."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -118,6 +121,77 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_INCOMPLETE = 1
+
+
+def _cmd_screen(args: argparse.Namespace) -> int:
+    from diagnostics.dicom import iter_files
+    from diagnostics.screening import ScreenBatch, Screener, failed_batch
+
+    files = list(iter_files(args.paths))
+    if not files:
+        raise ConfigurationError(f"no files found under {', '.join(map(str, args.paths))}")
+    try:
+        screener = Screener.load(args.model, threads=args.threads, max_batch=args.batch)
+    except DiagnosticsError as exc:
+        # Nothing can be analysed, but every study still gets a result that says why.
+        batch: ScreenBatch = failed_batch(files, f"the model could not be loaded: {exc}")
+    else:
+        batch = screener.screen(files)
+    args.out.mkdir(parents=True, exist_ok=True)
+    outputs: list[str] = []
+    if not args.no_dicom:
+        from diagnostics.reports import write_reports
+
+        for outcome in batch.outcomes:
+            outputs.extend(str(p) for p in write_reports(outcome, args.out))
+    results = args.out / "results.jsonl"
+    _write_lines(results, [o.result.to_json() for o in batch.outcomes])
+    rejected = [
+        json.dumps({"file": r.source, "error": type(r.error).__name__, "message": str(r.error)})
+        for r in batch.rejected
+    ]
+    _write_lines(args.out / "rejected.jsonl", rejected)
+    for line in rejected:
+        print(f"rejected: {line}", file=sys.stderr)
+    counts = {s: 0 for s in ("analyzed", "not_analyzed", "failed")}
+    for outcome in batch.outcomes:
+        counts[outcome.result.status] += 1
+    urgent = sum(1 for o in batch.outcomes if o.result.priority == "urgent")
+    _print_json(
+        {
+            "studies": len(batch.outcomes),
+            **counts,
+            "urgent": urgent,
+            "rejected_files": len(rejected),
+            "results": str(results),
+            "dicom_outputs": outputs,
+            "seconds": {k: round(v, 3) for k, v in batch.stage_seconds.items()},
+        }
+    )
+    return EXIT_INCOMPLETE if counts["failed"] or rejected else EXIT_OK
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    """Write a JSON-lines file whole or not at all (a reader never sees half a result)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    partial.replace(path)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from diagnostics.bench import BenchConfig, run_bench, summary_lines
+
+    config = BenchConfig.quick_run(args.model) if args.quick else BenchConfig(model=args.model)
+    if args.iterations is not None:
+        config = dataclasses.replace(config, iterations=args.iterations)
+    report = run_bench(config)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print("\n".join(summary_lines(report)))
+    return EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -183,6 +257,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(handler=_cmd_synth)
 
+    screen = commands.add_parser(
+        "screen",
+        help="screen DICOM studies with a model package",
+        description=(
+            "Group the files under PATH into studies, screen each with the model and write\n"
+            "OUT/results.jsonl (one StudyResult per line), OUT/rejected.jsonl (files that are\n"
+            "not usable DICOM) and, per analysed study, a DICOM SR, overlay images and\n"
+            "presentation states under OUT/<study UID>/.\n\n"
+            "Exit status: 0 when every study was analysed or is out of scope, 1 when a study\n"
+            "failed or a file was rejected (the results say which and why), 2 on bad arguments."
+        ),
+        epilog=(
+            "examples:\n"
+            "  diagnostics screen incoming/ --out results/\n"
+            "  diagnostics screen a.dcm b.dcm --out results/ --model models/cxr-demo --no-dicom"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    screen.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")
+    screen.add_argument("--out", type=Path, required=True, help="output folder")
+    screen.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help=f"model package (default {DEFAULT_MODEL})"
+    )
+    screen.add_argument("--threads", type=_positive_int, help="inference threads (default: all)")
+    screen.add_argument("--batch", type=_positive_int, default=16, help="images per model call")
+    screen.add_argument("--no-dicom", action="store_true", help="write only the JSON results")
+    screen.set_defaults(handler=_cmd_screen)
+
     for name, summary, example in (
         (
             "train",
@@ -213,6 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             command.set_defaults(resume=True)
         command.set_defaults(handler=_cmd_train)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure ONNX Runtime, PyTorch and pipeline throughput on this machine",
+        description=(
+            "Measure, in one process: ONNX Runtime vs PyTorch eager images/s (the bundled model\n"
+            "and a DenseNet-121), GFLOP/s beside a matrix-multiply peak, and DICOM -> result\n"
+            "throughput beside model-only throughput. Prints a summary; --json writes the report."
+        ),
+        epilog=(
+            "examples:\n"
+            "  diagnostics bench --json bench.json\n"
+            "  diagnostics bench --quick --json /tmp/quick.json --model models/cxr-demo"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--json", type=Path, help="write the full report as JSON to this file")
+    bench.add_argument(
+        "--quick", action="store_true", help="a tiny run (seconds) whose numbers mean little"
+    )
+    bench.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help=f"model package (default {DEFAULT_MODEL})"
+    )
+    bench.add_argument(
+        "--iterations", type=_positive_int, help="timed rounds per measurement (default 10)"
+    )
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

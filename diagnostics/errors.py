@@ -65,3 +65,21 @@ class InferenceError(DiagnosticsError):
 
 class ReportError(DiagnosticsError):
     """A DICOM output (SR, overlay, presentation state) could not be built."""
+
+
+class StoreError(DiagnosticsError):
+    """The intake store could not record something (disk full, database unavailable).
+
+    Nothing was acknowledged: the sender gets a failure status and must retry.
+    """
+
+
+class RequestError(InputError):
+    """An HTTP request is malformed: no multipart boundary, an empty body, a broken part.
+
+    The service answers 400; the message says what the client must change.
+    """
+
+
+class UnsupportedMediaTypeError(RequestError):
+    """The request's Content-Type is not one the endpoint accepts (HTTP 415)."""

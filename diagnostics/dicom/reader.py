@@ -16,6 +16,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -27,7 +28,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from diagnostics.dicom.header import ReadLimits, parse_header
-from diagnostics.dicom.image import DicomImage, InstanceInfo
+from diagnostics.dicom.image import DicomImage, InstanceInfo, InstanceUids
 from diagnostics.dicom.pixels import decode_image
 from diagnostics.errors import CorruptDicomError, InputError, NotDicomError, TooLargeError
 
@@ -239,6 +240,32 @@ def read_info(source: Source, limits: ReadLimits | None = None) -> InstanceInfo:
     return info
 
 
+@dataclass(frozen=True)
+class ParsedInstance:
+    """A parsed and validated instance whose pixels are not decoded yet.
+
+    For data already in memory: the header decides (scope, grouping) before the costly decode,
+    without parsing the bytes a second time.
+    """
+
+    dataset: Dataset = field(repr=False)
+    info: InstanceInfo
+    label: str
+
+    @property
+    def uids(self) -> InstanceUids:
+        return self.info.uids
+
+    def decode(self) -> DicomImage:
+        return _guarded(self.label, lambda: decode_image(self.dataset, self.info))
+
+
+def parse_instance(source: Source, limits: ReadLimits | None = None) -> ParsedInstance:
+    """Read and validate a whole instance, pixel data included, but do not decode it."""
+    ds, info, label = _read(source, limits or ReadLimits(), stop_before_pixels=False)
+    return ParsedInstance(ds, info, label)
+
+
 def read_instance(source: Source, limits: ReadLimits | None = None) -> DicomImage:
     """Read, validate and decode one instance into a `DicomImage`.
 
@@ -246,8 +273,7 @@ def read_instance(source: Source, limits: ReadLimits | None = None) -> DicomImag
     Thread safety: warnings are captured with `warnings.catch_warnings`, which is process-wide,
     so concurrent reads may attribute a pydicom warning to the wrong instance.
     """
-    ds, info, label = _read(source, limits or ReadLimits(), stop_before_pixels=False)
-    return _guarded(label, lambda: decode_image(ds, info))
+    return parse_instance(source, limits).decode()
 
 
 def read_stream(stream: BinaryIO, limits: ReadLimits | None = None) -> DicomImage:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,13 @@ import torch
 from diagnostics.dicom.grouping import Study, group_studies
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.image import DicomImage, InstanceInfo, InstanceUids
-from diagnostics.dicom.reader import Source, read_info, read_instance
+from diagnostics.dicom.reader import (
+    ParsedInstance,
+    Source,
+    parse_instance,
+    read_info,
+    read_instance,
+)
 from diagnostics.errors import InferenceError, InputError
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.preprocess import preprocess_image
@@ -55,6 +62,8 @@ class _Item:
     label: str
     source: Source
     info: InstanceInfo
+    parsed: ParsedInstance | None = None
+    """Set for in-memory sources: parsed once, decoded later if in scope."""
 
     @property
     def uids(self) -> InstanceUids:
@@ -112,7 +121,11 @@ def read_headers(
     for index, source in enumerate(sources):
         label = _label(source, index)
         try:
-            items.append(_Item(label, source, read_info(source, limits)))
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                parsed = parse_instance(source, limits)
+                items.append(_Item(label, source, parsed.info, parsed))
+            else:
+                items.append(_Item(label, source, read_info(source, limits)))
         except InputError as exc:
             rejected.append(Rejected(label, exc))
     return group_studies(items), rejected
@@ -173,35 +186,62 @@ class Screener:
         self.engine.run(np.zeros((1, *self.engine.input_shape), dtype=np.float32))
 
     def screen(self, sources: Sequence[Source]) -> ScreenBatch:
-        """Screen DICOM files or byte strings, grouped into studies by Study Instance UID."""
+        """Screen DICOM files or byte strings, grouped into studies by Study Instance UID.
+
+        Studies go through in groups of about one model batch; while the model reads one
+        group, a second thread decodes and preprocesses the next, so the CPU never waits
+        on either alone.
+        """
         clock = _Clock()
         with clock.stage("ingest"):
             studies, rejected = read_headers(sources, self.limits)
         work = [_StudyWork(study) for study in studies]
         for item in work:
-            self._prepare(item, clock)
-        with clock.stage("appearance"):
-            self._check_appearance(work)
-        with clock.stage("infer"):
-            outputs = self._infer(work)
+            self._gate(item)
+        outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        groups = list(self._groups(work))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="screen-prepare") as pool:
+            ahead = pool.submit(self._prepare_group, groups[0], clock) if groups else None
+            for index, group in enumerate(groups):
+                assert ahead is not None
+                ahead.result()
+                if index + 1 < len(groups):
+                    ahead = pool.submit(self._prepare_group, groups[index + 1], clock)
+                with clock.stage("infer"):
+                    outputs.update(self._infer(group))
         with clock.stage("interpret"):
             outcomes = [self._outcome(item, outputs) for item in work]
         return ScreenBatch(outcomes, rejected, dict(clock.seconds))
 
-    def _prepare(self, work: _StudyWork, clock: _Clock) -> None:
+    def _gate(self, work: _StudyWork) -> None:
+        """Header scope check: out-of-scope instances get their reason and are never decoded."""
         scope = self.package.manifest.scope
-        spec = self.package.manifest.preprocessing
         for item in work.study.instances:
-            uid = item.uids.sop_instance_uid
             reason = out_of_scope_reason(item.info, scope)
             if reason is not None:
+                uid = item.uids.sop_instance_uid
                 work.results[uid] = InstanceResult(
                     sop_instance_uid=uid, status="not_analyzed", reason=reason
                 )
+
+    def _prepare_group(self, group: list[_StudyWork], clock: _Clock) -> None:
+        for item in group:
+            self._prepare(item, clock)
+        with clock.stage("appearance"):
+            self._check_appearance(group)
+
+    def _prepare(self, work: _StudyWork, clock: _Clock) -> None:
+        spec = self.package.manifest.preprocessing
+        for item in work.study.instances:
+            uid = item.uids.sop_instance_uid
+            if uid in work.results:
                 continue
             try:
                 with clock.stage("ingest"):
-                    image = read_instance(item.source, self.limits)
+                    if item.parsed is not None:
+                        image = item.parsed.decode()
+                    else:
+                        image = read_instance(item.source, self.limits)
                 with clock.stage("preprocess"):
                     tensor = preprocess_image(image, spec)
             except InputError as exc:
@@ -240,37 +280,33 @@ class Screener:
                         appearance_score=score,
                     )
 
-    def _infer(self, work: list[_StudyWork]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Logits and CAMs per SOP Instance UID, batched across studies.
+    def _infer(self, group: list[_StudyWork]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Logits and CAMs per SOP Instance UID for one group of studies, in one model call.
 
-        Batches never split a study, so a failed batch fails only the studies inside it.
+        Groups never split a study, so a failed call fails only the studies inside it.
         """
-        outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for batch in self._batches(work):
-            uids = [uid for item in batch for uid in item.prepared]
-            if not uids:
-                continue
-            images = np.stack([p.tensor.numpy() for item in batch for p in item.prepared.values()])
-            try:
-                result = self.engine.run(images)
-            except InferenceError as exc:
-                for item in batch:
-                    if item.prepared:
-                        for uid in item.prepared:
-                            self._fail(item, uid, f"the model could not analyse the image: {exc}")
-                        item.prepared.clear()
-                continue
-            for index, uid in enumerate(uids):
-                outputs[uid] = (result.logits[index], result.cams[index])
-        return outputs
+        live = [item for item in group if item.failure is None and item.prepared]
+        uids = [uid for item in live for uid in item.prepared]
+        if not uids:
+            return {}
+        images = np.stack([p.tensor.numpy() for item in live for p in item.prepared.values()])
+        try:
+            result = self.engine.run(images)
+        except InferenceError as exc:
+            for item in live:
+                for uid in item.prepared:
+                    self._fail(item, uid, f"the model could not analyse the image: {exc}")
+                item.prepared.clear()
+            return {}
+        return {uid: (result.logits[i], result.cams[i]) for i, uid in enumerate(uids)}
 
-    def _batches(self, work: list[_StudyWork]) -> Iterator[list[_StudyWork]]:
+    def _groups(self, work: list[_StudyWork]) -> Iterator[list[_StudyWork]]:
+        """Studies in groups of at most one model batch of in-scope images (a larger study
+        forms a group of its own; the engine splits it into batches)."""
         batch: list[_StudyWork] = []
         size = 0
         for item in work:
-            if item.failure is not None:
-                continue  # already failed: its findings would not be reported anyway
-            count = len(item.prepared)
+            count = len(item.study.instances) - len(item.results)
             if batch and size + count > self.engine.max_batch:
                 yield batch
                 batch, size = [], 0

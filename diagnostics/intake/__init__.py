@@ -1,0 +1,1 @@
+"""Durable intake: the store, the DICOM listener, the screening and outbox loops."""

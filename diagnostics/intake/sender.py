@@ -1,0 +1,101 @@
+"""Sending results back to a PACS: C-STORE (SCU) or DICOMweb STOW-RS.
+
+Destinations are strings: `AE@HOST:PORT` for DIMSE, or an `http(s)://` STOW-RS URL (the
+studies endpoint of a DICOMweb server). Every failure is a `SendError` with the reason; the
+outbox decides when to retry.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pynetdicom import AE
+
+from diagnostics.errors import ConfigurationError, DiagnosticsError
+
+DIMSE_DESTINATION = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>[^:@\s]+):(?P<port>\d{1,5})$")
+
+
+class SendError(DiagnosticsError):
+    """A result could not be delivered this time; the outbox retries with backoff."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    text: str
+    ae_title: str | None = None
+    host: str | None = None
+    port: int | None = None
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        text = text.strip()
+        if text.startswith(("http://", "https://")):
+            return cls(text, url=text.rstrip("/"))
+        match = DIMSE_DESTINATION.match(text)
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ConfigurationError(
+                f"destination {text!r} is neither AE@HOST:PORT nor an http(s) STOW-RS URL"
+            )
+        return cls(text, ae_title=match["ae"], host=match["host"], port=int(match["port"]))
+
+
+def send(
+    path: Path, destination: Destination, *, calling_ae: str, token: str | None = None
+) -> None:
+    """Deliver one DICOM file to `destination`, or raise `SendError`."""
+    if destination.url is not None:
+        _stow(path, destination.url, token)
+    else:
+        _c_store(path, destination, calling_ae)
+
+
+def _c_store(path: Path, destination: Destination, calling_ae: str) -> None:
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assert destination.host is not None and destination.port is not None
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title or "")
+    if not assoc.is_established:
+        raise SendError(f"{destination.text}: association not accepted (is the PACS up?)")
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    code = getattr(status, "Status", None)
+    if code is None:
+        raise SendError(f"{destination.text}: no C-STORE response (connection lost)")
+    if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+        raise SendError(f"{destination.text}: C-STORE failed with status 0x{code:04X}")
+
+
+def _stow(path: Path, url: str, token: str | None) -> None:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if response.status not in (200, 202):
+                raise SendError(f"{url}: STOW-RS answered HTTP {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise SendError(f"{url}: STOW-RS answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise SendError(f"{url}: STOW-RS not reachable: {exc}") from exc

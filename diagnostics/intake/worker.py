@@ -1,0 +1,183 @@
+"""Background loops: screen studies that have gone quiet, and deliver results through the outbox.
+
+Both loops are plain threads that poll the intake store, so several processes can share one
+store and a restart simply carries on where the database says things stand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from diagnostics.errors import DiagnosticsError
+from diagnostics.intake.sender import Destination, SendError, send
+from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
+from diagnostics.reports import write_reports
+from diagnostics.screening import Screener
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 300.0
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait before the next try after `attempts` failures: 2, 4, 8 … 300."""
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1)))
+
+
+class _Loop:
+    """A polling thread that stops promptly and finishes the item in hand first."""
+
+    name = "loop"
+
+    def __init__(self, poll_s: float) -> None:
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except DiagnosticsError as exc:
+                log.error("%s: %s", self.name, exc)
+                busy = False
+            if not busy:
+                self._stop.wait(self.poll_s)
+
+    def run_once(self) -> bool:
+        raise NotImplementedError
+
+
+class ScreeningWorker(_Loop):
+    """Claims studies quiet for `stable_s`, screens them, records results and queues outputs."""
+
+    name = "screening-worker"
+
+    def __init__(
+        self,
+        store: IntakeStore,
+        screener: Screener,
+        *,
+        stable_s: float,
+        destinations: Sequence[str],
+        poll_s: float = 0.5,
+        on_result: Callable[[Claim, int, float], None] | None = None,
+    ) -> None:
+        super().__init__(poll_s)
+        self.store = store
+        self.screener = screener
+        self.stable_s = stable_s
+        self.destinations = list(destinations)
+        self.on_result = on_result
+
+    def run_once(self) -> bool:
+        claims = self.store.claim_due(self.stable_s)
+        for index, claim in enumerate(claims):
+            if self.stopping:
+                for rest in claims[index:]:
+                    self.store.release(rest)  # requeued, not lost
+                break
+            self.screen_claim(claim)
+        return bool(claims)
+
+    def screen_claim(self, claim: Claim) -> None:
+        """Screen one claimed study and record the result (or requeue it)."""
+        started = time.perf_counter()
+        batch = self.screener.screen(list(claim.paths))
+        outcomes = [
+            o for o in batch.outcomes if o.result.study_instance_uid == claim.study_instance_uid
+        ]
+        if len(outcomes) != 1:
+            log.error("study %s: stored instances did not form one study", claim.study_instance_uid)
+            self.store.release(claim)
+            return
+        outcome = outcomes[0]
+        version = self.store.latest_version(claim.study_instance_uid) + 1
+        folder = self.store.results_dir / f"v{version}"
+        outputs = write_reports(outcome, folder)
+        recorded = self.store.complete(claim, outcome.result, outputs, self.destinations)
+        if recorded is None:
+            log.info(
+                "study %s changed while screening; it will be screened again",
+                claim.study_instance_uid,
+            )
+            return
+        model = self.screener.model_ref
+        self.store.audit(
+            "screening-worker",
+            "study_screened",
+            study=claim.study_instance_uid,
+            version=recorded,
+            status=outcome.result.status,
+            model=f"{model.name} {model.version} {model.sha256[:12]}",
+            outputs=[p.name for p in outputs],
+        )
+        if self.on_result is not None:
+            self.on_result(claim, recorded, time.perf_counter() - started)
+
+
+class OutboxWorker(_Loop):
+    """Sends queued results; failures are retried with exponential backoff, forever."""
+
+    name = "outbox-worker"
+
+    def __init__(
+        self,
+        store: IntakeStore,
+        *,
+        calling_ae: str,
+        token: str | None = None,
+        poll_s: float = 1.0,
+        sender: Callable[[Path, Destination], None] | None = None,
+    ) -> None:
+        super().__init__(poll_s)
+        self.store = store
+        self.calling_ae = calling_ae
+        self.token = token
+        self._send = sender or self._default_send
+
+    def _default_send(self, path: Path, destination: Destination) -> None:
+        send(path, destination, calling_ae=self.calling_ae, token=self.token)
+
+    def run_once(self) -> bool:
+        items = self.store.due_outbox()
+        for item in items:
+            if self.stopping:
+                break
+            self._deliver(item)
+        return bool(items)
+
+    def _deliver(self, item: OutboxItem) -> None:
+        try:
+            self._send(item.path, Destination.parse(item.destination))
+        except (SendError, OSError) as exc:
+            wait = backoff(item.attempts + 1)
+            log.warning("outbox: %s (retry in %.0f s)", exc, wait)
+            self.store.mark_failed(item, str(exc), wait)
+            return
+        self.store.mark_sent(item)
+        self.store.audit(
+            "outbox-worker",
+            "result_sent",
+            study=item.study_instance_uid,
+            file=item.path.name,
+            destination=item.destination,
+        )

@@ -1,0 +1,111 @@
+"""DICOM outputs of a screened study: a TID 1500 SR, burned-in overlays, presentation states.
+
+`write_reports` is what the CLI and the service call; the builders are public for callers that
+send datasets without writing files (STOW-RS, C-STORE).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydicom import config
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, generate_uid
+
+from diagnostics.errors import ReportError
+from diagnostics.reports._common import DISCLAIMER, findings_on, require_package
+from diagnostics.reports.heatmap import heatmap
+from diagnostics.reports.overlay import (
+    build_overlay,
+    build_presentation_state,
+    render_overlay,
+    window_to_uint8,
+)
+from diagnostics.reports.sr import build_sr
+
+if TYPE_CHECKING:
+    from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
+
+__all__ = [
+    "DISCLAIMER",
+    "build_overlay",
+    "build_presentation_state",
+    "build_sr",
+    "heatmap",
+    "render_overlay",
+    "window_to_uint8",
+    "write_reports",
+]
+
+SR_FILE = "SR.dcm"
+
+
+def _instances_with_findings(outcome: ScreeningOutcome) -> list[AnalysedInstance]:
+    """Analysed instances that are the evidence of at least one finding, in analysed order."""
+    return [item for item in outcome.analysed if findings_on(outcome, item)]
+
+
+def _check_study(outcome: ScreeningOutcome) -> str:
+    study_uid = outcome.result.study_instance_uid
+    # Validation is this check's job: pydicom's own would only add a warning per bad value.
+    if not UID(study_uid, validation_mode=config.IGNORE).is_valid:
+        raise ReportError(
+            f"study instance UID {study_uid[:80]!r} is not a valid DICOM UID; refusing to "
+            "write reports for it"
+        )
+    for item in outcome.analysed:
+        if item.image.uids.study_instance_uid != study_uid:
+            raise ReportError(
+                f"instance {item.image.uids.sop_instance_uid} belongs to study "
+                f"{item.image.uids.study_instance_uid}, not to {study_uid}"
+            )
+    return study_uid
+
+
+def _save(dataset: Dataset, path: Path) -> Path:
+    """Write through a temporary name, so that a reader never sees half a file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        dataset.save_as(partial, enforce_file_format=True)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
+    return path
+
+
+def write_reports(outcome: ScreeningOutcome, out_dir: Path) -> list[Path]:
+    """Write the DICOM outputs of an analysed outcome under `out_dir/<study uid>/`.
+
+    Writes `SR.dcm`, then `OV-0001.dcm` and `PR-0001.dcm` (overlay and presentation state) for
+    each analysed instance that some finding comes from, numbered in analysis order; file names
+    never come from DICOM text. Each kind is one new series. Returns the paths written: none for
+    an outcome that was not analysed. Raises `ReportError` when the outputs cannot be built or
+    written.
+    """
+    if outcome.result.status != "analyzed":
+        return []
+    require_package(outcome)
+    study_uid = _check_study(outcome)
+    instances = _instances_with_findings(outcome)
+    if not instances:
+        raise ReportError(
+            f"study {study_uid}: no finding names an analysed instance, so there is nothing to "
+            "draw an overlay on"
+        )
+    sr = build_sr(outcome, series_uid=generate_uid())
+    overlay_series, state_series = generate_uid(), generate_uid()
+    datasets: list[tuple[Dataset, str]] = [(sr, SR_FILE)]
+    for number, item in enumerate(instances, start=1):
+        overlay = build_overlay(outcome, item, series_uid=overlay_series, instance_number=number)
+        state = build_presentation_state(
+            outcome, item, series_uid=state_series, instance_number=number
+        )
+        datasets += [(overlay, f"OV-{number:04d}.dcm"), (state, f"PR-{number:04d}.dcm")]
+    folder = Path(out_dir) / study_uid
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{folder}: cannot be created ({exc.strerror or exc})") from exc
+    return [_save(dataset, folder / name) for dataset, name in datasets]

@@ -1,0 +1,233 @@
+"""Images a radiologist can open in any PACS viewer: a burned-in overlay and a presentation state.
+
+The overlay is a Secondary Capture (RGB, 8 bits): the source image windowed for display, the
+class activation heatmap blended over it, each flagged finding's box with its label and
+probability, and a burned-in notice that this is AI pre-screening. Because it is burned in, it
+survives viewers that show nothing else. The Grayscale Softcopy Presentation State
+(`presentation.py`, re-exported here) draws the same boxes and labels as vector graphics over the
+original pixels, for viewers that support it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import highdicom as hd
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from diagnostics.dicom.image import DicomImage
+from diagnostics.errors import ReportError
+from diagnostics.package import Manifest
+from diagnostics.reports._common import (
+    DISCLAIMER,
+    MANUFACTURER,
+    building,
+    checked_bbox,
+    copy_series_anatomy,
+    finding_label,
+    fit_lo,
+    frame_numbers,
+    model_label,
+    require_package,
+    shown_findings,
+    software_versions,
+    source_header,
+)
+from diagnostics.reports.heatmap import heatmap
+from diagnostics.reports.presentation import (
+    PRESENTATION_SERIES_NUMBER,
+    build_presentation_state,
+)
+from diagnostics.results import FindingResult
+
+if TYPE_CHECKING:
+    from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
+
+__all__ = [
+    "OVERLAY_SERIES_NUMBER",
+    "PRESENTATION_SERIES_NUMBER",
+    "build_overlay",
+    "build_presentation_state",
+    "render_overlay",
+    "window_to_uint8",
+]
+
+OVERLAY_SERIES_NUMBER = 9002
+
+HEAT_ALPHA = 0.55
+"""Opacity of the heatmap where the evidence is strongest; it fades to nothing at neutral."""
+BOX_COLOUR = (0, 255, 255)
+NOTICE_COLOUR = (255, 255, 0)
+TEXT_BACKGROUND = (0, 0, 0)
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def window_to_uint8(image: DicomImage, frame: int = 0) -> np.ndarray:
+    """One frame as 8-bit grey for display, denser brighter (MONOCHROME2 convention).
+
+    Uses the image's first VOI window (already in the decoded, MONOCHROME1-inverted units); an
+    image without one is stretched between its 1st and 99th percentiles.
+    """
+    pixels = np.asarray(image.pixels[frame], dtype=np.float64)
+    if image.windows:
+        window = image.windows[0]
+        low = window.center - window.width / 2.0
+        high = window.center + window.width / 2.0
+    else:
+        low, high = (float(v) for v in np.percentile(pixels, [1.0, 99.0]))
+    if not high > low:
+        high = low + 1.0
+    scaled = np.clip((pixels - low) / (high - low), 0.0, 1.0)
+    return np.round(scaled * 255.0).astype(np.uint8)
+
+
+def _combined_heat(
+    manifest: Manifest, item: AnalysedInstance, findings: list[FindingResult]
+) -> np.ndarray:
+    rows, cols = item.image.info.rows, item.image.info.columns
+    codes_in_order = manifest.finding_codes
+    if item.cams.ndim != 3 or item.cams.shape[0] != len(codes_in_order):
+        raise ReportError(
+            f"instance {item.image.uids.sop_instance_uid}: class activation maps of shape "
+            f"{item.cams.shape} do not match the model's {len(codes_in_order)} findings"
+        )
+    heat = np.zeros((rows, cols), dtype=np.float32)
+    for finding in findings:
+        k = codes_in_order.index(finding.code)
+        heat = np.maximum(heat, heatmap(item.cams[k], rows, cols))
+    return heat
+
+
+def _blend(grey: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """Grey image with a red-to-yellow tint where the heatmap shows positive evidence (> 0.5)."""
+    strength = np.clip((heat.astype(np.float64) - 0.5) / 0.5, 0.0, 1.0)
+    alpha = (HEAT_ALPHA * strength)[..., None]
+    colour = np.stack([np.ones_like(strength), strength, np.zeros_like(strength)], axis=-1) * 255.0
+    base = np.repeat(grey[..., None].astype(np.float64), 3, axis=-1)
+    blended = base * (1.0 - alpha) + colour * alpha
+    return np.round(blended).astype(np.uint8)
+
+
+def _font(rows: int, cols: int) -> _Font:
+    return ImageFont.load_default(size=max(10, min(rows, cols) // 40))
+
+
+def _text_block(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font: _Font) -> None:
+    """Text on an opaque dark background, legible over any part of the image."""
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    pad = 2
+    draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=TEXT_BACKGROUND)
+    draw.text(xy, text, fill=NOTICE_COLOUR, font=font)
+
+
+def render_overlay(outcome: ScreeningOutcome, item: AnalysedInstance) -> np.ndarray:
+    """The overlay's RGB pixels (rows, cols, 3) uint8, the same size as the source image."""
+    manifest = require_package(outcome).manifest
+    rows, cols = item.image.info.rows, item.image.info.columns
+    grey = window_to_uint8(item.image, item.frame)
+    shown = shown_findings(outcome, item)
+    rgb = _blend(grey, _combined_heat(manifest, item, shown))
+    canvas = Image.fromarray(rgb, mode="RGB")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(rows, cols)
+    line = max(2, min(rows, cols) // 256)
+    for finding in shown:
+        if not finding.flagged or finding.bbox is None:
+            continue
+        x0, y0, x1, y1 = checked_bbox(finding, item)
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=line)
+        label = finding_label(finding)
+        height = int(draw.textbbox((0, 0), label, font=font)[3])
+        _text_block(draw, (x0 + 2, y0 - height - 4 if y0 > height + 4 else y1 + 4), label, font)
+    _text_block(draw, (4, 4), DISCLAIMER, font)
+    step = int(draw.textbbox((0, 0), DISCLAIMER, font=font)[3]) + 6
+    _text_block(draw, (4, 4 + step), model_label(manifest), font)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def _derivation(manifest: Manifest) -> str:
+    return (
+        f"{DISCLAIMER}. Source image windowed to 8 bits with the class activation heatmap and "
+        f"finding boxes of {model_label(manifest)} (model.onnx sha256 {manifest.sha256}) "
+        "burned in."
+    )
+
+
+def _patient_orientation(header: Dataset) -> list[str] | str:
+    value = header.get("PatientOrientation")
+    if value is None or value == "":
+        return ""
+    return [str(v) for v in value] if not isinstance(value, str) else value
+
+
+def _source_reference(item: AnalysedInstance) -> Dataset:
+    """Source Image Sequence item: the instance the overlay was derived from."""
+    source = Dataset()
+    source.ReferencedSOPClassUID = item.image.uids.sop_class_uid
+    source.ReferencedSOPInstanceUID = item.image.uids.sop_instance_uid
+    frames = frame_numbers(item)
+    if frames:
+        source.ReferencedFrameNumber = frames
+    purpose = Dataset()
+    purpose.CodeValue = codes.DCM.SourceImageForImageProcessingOperation.value
+    purpose.CodingSchemeDesignator = "DCM"
+    purpose.CodeMeaning = codes.DCM.SourceImageForImageProcessingOperation.meaning
+    source.PurposeOfReferenceCodeSequence = [purpose]
+    return source
+
+
+def _describe_overlay(
+    overlay: Dataset, header: Dataset, item: AnalysedInstance, manifest: Manifest
+) -> None:
+    """What highdicom leaves out: burned-in text, provenance, model identity, orientation."""
+    overlay.PatientOrientation = _patient_orientation(header)
+    overlay.SoftwareVersions = software_versions(manifest)
+    overlay.SecondaryCaptureDeviceManufacturer = MANUFACTURER
+    overlay.SecondaryCaptureDeviceManufacturerModelName = manifest.name
+    overlay.SecondaryCaptureDeviceSoftwareVersions = software_versions(manifest)
+    overlay.BurnedInAnnotation = "YES"
+    overlay.LossyImageCompression = "00"
+    overlay.DerivationDescription = _derivation(manifest)
+    overlay.ImageComments = _derivation(manifest)
+    overlay.SourceImageSequence = [_source_reference(item)]
+    copy_series_anatomy(header, overlay)
+
+
+def build_overlay(
+    outcome: ScreeningOutcome,
+    analysed_instance: AnalysedInstance,
+    *,
+    series_uid: str,
+    instance_number: int,
+    series_number: int = OVERLAY_SERIES_NUMBER,
+) -> Dataset:
+    """A Secondary Capture RGB overlay of one analysed instance, in a new series of its study."""
+    manifest = require_package(outcome).manifest
+    item = analysed_instance
+    header = source_header(item)
+    pixels = render_overlay(outcome, item)
+    with building("overlay image"):
+        overlay = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=header,
+            pixel_array=pixels,
+            photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+            bits_allocated=8,
+            coordinate_system=hd.CoordinateSystemNames.PATIENT,
+            series_instance_uid=series_uid,
+            series_number=series_number,
+            sop_instance_uid=generate_uid(),
+            instance_number=instance_number,
+            manufacturer=MANUFACTURER,
+            # Required by highdicom for a patient image; replaced below by the source's own
+            # value (or an empty one), which need not be a pair of single letters.
+            patient_orientation=("L", "F"),
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            series_description=fit_lo(f"AI pre-screening overlay ({model_label(manifest)})"),
+            manufacturer_model_name=manifest.name,
+        )
+    _describe_overlay(overlay, header, item, manifest)
+    return overlay

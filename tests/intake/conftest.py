@@ -1,0 +1,164 @@
+"""Real components for intake tests: DCMTK clients and an Orthanc PACS on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnostics.synth import SynthConfig, generate
+from diagnostics.synth.study import StudyTruth
+
+FIELD_OF_VIEW_MM = 409.6
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def studies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[StudyTruth]]:
+    out = tmp_path_factory.mktemp("intake-synth")
+    config = SynthConfig(rows=320, columns=320, spacing_mm=FIELD_OF_VIEW_MM / 320)
+    return out, generate(out, 6, 5151, config)
+
+
+@dataclass
+class Orthanc:
+    http: str
+    dicom_port: int
+    aet: str = "ORTHANC"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.http + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(
+        self, path: str, body: bytes | dict[str, Any], content_type: str = "application/json"
+    ) -> Any:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        request = urllib.request.Request(
+            self.http + path, data=data, method="POST", headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            self.http + path,
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """Orthanc (Debian package) with DICOMweb, on loopback, in a temporary folder."""
+    binary = shutil.which("Orthanc")
+    if binary is None:
+        pytest.fail(
+            "Orthanc is not installed: run scripts/setup (Debian packages orthanc, orthanc-dicomweb)"
+        )
+    folder = tmp_path_factory.mktemp("orthanc")
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "test-pacs",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": False,
+        "DicomModalities": {},
+        "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.exists() else [],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "StableAge": 1,
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("w")
+    process = subprocess.Popen(
+        [binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT
+    )
+    server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port)
+    try:
+        wait_for(lambda: _alive(server), 30, "Orthanc to start")
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def _alive(server: Orthanc) -> bool:
+    try:
+        server.get("/system")
+    except OSError:
+        return False
+    return True
+
+
+_STORESCU_OPTION = {
+    "1.2.840.10008.1.2.5": "-xr",  # RLE Lossless
+    "1.2.840.10008.1.2.4.90": "-xv",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.80": "-xt",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.70": "-xs",  # JPEG lossless SV1
+}
+
+
+def storescu(
+    port: int | str, files: list[Path], aet: str = "STORESCU"
+) -> subprocess.CompletedProcess[str]:
+    """Send files with DCMTK storescu, one association per transfer syntax (storescu proposes
+    a compressed syntax only when told which)."""
+    import pydicom
+
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        groups.setdefault(_STORESCU_OPTION.get(syntax, "-x="), []).append(str(path))
+    result = None
+    for option, paths in groups.items():
+        command = [
+            "storescu",
+            "-aet",
+            aet,
+            "-aec",
+            "DIAGNOSTICS",
+            option,
+            "-R",
+            "127.0.0.1",
+            str(port),
+        ]
+        result = subprocess.run(
+            command + paths, capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            return result
+    assert result is not None
+    return result

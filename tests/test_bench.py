@@ -1,0 +1,176 @@
+"""`diagnostics bench`: the report's shape and internal consistency, never its speed.
+
+The quick run goes through the real CLI in a subprocess, as `tests/test_cli.py` does. Timings
+depend on the machine and its load, so nothing here compares a number with a threshold; what is
+checked is that every number is there, positive, and agrees with the numbers it is derived from
+(a ratio is the quotient of the throughputs it names, GFLOP/s is FLOPs times images/s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnostics.bench import GOALS, BenchConfig, time_interleaved
+from diagnostics.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED_RATIOS = (
+    "ort_vs_eager_batch1",
+    "ort_vs_eager_batch8",
+    "densenet121_ort_vs_eager_batch8",
+    "densenet121_share_of_matmul_peak",
+    "pipeline_vs_model_uncompressed",
+    "pipeline_vs_model_jpeg2000",
+)
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "diagnostics.cli", *map(str, args)]
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _close(actual: float, expected: float) -> bool:
+    return math.isclose(actual, expected, rel_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    result = _run("bench", "--quick", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+@pytest.mark.slow
+def test_report_has_every_section(quick: tuple[dict[str, Any], str]) -> None:
+    report, _ = quick
+    assert report["quick"] is True
+    for key in ("method", "environment", "matmul_peak", "models", "pipeline", "memory"):
+        assert report[key], key
+    assert set(report["models"]) == {"bundled", "densenet121"}
+    assert report["models"]["bundled"]["architecture"] == "compact"
+    assert set(report["ratios"]) >= set(REQUIRED_RATIOS)
+    env = report["environment"]
+    assert env["cpu"] and env["torch"] and env["onnxruntime"]
+    assert env["torch_threads"] >= 1 and env["ort_intra_op_threads"] >= 1
+    assert report["memory"]["peak_rss_mib"] > 0
+    assert all(s["seconds"] > 0 for s in report["sections"].values())
+
+
+@pytest.mark.slow
+def test_model_numbers_are_positive_and_consistent(quick: tuple[dict[str, Any], str]) -> None:
+    report, _ = quick
+    for name, model in report["models"].items():
+        flops = model["flops_per_image"]
+        assert flops > 0, name
+        for batch in (1, 8):
+            row = model[f"batch_{batch}"]
+            assert row["batch"] == batch and row["rounds"] >= 1
+            ort, eager = row["ort_images_per_s"], row["eager_images_per_s"]
+            layouts = {
+                layout: row[f"eager_{layout}_images_per_s"]
+                for layout in ("contiguous", "channels_last")
+            }
+            assert ort > 0 and all(value > 0 for value in layouts.values())
+            assert eager == max(layouts.values())
+            assert eager == layouts[row["eager_memory_format"]]
+            assert _close(row["ort_vs_eager"], ort / eager)
+            assert _close(row["ort_gflops"], flops * ort / 1e9)
+            assert _close(row["eager_gflops"], flops * eager / 1e9)
+
+
+@pytest.mark.slow
+def test_ratios_are_the_quotients_of_reported_numbers(quick: tuple[dict[str, Any], str]) -> None:
+    report, _ = quick
+    ratios, models, peak = report["ratios"], report["models"], report["matmul_peak"]
+    bundled, densenet = models["bundled"], models["densenet121"]
+    assert peak["peak_gflops"] == max(peak["torch_gflops"], peak["numpy_gflops"]) > 0
+    assert _close(peak["flops"], 2 * peak["size"] ** 3)
+    for batch in (1, 8):
+        row = bundled[f"batch_{batch}"]
+        expected = row["ort_images_per_s"] / row["eager_images_per_s"]
+        assert _close(ratios[f"ort_vs_eager_batch{batch}"], expected)
+    row = densenet["batch_8"]
+    assert _close(
+        ratios["densenet121_ort_vs_eager_batch8"],
+        row["ort_images_per_s"] / row["eager_images_per_s"],
+    )
+    assert _close(
+        ratios["densenet121_share_of_matmul_peak"],
+        densenet["flops_per_image"] * row["ort_images_per_s"] / 1e9 / peak["peak_gflops"],
+    )
+    pipeline = report["pipeline"]
+    model_only = pipeline["model_only_images_per_s"]
+    assert model_only > 0
+    for label in ("uncompressed", "jpeg2000"):
+        assert pipeline[label]["images_per_s"] > 0
+        assert _close(
+            ratios[f"pipeline_vs_model_{label}"], pipeline[label]["images_per_s"] / model_only
+        )
+    assert all(value > 0 for value in ratios.values())
+
+
+@pytest.mark.slow
+def test_pipeline_analysed_every_synthetic_study(quick: tuple[dict[str, Any], str]) -> None:
+    """A throughput over refused studies would measure the gate, not the pipeline."""
+    pipeline = quick[0]["pipeline"]
+    for label in ("uncompressed", "jpeg2000"):
+        assert pipeline[label]["analyzed"] == pipeline["studies"], pipeline[label]
+        assert pipeline[label]["rejected"] == 0
+        assert pipeline[label]["stage_ms_per_image"]
+    assert pipeline["jpeg2000"]["mean_bytes"] < pipeline["uncompressed"]["mean_bytes"]
+
+
+@pytest.mark.slow
+def test_goals_follow_from_the_ratios(quick: tuple[dict[str, Any], str]) -> None:
+    report, stdout = quick
+    goals = report["goals"]
+    assert {name: goal["goal"] for name, goal in goals.items()} == {
+        "ort_vs_eager_batch8": 1.8,
+        "densenet121_share_of_matmul_peak": 0.80,
+        "pipeline_vs_model_uncompressed": 0.7,
+    }
+    for name, goal in goals.items():
+        assert goal["value"] == report["ratios"][name]
+        assert goal["met"] is (goal["value"] >= goal["goal"])
+        assert f"goal {name}" in stdout
+    assert any("quick" in warning for warning in report["warnings"])
+
+
+def test_a_missing_package_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = _run("bench", "--quick", "--model", tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ModelPackageError: "), result.stderr
+
+
+def test_interleaved_timing_rotates_and_stops() -> None:
+    calls: list[str] = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = time_interleaved(runners, warmup=1, rounds=3, min_rounds=1, max_seconds=60.0)
+    assert calls[:3] == ["a", "b", "c"]  # warm-up, in order
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}
+    times = time_interleaved(runners, warmup=0, rounds=50, min_rounds=2, max_seconds=1e-9)
+    assert all(len(values) == 2 for values in times.values())
+
+
+def test_config_names_the_bad_setting() -> None:
+    with pytest.raises(ConfigurationError, match="iterations"):
+        BenchConfig(iterations=0)
+    with pytest.raises(ConfigurationError, match="densenet_size"):
+        BenchConfig(densenet_size=16)
+    assert set(GOALS) <= set(REQUIRED_RATIOS)
