@@ -78,11 +78,9 @@ class Orthanc:
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     """Orthanc (Debian package) with DICOMweb, on loopback, in a temporary folder."""
-    binary = shutil.which("Orthanc")
+    binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
     if binary is None:
-        pytest.fail(
-            "Orthanc is not installed: run scripts/setup (Debian packages orthanc, orthanc-dicomweb)"
-        )
+        pytest.fail("Orthanc is missing: scripts/setup installs orthanc and orthanc-dicomweb")
     folder = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port = free_port(), free_port()
     config = {
