@@ -309,6 +309,14 @@ def _study_sources(config: BenchConfig) -> dict[str, list[bytes]]:
     return sources
 
 
+def onnx_engine(screener: Screener) -> OnnxEngine:
+    """The ONNX Runtime engine under a screener (unwrapping a micro-batcher)."""
+    engine = screener.engine
+    inner = getattr(engine, "engine", engine)
+    assert isinstance(inner, OnnxEngine)
+    return inner
+
+
 def bench_pipeline(package: ModelPackage, threads: int, config: BenchConfig) -> Report:
     """DICOM bytes -> StudyResult images/s per input syntax, beside model-only images/s: the
     screener's own engine running as many images (`OnnxEngine.run`, chunked as the pipeline
@@ -343,7 +351,7 @@ def bench_pipeline(package: ModelPackage, threads: int, config: BenchConfig) -> 
         "image_size": [config.study_size, config.study_size],
         "rounds": len(times["model_only"]),
         "model_batch": min(engine.max_batch, count),
-        "providers": list(engine.providers),
+        "providers": list(onnx_engine(screener).providers),
         "model_only_images_per_s": rates["model_only"],
     }
     for label, files in sources.items():

@@ -192,6 +192,88 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- compare: candidate vs current model package on one labelled test set -------------------
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from diagnostics.compare import compare_on_dataset
+    from diagnostics.datasets import parse_option
+
+    options = dict(parse_option(text) for text in args.option)
+    comparison = compare_on_dataset(
+        args.candidate,
+        args.current,
+        args.data,
+        layout=args.layout,
+        split=args.split,
+        options=options,
+        n_boot=args.boot,
+        seed=args.seed,
+        threads=args.threads,
+        cache_dir=args.cache,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+    print("\n".join(comparison.summary_lines()))
+    return EXIT_OK
+
+
+COMPARE_LAYOUTS = "synth, nih, rsna, chexpert, covid, covidx"
+"""Named here rather than imported: the dataset registry pulls in torch, and building the
+parser must stay fast for every command."""
+
+
+def _add_compare_parser(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="compare a candidate model package with the current one on labelled studies",
+        description=(
+            "Run CANDIDATE and CURRENT (model packages) on the same labelled studies under\n"
+            "--data and compare them per finding they share: AUROC of each with a paired\n"
+            "bootstrap 95% interval of the difference, sensitivity and specificity at each\n"
+            "package's own operating point, and calibration error (ECE). Prints a verdict per\n"
+            "finding and overall (better, not different, worse) with the rule that gave it.\n"
+            "Exit status 0 whatever the verdict; 2 on unusable input."
+        ),
+        epilog=(
+            "examples:\n"
+            "  diagnostics compare work/my-cxr/package models/cxr-demo --data data/cxr-demo/test\n"
+            "  diagnostics compare new/ models/cxr-demo --data /data/chestxray14 --layout nih \\\n"
+            "      --json compare.json\n"
+            "  diagnostics compare new/ old/ --data /data/chexpert --layout chexpert \\\n"
+            "      --option uncertain=ignore"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("candidate", type=Path, help="the new model package")
+    compare.add_argument("current", type=Path, help="the model package it would replace")
+    compare.add_argument("--data", type=Path, required=True, help="dataset root (test studies)")
+    compare.add_argument(
+        "--layout", default="synth", help=f"dataset layout: {COMPARE_LAYOUTS} (default synth)"
+    )
+    compare.add_argument(
+        "--split", choices=("all", "train", "test"), default="test", help="default test"
+    )
+    compare.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a layout option, e.g. uncertain=ignore (repeatable)",
+    )
+    compare.add_argument("--json", type=Path, help="write the full comparison as JSON here")
+    compare.add_argument(
+        "--boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)"
+    )
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    compare.add_argument("--threads", type=_positive_int, help="inference threads (default: all)")
+    compare.add_argument("--cache", type=Path, help="folder for preprocessed images (reused)")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+# --- end of compare --------------------------------------------------------------------------
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -342,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--iterations", type=_positive_int, help="timed rounds per measurement (default 10)"
     )
     bench.set_defaults(handler=_cmd_bench)
+    _add_compare_parser(commands)
+
+    from diagnostics.serve import add_parser as add_serve_parser
+
+    add_serve_parser(commands)
+
+    from diagnostics.deid.cli import add_parser as add_research_export_parser
+
+    add_research_export_parser(commands)
     return parser
 
 

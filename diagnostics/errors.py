@@ -36,6 +36,10 @@ class UnsupportedDicomError(InputError):
     """Valid DICOM this library deliberately does not handle (codec, colour model, bit depth)."""
 
 
+class ImageFileError(InputError):
+    """A PNG or JPEG research image cannot be read or converted to a greyscale image."""
+
+
 class TooLargeError(InputError):
     """The data exceeds a configured size limit; refused before it is decoded."""
 

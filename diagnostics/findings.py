@@ -23,5 +23,11 @@ KNOWN_FINDINGS: dict[str, KnownFinding] = {
         KnownFinding("nodule", "Lung nodule", "786838002", "Pulmonary nodule"),
         KnownFinding("consolidation", "Consolidation", "95436008", "Lung consolidation"),
         KnownFinding("cardiomegaly", "Cardiomegaly", "8186001", "Cardiomegaly"),
+        # Findings labelled by the public research layouts (diagnostics.datasets).
+        KnownFinding("pneumonia", "Pneumonia", "233604007", "Pneumonia"),
+        KnownFinding("effusion", "Pleural effusion", "60046008", "Pleural effusion"),
+        KnownFinding("atelectasis", "Atelectasis", "46621007", "Atelectasis"),
+        KnownFinding("pneumothorax", "Pneumothorax", "36118008", "Pneumothorax"),
+        KnownFinding("covid19", "COVID-19", "840539006", "COVID-19"),
     )
 }

@@ -13,7 +13,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["retrain.ipynb"])
+@pytest.mark.parametrize("name", ["retrain.ipynb", "compare.ipynb"])
 def test_notebook_runs_and_produces_a_package(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,9 @@ from diagnostics.screening import ScreenBatch, Screener
 
 log = logging.getLogger(__name__)
 
+BATCH_WAIT_S = 0.01
+"""How long a model call waits for concurrent requests to join it (adaptive batching)."""
+
 
 @dataclass(frozen=True)
 class InstanceOutcome:
@@ -65,7 +68,7 @@ class Runtime:
 
     def start(self) -> None:
         """Load, verify and warm the model; then, in one process only, listen and work."""
-        screener = Screener.load(self.config.model)
+        screener = Screener.load(self.config.model, batch_wait_s=BATCH_WAIT_S)
         screener.warm_up()
         if self.on_batch is not None:
             screener = ObservedScreener(screener, self.on_batch)
@@ -137,8 +140,8 @@ class Runtime:
             self.listener.stop()
         for loop in self.loops:
             loop.stop()
-        self.store.recover()  # anything still claimed goes back to waiting
         if self._lock_file is not None:
+            self.store.recover()  # anything still claimed goes back to waiting
             self._lock_file.close()
             self._lock_file = None
 

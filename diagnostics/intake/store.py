@@ -251,10 +251,19 @@ class IntakeStore:
 
     # -- screening queue ------------------------------------------------------------------
 
-    def recover(self) -> int:
-        """After a crash: studies left mid-screening wait again; stray partial files go."""
+    def recover(self, stray_age_s: float = 3600.0) -> int:
+        """After a crash: studies left mid-screening wait again; old partial files go.
+
+        Only the process that runs the screening loop calls this. Partial files younger than
+        `stray_age_s` may belong to an upload another process is still writing.
+        """
+        cutoff = time.time() - stray_age_s
         for stray in self.incoming_dir.glob("*.partial"):
-            stray.unlink(missing_ok=True)
+            try:
+                if stray.stat().st_mtime < cutoff:
+                    stray.unlink(missing_ok=True)
+            except FileNotFoundError:
+                continue
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE studies SET state = 'waiting', claimed_at = NULL WHERE state = 'screening'"

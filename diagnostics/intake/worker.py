@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from diagnostics.errors import DiagnosticsError
+from diagnostics.errors import DiagnosticsError, ReportError
 from diagnostics.intake.sender import Destination, SendError, send
 from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
 from diagnostics.reports import write_reports
-from diagnostics.screening import Screener
+from diagnostics.results import StudyResult
+from diagnostics.screening import Screener, ScreeningOutcome
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +100,14 @@ class ScreeningWorker(_Loop):
         return bool(claims)
 
     def screen_claim(self, claim: Claim) -> None:
-        """Screen one claimed study and record the result (or requeue it)."""
+        """Screen one claimed study and record the result, whatever happens to it.
+
+        Every claim ends in a recorded result (a `failed` one when screening could not run),
+        so no study is left claimed and none loops forever.
+        """
         started = time.perf_counter()
-        batch = self.screener.screen(list(claim.paths))
-        outcomes = [
-            o for o in batch.outcomes if o.result.study_instance_uid == claim.study_instance_uid
-        ]
-        if len(outcomes) != 1:
-            log.error("study %s: stored instances did not form one study", claim.study_instance_uid)
-            self.store.release(claim)
-            return
-        outcome = outcomes[0]
-        version = self.store.latest_version(claim.study_instance_uid) + 1
-        folder = self.store.results_dir / f"v{version}"
-        outputs = write_reports(outcome, folder)
+        outcome = self._screen(claim)
+        outputs = self._write_outputs(claim, outcome)
         recorded = self.store.complete(claim, outcome.result, outputs, self.destinations)
         if recorded is None:
             log.info(
@@ -132,6 +127,44 @@ class ScreeningWorker(_Loop):
         )
         if self.on_result is not None:
             self.on_result(claim, recorded, time.perf_counter() - started)
+
+    def _screen(self, claim: Claim) -> ScreeningOutcome:
+        try:
+            batch = self.screener.screen(list(claim.paths))
+        except DiagnosticsError as exc:
+            return self._failed(claim, f"screening could not run: {exc}")
+        for outcome in batch.outcomes:
+            if outcome.result.study_instance_uid == claim.study_instance_uid:
+                return outcome
+        problems = "; ".join(str(r.error) for r in batch.rejected)
+        return self._failed(
+            claim, f"the stored instances could not be read: {problems or 'none found'}"
+        )
+
+    def _failed(self, claim: Claim, reason: str) -> ScreeningOutcome:
+        log.error("study %s failed: %s", claim.study_instance_uid, reason)
+        result = StudyResult(
+            study_instance_uid=claim.study_instance_uid,
+            status="failed",
+            reason=reason,
+            model=self.screener.model_ref,
+        )
+        return ScreeningOutcome(result)
+
+    def _write_outputs(self, claim: Claim, outcome: ScreeningOutcome) -> list[Path]:
+        """The DICOM outputs; when they cannot be built the result still stands, without them."""
+        version = self.store.latest_version(claim.study_instance_uid) + 1
+        try:
+            return write_reports(outcome, self.store.results_dir / f"v{version}")
+        except ReportError as exc:
+            log.error("study %s: DICOM outputs not written: %s", claim.study_instance_uid, exc)
+            self.store.audit(
+                "screening-worker",
+                "reports_failed",
+                study=claim.study_instance_uid,
+                error=str(exc),
+            )
+            return []
 
 
 class OutboxWorker(_Loop):

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -44,6 +45,16 @@ class EngineOutput:
     """float32 (N, K)."""
     cams: np.ndarray
     """float32 (N, K, h, w)."""
+
+
+class Engine(Protocol):
+    """What screening needs from a model runner (`OnnxEngine`, or `MicroBatcher` around one)."""
+
+    package: ModelPackage
+    input_shape: tuple[int, int, int]
+    max_batch: int
+
+    def run(self, images: np.ndarray) -> EngineOutput: ...
 
 
 def default_threads() -> int:
@@ -92,7 +103,11 @@ class OnnxEngine:
         self.package = package
         self.max_batch = max_batch
         self.timeout_s = timeout_s
-        self.input_shape = (manifest.input.channels, manifest.input.height, manifest.input.width)
+        self.input_shape: tuple[int, int, int] = (
+            manifest.input.channels,
+            manifest.input.height,
+            manifest.input.width,
+        )
         self.findings = len(manifest.findings)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -32,7 +32,8 @@ from diagnostics.errors import InferenceError, InputError
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.preprocess import preprocess_image
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
-from diagnostics.screening.engine import OnnxEngine
+from diagnostics.screening.batching import MicroBatcher
+from diagnostics.screening.engine import Engine, OnnxEngine
 from diagnostics.screening.gate import describe_scope, out_of_scope_reason
 from diagnostics.screening.interpret import probabilities, study_findings
 from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
@@ -156,7 +157,7 @@ class Screener:
     """A loaded, verified model package and its inference engine, ready to screen studies."""
 
     def __init__(
-        self, package: ModelPackage, engine: OnnxEngine, *, limits: ReadLimits | None = None
+        self, package: ModelPackage, engine: Engine, *, limits: ReadLimits | None = None
     ) -> None:
         self.package = package
         self.engine = engine
@@ -175,10 +176,17 @@ class Screener:
         max_batch: int = 16,
         timeout_s: float | None = 120.0,
         limits: ReadLimits | None = None,
+        batch_wait_s: float | None = None,
     ) -> Screener:
-        """Load and verify a package (ModelPackageError when it is unusable) and its engine."""
+        """Load and verify a package (ModelPackageError when it is unusable) and its engine.
+
+        With `batch_wait_s`, concurrent `screen` calls share model calls (`MicroBatcher`).
+        """
         loaded = package if isinstance(package, ModelPackage) else load_package(package)
-        engine = OnnxEngine(loaded, threads=threads, max_batch=max_batch, timeout_s=timeout_s)
+        onnx = OnnxEngine(loaded, threads=threads, max_batch=max_batch, timeout_s=timeout_s)
+        engine: Engine = onnx
+        if batch_wait_s is not None:
+            engine = MicroBatcher(onnx, max_wait_s=batch_wait_s)
         return cls(loaded, engine, limits=limits)
 
     def warm_up(self) -> None:

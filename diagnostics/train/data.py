@@ -1,8 +1,10 @@
 """Labelled datasets: a folder of DICOM studies plus labels.csv (the `diagnostics synth` contract).
 
-Images go through the same ingestion and preprocessing code as serving. The deterministic part
-of preprocessing is done once and cached (in memory, and optionally on disk keyed by file
-content and spec), so each epoch only pays for the seeded random augmentation.
+Other layouts (NIH, RSNA, CheXpert, COVID collections) are read by `diagnostics.datasets` into
+the same `Example`s. Images go through the same ingestion and preprocessing code as serving;
+PNG and JPEG files are decoded by `diagnostics.images` into the same `DicomImage` first. The
+deterministic part of preprocessing is done once and cached (in memory, and optionally on disk
+keyed by file content and spec), so each epoch only pays for the seeded random augmentation.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch.utils.data import Dataset
 
 from diagnostics.dicom import InstanceInfo, read_instance, scan
 from diagnostics.errors import DatasetError, InputError
+from diagnostics.images import plain_image_kind, read_image
 from diagnostics.preprocess import (
     PreprocessSpec,
     augment_transforms,
@@ -32,9 +35,18 @@ from diagnostics.preprocess import (
 log = logging.getLogger(__name__)
 
 
+UNKNOWN_LABEL = -1
+"""A label that is not known for this example (e.g. CheXpert "uncertain" under the `ignore`
+policy): training loss, validation AUROC, calibration and metrics skip it for that finding."""
+
+
 @dataclass(frozen=True)
 class Example:
-    """One labelled study: the file to read, who it belongs to, and its 0/1 labels."""
+    """One labelled study: the file to read, who it belongs to, and its 0/1 labels.
+
+    A label may also be `UNKNOWN_LABEL` (-1). For layouts without DICOM UIDs,
+    `study_instance_uid` holds the layout's own identifier of the study (e.g. an image name).
+    """
 
     path: Path
     study_instance_uid: str
@@ -177,9 +189,13 @@ def _cache_key(data: bytes, spec: PreprocessSpec) -> str:
 
 def _preprocess(source: Path | bytes, path: Path, spec: PreprocessSpec) -> np.ndarray:
     try:
-        image = read_instance(source)
+        # PNG and JPEG (the public research layouts) by content; everything else is DICOM.
+        image = read_image(source) if plain_image_kind(source) else read_instance(source)
     except InputError as exc:
-        raise DatasetError(f"{path}: {exc}") from None
+        message = str(exc)  # name the file once, whether or not the reader already did
+        raise DatasetError(
+            message if message.startswith(str(path)) else f"{path}: {message}"
+        ) from None
     return np.asarray(preprocess_image(image, spec)[:1], dtype=np.float16)
 
 

@@ -53,15 +53,33 @@ def predict_logits(model: CamNet, dataset: CachedDataset, batch_size: int = 64) 
 
 
 def mean_auroc(labels: np.ndarray, logits: np.ndarray) -> tuple[float, list[float]]:
-    """Mean over findings; a finding with one class only in validation counts as 0.5."""
+    """Mean over findings; a finding with one class only in validation counts as 0.5.
+
+    Unknown labels (`UNKNOWN_LABEL`, below 0) are left out of their finding's AUROC.
+    """
     per_finding = []
     for k in range(labels.shape[1]):
-        column = labels[:, k]
-        if column.min() == column.max():
+        known = labels[:, k] >= 0
+        column = labels[known, k]
+        if column.size == 0 or column.min() == column.max():
             per_finding.append(0.5)
         else:
-            per_finding.append(auroc(column, logits[:, k]))
+            per_finding.append(auroc(column, logits[known, k]))
     return float(np.mean(per_finding)), per_finding
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the known labels; unknown ones (below 0) add nothing.
+
+    With every label known this is exactly the plain mean, so 0/1 datasets train as before.
+    """
+    known = targets >= 0
+    if bool(known.all()):
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, targets.clamp(min=0.0), reduction="none"
+    )
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 def location_loss(
@@ -152,8 +170,7 @@ def _epoch(
     for images, targets, boxes in batches:
         optimizer.zero_grad(set_to_none=True)
         logits, cam = model.forward_with_cam(images.to(memory_format=torch.channels_last))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-        loss = loss + location_loss(cam, boxes)
+        loss = classification_loss(logits, targets) + location_loss(cam, boxes)
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         optimizer.step()
         total += float(loss.detach()) * len(images)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from diagnostics.appearance import AppearanceProfile, fit_profile
+from diagnostics.datasets import load_dataset
 from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
@@ -30,13 +31,16 @@ from diagnostics.train.calibration import (
     choose_operating_point,
     fit_calibration,
 )
-from diagnostics.train.data import CachedDataset, Example, load_labelled_folder, split_by_patient
+from diagnostics.train.data import CachedDataset, Example, split_by_patient
 from diagnostics.train.loop import FitResult, fit, predict_logits
 from diagnostics.train.metrics import (
+    FloatArray,
     as_curves,
+    auroc,
     evaluate,
     nodule_size_group,
     reliability_bins,
+    roc_curve,
     sensitivity_by_group,
 )
 from diagnostics.train.plots import plot_reliability, plot_roc
@@ -84,7 +88,7 @@ def _summary(
         "seed": seed,
         "studies": len(examples),
         "patients": len({e.patient_id for e in examples}),
-        "positives": {code: int(labels[:, k].sum()) for k, code in enumerate(codes)},
+        "positives": {code: int((labels[:, k] == 1).sum()) for k, code in enumerate(codes)},
     }
 
 
@@ -94,22 +98,29 @@ def _calibrate(
     """Per finding: calibration fitted on validation logits, then the operating point."""
     calibrations, points = {}, {}
     for k, code in enumerate(recipe.findings):
-        calibration = fit_calibration(logits[:, k], labels[:, k], recipe.calibration.method)
+        known = labels[:, k] >= 0  # unknown labels (UNKNOWN_LABEL) fit nothing
+        column, scores = labels[known, k], logits[known, k]
+        calibration = fit_calibration(scores, column, recipe.calibration.method)
         calibrations[code] = calibration
         points[code] = choose_operating_point(
-            labels[:, k], calibration.apply(logits[:, k]), recipe.calibration.target_sensitivity
+            column, calibration.apply(scores), recipe.calibration.target_sensitivity
         )
     return calibrations, points
 
 
 def _nodule_by_size(
     examples: Sequence[Example], labels: np.ndarray, flagged: np.ndarray
-) -> dict[str, Any]:
-    """Sensitivity for early-stage (<= 10 mm) and larger nodules at the operating point."""
+) -> dict[str, Any] | None:
+    """Sensitivity for early-stage (<= 10 mm) and larger nodules at the operating point.
+
+    None when some positive has no recorded size (public layouts do not measure nodules).
+    """
     groups: list[str | None] = []
     for example in examples:
         size = example.details.get("nodule_diameter_mm") or ""
         groups.append(nodule_size_group(float(size)) if size else None)
+    if any(group is None for group, label in zip(groups, labels, strict=True) if label == 1):
+        return None
     result = sensitivity_by_group(labels, flagged, groups)
     return {group: {"sensitivity": s, "n_positive": n} for group, (s, n) in result.items()}
 
@@ -127,19 +138,39 @@ def _evaluate_set(
     labels = dataset.labels.numpy()
     probs = np.stack([calibrations[c].apply(logits[:, k]) for k, c in enumerate(codes)], axis=1)
     thresholds = {c: points[c].threshold for c in codes}
-    metrics: dict[str, Any] = evaluate(labels, probs, codes, thresholds)
+    known = labels >= 0
+    if known.all():
+        metrics: dict[str, Any] = evaluate(labels, probs, codes, thresholds)
+        curves = as_curves(labels, probs, codes)
+    else:  # unknown labels (UNKNOWN_LABEL): each finding on its known cases only
+        metrics, curves = {}, {}
+        for k, c in enumerate(codes):
+            rows = known[:, k]
+            column, scores = labels[rows, k : k + 1], probs[rows, k : k + 1]
+            metrics[c] = evaluate(column, scores, [c], {c: thresholds[c]})[c]
+            curves[c] = _curve(column[:, 0], scores[:, 0])
     if "nodule" in codes:
         k = codes.index("nodule")
-        flagged = probs[:, k] >= thresholds["nodule"]
-        metrics["nodule"]["nodule_sensitivity_by_size"] = _nodule_by_size(
-            dataset.examples, labels[:, k], flagged
-        )
-    plot_roc(as_curves(labels, probs, codes), report_dir / f"roc_{name}.png")
+        rows = known[:, k]
+        flagged = probs[rows, k] >= thresholds["nodule"]
+        examples = [e for e, keep in zip(dataset.examples, rows, strict=True) if keep]
+        by_size = _nodule_by_size(examples, labels[rows, k], flagged)
+        if by_size is not None:
+            metrics["nodule"]["nodule_sensitivity_by_size"] = by_size
+    plot_roc(curves, report_dir / f"roc_{name}.png")
     plot_reliability(
-        {c: reliability_bins(labels[:, k], probs[:, k]) for k, c in enumerate(codes)},
+        {
+            c: reliability_bins(labels[known[:, k], k], probs[known[:, k], k])
+            for k, c in enumerate(codes)
+        },
         report_dir / f"reliability_{name}.png",
     )
     return metrics
+
+
+def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[FloatArray, FloatArray, float]:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr, auroc(labels, scores)
 
 
 def _manifest_fields(
@@ -225,7 +256,8 @@ def run_recipe(
     codes = list(recipe.findings)
     spec = recipe.preprocessing
     ensure_data(recipe, workers)
-    examples = load_labelled_folder(recipe.data.train, codes)
+    data = recipe.data
+    examples = load_dataset(data.layout, data.train, codes, split="train", **data.options)
     train_ex, val_ex = split_by_patient(examples, recipe.data.validation_fraction, recipe.seed)
     cache = workdir / "cache"
     train_set = CachedDataset(
@@ -257,23 +289,27 @@ def run_recipe(
     }
     synthetic = recipe.data.synth is not None
     kind = "synthetic chest radiograph phantoms" if synthetic else "labelled studies"
+    train_part, test_part = "", ""
+    if data.layout != "synth":
+        kind = f"{data.layout} layout"
+        train_part, test_part = " (split 'train')", " (split 'test')"
     synth = recipe.data.synth
     train_seed = synth.train_seed if synth else None
     test_seed = synth.test_seed if synth else None
     summaries: dict[str, dict[str, Any] | None] = {
-        "train": _summary(train_ex, codes, f"{kind} in {recipe.data.train.name}", train_seed),
+        "train": _summary(train_ex, codes, f"{kind} in {data.train.name}{train_part}", train_seed),
         "validation": _summary(val_ex, codes, f"{kind}, validation split by patient", train_seed),
         "test": None,
     }
-    if recipe.data.test is not None:
-        test_ex = load_labelled_folder(recipe.data.test, codes)
+    if data.test is not None:
+        test_ex = load_dataset(data.layout, data.test, codes, split="test", **data.options)
         test_set = CachedDataset(test_ex, spec, train=False, cache_dir=cache, progress=progress)
         test_logits = predict_logits(model, test_set)
         metrics["test"] = _evaluate_set(
             recipe, test_set, test_logits, calibrations, points, report_dir, "test"
         )
         summaries["test"] = _summary(
-            test_ex, codes, f"held-out {kind} in {recipe.data.test.name}", test_seed
+            test_ex, codes, f"held-out {kind} in {data.test.name}{test_part}", test_seed
         )
     metrics["training"] = {"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run}
     samples = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])

@@ -10,8 +10,16 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from diagnostics.datasets import check_options, get_layout
 from diagnostics.errors import ConfigurationError
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import REGISTRY
@@ -42,11 +50,32 @@ class SynthData(_Strict):
 
 class DataConfig(_Strict):
     train: Path
-    """Folder of DICOM studies with labels.csv; validation is split off it by patient."""
+    """Dataset root (for synth: a folder of DICOM studies with labels.csv); the layout's
+    "train" split is read from it and validation is split off that by patient."""
     test: Path | None = None
-    """Held-out folder, never used for training, calibration or model selection."""
+    """Held-out dataset root (may be the same as `train`: the layout's "test" split is read),
+    never used for training, calibration or model selection."""
     validation_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
     synth: SynthData | None = None
+    layout: str = "synth"
+    """How the data are laid out: synth, nih, rsna, chexpert, covid or covidx
+    (`diagnostics.datasets`)."""
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """The layout's options, e.g. `[data.options]` with `uncertain = "zeros"` for chexpert.
+    `split` is not one of them: training reads "train" and testing "test"."""
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> DataConfig:
+        try:
+            get_layout(self.layout)
+            check_options(self.layout, self.options)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        if "split" in self.options:
+            raise ValueError("options.split is chosen by training (train) and testing (test)")
+        if self.synth is not None and self.layout != "synth":
+            raise ValueError(f"[data.synth] generates synth data; the layout is {self.layout!r}")
+        return self
 
 
 class TrainingConfig(_Strict):
@@ -122,6 +151,17 @@ class Recipe(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("findings repeat")
         return value
+
+    @model_validator(mode="after")
+    def _findings_in_layout(self) -> Recipe:
+        labelled = get_layout(self.data.layout).codes
+        missing = [code for code in self.findings if code not in labelled]
+        if missing:
+            raise ValueError(
+                f"the {self.data.layout} layout does not label {', '.join(missing)}; it labels "
+                f"{', '.join(labelled)}"
+            )
+        return self
 
 
 def load_recipe(path: str | Path, base: Path | None = None) -> Recipe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -108,10 +109,14 @@ def test_recover_requeues_interrupted_studies(tmp_path: Path, studies: Studies) 
     store = IntakeStore(tmp_path)
     store.receive(_bytes(studies, 0), "test")
     assert len(store.claim_due(stable_s=0)) == 1
-    (store.incoming_dir / "x.dcm.partial").write_bytes(b"half")
+    old = store.incoming_dir / "old.dcm.partial"
+    old.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    fresh = store.incoming_dir / "fresh.dcm.partial"  # another process may be writing it
+    fresh.write_bytes(b"half")
     reopened = IntakeStore(tmp_path)  # as after a crash
     assert reopened.recover() == 1
-    assert not list(reopened.incoming_dir.iterdir())
+    assert list(reopened.incoming_dir.iterdir()) == [fresh]
     assert len(reopened.claim_due(stable_s=0)) == 1
 
 

@@ -1,0 +1,130 @@
+"""The HTTP routes BentoML's typed API cannot express (raw DICOM bodies, multipart/related,
+GET with path and query parameters), as a Starlette app the service mounts.
+
+Routes: `POST /v1/screen`, `POST /dicomweb/studies` (STOW-RS), `GET /v1/studies/{study_uid}`,
+`GET /v1/worklist`. Authentication and the size limit are middleware around the whole
+service (`diagnostics.api.auth`, `diagnostics.api.limits`); the actor they record is read
+from the request scope.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from diagnostics.api.auth import actor_of
+from diagnostics.api.endpoints import (
+    Reply,
+    error_reply,
+    not_ready,
+    screen_upload,
+    store_upload,
+    study_reply,
+    worklist_reply,
+)
+from diagnostics.api.metrics import ServiceMetrics
+from diagnostics.errors import DiagnosticsError
+from diagnostics.intake.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RuntimeSource = Callable[[], Runtime | None]
+"""Returns the running `Runtime`, or None before it is built."""
+
+
+def render(reply: Reply) -> Response:
+    return Response(
+        json.dumps(reply.body, separators=(",", ":")).encode("utf-8"),
+        status_code=reply.status,
+        media_type=reply.media_type,
+        headers=reply.headers,
+    )
+
+
+def create_app(runtime: RuntimeSource, metrics: Callable[[], ServiceMetrics | None]) -> Starlette:
+    """The Starlette app; `runtime` and `metrics` are looked up per request."""
+
+    def ready() -> Runtime | None:
+        current = runtime()
+        return current if current is not None and current.ready else None
+
+    async def read_body(request: Request) -> bytes | Response:
+        try:
+            return await request.body()
+        except DiagnosticsError as exc:  # BodyTooLargeError from the size limit
+            return render(error_reply(exc))
+
+    async def run(call: Callable[[], Reply]) -> Response:
+        try:
+            reply = await anyio.to_thread.run_sync(call)
+        except DiagnosticsError as exc:
+            log.error("%s: %s", type(exc).__name__, exc)
+            reply = error_reply(exc)
+        return render(reply)
+
+    async def screen(request: Request) -> Response:
+        current = ready()
+        if current is None:
+            return render(not_ready())
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        call = functools.partial(
+            screen_upload,
+            current,
+            request.headers.get("content-type"),
+            body,
+            actor_of(request.scope),
+            metrics(),
+        )
+        return await run(call)
+
+    async def stow(request: Request) -> Response:
+        current = ready()
+        if current is None:
+            return render(not_ready())
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        call = functools.partial(
+            store_upload,
+            current,
+            request.headers.get("content-type"),
+            body,
+            actor_of(request.scope),
+            metrics(),
+        )
+        return await run(call)
+
+    async def study(request: Request) -> Response:
+        current = ready()
+        if current is None:
+            return render(not_ready())
+        uid = str(request.path_params["study_uid"])
+        call = functools.partial(study_reply, current, uid, actor_of(request.scope))
+        return await run(call)
+
+    async def worklist(request: Request) -> Response:
+        current = ready()
+        if current is None:
+            return render(not_ready())
+        query = dict(request.query_params)
+        call = functools.partial(worklist_reply, current, query, actor_of(request.scope))
+        return await run(call)
+
+    return Starlette(
+        routes=[
+            Route("/v1/screen", screen, methods=["POST"]),
+            Route("/dicomweb/studies", stow, methods=["POST"]),
+            Route("/v1/studies/{study_uid}", study, methods=["GET"]),
+            Route("/v1/worklist", worklist, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,180 @@
+"""Bearer-token authentication as a pure ASGI middleware: nothing is open by default.
+
+Only the probes and metrics (`/healthz`, `/livez`, `/readyz`, `/metrics`) pass without a token.
+Tokens are compared in constant time (as SHA-256 digests, so their lengths leak nothing either).
+A request that passes carries its actor, `token:<first 6 hex digits of the token's SHA-256>`,
+in the ASGI scope under `ACTOR_KEY`, so the audit log records who sent what without ever
+recording a token. Every refusal is audited under the client's address.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from diagnostics.errors import DiagnosticsError
+
+log = logging.getLogger(__name__)
+
+EXEMPT_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+ACTOR_KEY = "diagnostics.actor"
+REALM = "diagnostics"
+
+AuditFn = Callable[..., None]
+"""`audit(actor, action, **detail)`, e.g. `IntakeStore.audit`."""
+
+
+def token_actor(token: str) -> str:
+    """How a token appears in the audit log: enough to tell tokens apart, useless to an attacker."""
+    return "token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:6]
+
+
+def client_actor(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    if client:
+        return f"client:{client[0]}"
+    return "client:unknown"
+
+
+def actor_of(scope: Mapping[str, Any]) -> str:
+    """The authenticated actor of a request (the client address if none was recorded)."""
+    actor = scope.get(ACTOR_KEY)
+    return str(actor) if actor else client_actor(scope)
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Who may call the service: the configured tokens, or anyone in insecure development mode."""
+
+    tokens: tuple[str, ...]
+    insecure_dev: bool = False
+    """With no tokens configured, let every request through as `anonymous`."""
+    audit: AuditFn | None = None
+    _digests: tuple[bytes, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        digests = tuple(hashlib.sha256(t.encode("utf-8")).digest() for t in self.tokens)
+        object.__setattr__(self, "_digests", digests)
+
+    @property
+    def open(self) -> bool:
+        return self.insecure_dev and not self.tokens
+
+    def authenticate(self, authorization: str | None) -> tuple[str | None, str]:
+        """(actor, "") for a valid header; (None, why) otherwise."""
+        if self.open:
+            return "anonymous", ""
+        if not authorization:
+            return None, "missing"
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None, "not_bearer"
+        presented = credentials.strip()
+        digest = hashlib.sha256(presented.encode("utf-8")).digest()
+        matched = False
+        for known in self._digests:  # no early exit: every token is compared
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            return None, "invalid_token"
+        return token_actor(presented), ""
+
+
+PolicySource = AuthPolicy | Callable[[], AuthPolicy | None]
+
+
+class BearerAuth:
+    """ASGI middleware: 401 with `WWW-Authenticate: Bearer` unless the request has a valid token.
+
+    `policy` may be a callable, resolved per request, for services whose settings exist only
+    once the service instance is built; while it returns None every protected path gets 503.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: PolicySource,
+        exempt: Collection[str] = EXEMPT_PATHS,
+    ) -> None:
+        self.app = app
+        self._policy = policy
+        self.exempt = frozenset(exempt)
+
+    def _resolve(self) -> AuthPolicy | None:
+        return self._policy if isinstance(self._policy, AuthPolicy) else self._policy()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        policy = self._resolve()
+        if policy is None:
+            await _respond(scope, send, 503, {"error": "the service is starting"}, {})
+            return
+        actor, problem = policy.authenticate(_header(scope, b"authorization"))
+        if actor is None:
+            await self._refuse(scope, send, policy, problem)
+            return
+        await self.app({**scope, ACTOR_KEY: actor}, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, policy: AuthPolicy, problem: str) -> None:
+        who = client_actor(scope)
+        method = scope.get("method", "WEBSOCKET")
+        path = scope.get("path", "")
+        log.warning("authentication failed (%s) for %s %s from %s", problem, method, path, who)
+        if policy.audit is not None:
+            record = functools.partial(
+                policy.audit, who, "auth_failed", reason=problem, method=method, path=path
+            )
+            try:
+                await anyio.to_thread.run_sync(record)
+            except DiagnosticsError as exc:
+                log.error("could not audit an authentication failure: %s", exc)
+        challenge = f'Bearer realm="{REALM}"'
+        if problem == "invalid_token":
+            challenge += ', error="invalid_token"'
+        elif problem == "not_bearer":
+            challenge += ', error="invalid_request"'
+        body = {
+            "error": "unauthorized",
+            "message": "send Authorization: Bearer <token> (a token from DIAGNOSTICS_API_TOKEN)"
+            if problem != "invalid_token"
+            else "the bearer token is not valid",
+        }
+        await _respond(scope, send, 401, body, {"WWW-Authenticate": challenge})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _respond(
+    scope: Scope, send: Send, status: int, body: Mapping[str, object], headers: Mapping[str, str]
+) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    payload = json.dumps(body).encode("utf-8")
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})

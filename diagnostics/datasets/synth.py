@@ -1,0 +1,26 @@
+"""The project's own layout: a folder of DICOM studies and `labels.csv` (`diagnostics synth`).
+
+Columns `study_instance_uid`, one 0/1 column per finding code (nodule, consolidation,
+cardiomegaly), optional `patient_id`, and location columns that become boxes; the mapping is the
+identity. Every study is frontal (PA or AP). Synthetic data are generated as separate train and
+test folders, so a folder is a split: `split` selects the whole folder whatever its value, and
+the validation set is split off by patient during training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from diagnostics.datasets.common import Split
+from diagnostics.synth.study import FINDING_CODES
+from diagnostics.train.data import Example, load_labelled_folder
+
+LAYOUT = "synth"
+MAPPING = {code: code for code in FINDING_CODES}
+
+
+def load_synth(root: Path, codes: Sequence[str], *, split: Split = "all") -> list[Example]:
+    """The labelled folder at `root` (all of it: see the module docstring about `split`)."""
+    del split  # the folder is the split
+    return load_labelled_folder(root, codes)

@@ -1,0 +1,271 @@
+"""`diagnostics serve`: check the settings, say how to send a study, then run the BentoML service.
+
+Every flag defaults from its `DIAGNOSTICS_*` variable (`ServiceConfig.from_env`), so the
+command line, a systemd unit or a container can configure the service the same way. The
+settings are validated, and the model package verified, before anything starts; the service
+process (`bentoml serve serving/service.py:Diagnostics`) gets them in its environment
+(`ServiceConfig.to_env`). SIGTERM and SIGINT are forwarded to it and its exit status returned.
+
+Tokens are read only from `DIAGNOSTICS_API_TOKEN` or `DIAGNOSTICS_API_TOKEN_FILE`: a token on
+the command line would be visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from diagnostics.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from diagnostics.intake.config import ServiceConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "serving/service.py:Diagnostics"
+SERVICE_NAME = "diagnostics"
+
+FLAGS: dict[str, str] = {
+    "port": "--port",
+    "dicom_port": "--dicom-port",
+    "ae_title": "--ae-title",
+    "storage": "--storage",
+    "model": "--model",
+    "allow_ae": "--allow-ae",
+    "results_to": "--results-to",
+    "stable_seconds": "--stable-seconds",
+    "workers": "--workers",
+    "insecure_dev": "--insecure-dev",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP and DICOM service",
+        description=(
+            "Run the screening service: HTTP API (BentoML) with STOW-RS, and a DICOM C-STORE\n"
+            "listener for the AE titles given with --allow-ae. Every flag defaults from its\n"
+            "DIAGNOSTICS_* variable (e.g. --port from DIAGNOSTICS_PORT). HTTP clients need a\n"
+            "bearer token from DIAGNOSTICS_API_TOKEN (comma-separated for several) or from\n"
+            "the file named by DIAGNOSTICS_API_TOKEN_FILE; without one the service refuses to\n"
+            "start unless --insecure-dev is given."
+        ),
+        epilog=(
+            "examples:\n"
+            "  DIAGNOSTICS_API_TOKEN=$(openssl rand -hex 24) diagnostics serve --allow-ae PACS\n"
+            "  diagnostics serve --port 8080 --storage /var/lib/diagnostics \\\n"
+            "      --results-to PACS@pacs.example.org:104 --workers 2\n"
+            "  diagnostics serve --insecure-dev   # local development only"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = serve.add_argument
+    add("--port", type=int, help="HTTP port (DIAGNOSTICS_PORT, default 3000)")
+    add("--dicom-port", type=int, help="DICOM port (DIAGNOSTICS_DICOM_PORT, default 11112)")
+    add("--ae-title", help="our AE title (DIAGNOSTICS_AE_TITLE, default DIAGNOSTICS)")
+    add(
+        "--storage",
+        type=Path,
+        help="storage folder (DIAGNOSTICS_STORAGE, default ./diagnostics-data)",
+    )
+    add("--model", type=Path, help="model package (DIAGNOSTICS_MODEL, default the bundled model)")
+    add(
+        "--allow-ae",
+        action="append",
+        metavar="TITLE",
+        help="calling AE title allowed to send (repeatable; DIAGNOSTICS_ALLOW_AE, comma-separated)",
+    )
+    add(
+        "--results-to",
+        action="append",
+        metavar="AE@HOST:PORT|URL",
+        help="where SRs and overlays go (repeatable; DIAGNOSTICS_RESULTS_TO)",
+    )
+    add(
+        "--stable-seconds",
+        type=float,
+        help="screen a study once quiet this long (DIAGNOSTICS_STABLE_SECONDS, default 10)",
+    )
+    add("--workers", type=int, help="HTTP worker processes (DIAGNOSTICS_WORKERS, default 1)")
+    add(
+        "--insecure-dev",
+        action="store_const",
+        const=True,
+        help="run without API tokens: development only (DIAGNOSTICS_INSECURE_DEV=1)",
+    )
+    add("--tls-cert", type=Path, help="TLS certificate for HTTP and DICOM (DIAGNOSTICS_TLS_CERT)")
+    add("--tls-key", type=Path, help="TLS private key (DIAGNOSTICS_TLS_KEY)")
+    serve.set_defaults(handler=run)
+
+
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> ServiceConfig:
+    """The environment's settings with the flags given on top; errors name the flag."""
+    from pydantic import ValidationError
+
+    from diagnostics.intake.config import ServiceConfig
+
+    base = ServiceConfig.from_env(environ)
+    values = base.model_dump()
+    for field in FLAGS:
+        value = getattr(args, field, None)
+        if value is not None:
+            values[field] = tuple(value) if isinstance(value, list) else value
+    try:
+        config = ServiceConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+    absolute = {"storage": config.storage.resolve(), "model": config.model.resolve()}
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(config, name)
+        if path is not None:
+            absolute[name] = path.resolve()
+    return config.model_copy(update=absolute)
+
+
+def preflight(config: ServiceConfig) -> str:
+    """Everything that can be checked before starting; returns the model's name and version."""
+    from diagnostics.package import load_package
+
+    config.require_auth()
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigurationError("--tls-cert and --tls-key go together: give both or neither")
+    for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"{flag} {path}: no such file")
+    try:
+        config.storage.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"--storage {config.storage}: {exc.strerror}") from None
+    if not os.access(config.storage, os.W_OK):
+        raise ConfigurationError(f"--storage {config.storage}: not writable")
+    manifest = load_package(config.model).manifest
+    _check_port("--port", config.port)
+    if config.allow_ae and config.dicom_port:
+        _check_port("--dicom-port", config.dicom_port)
+    if not (REPO_ROOT / SERVICE.split(":")[0]).is_file():
+        raise ConfigurationError(
+            f"{REPO_ROOT / SERVICE.split(':')[0]} not found: run from a source checkout, or "
+            "serve a built Bento with `bentoml serve`"
+        )
+    return f"{manifest.name} {manifest.version}"
+
+
+def _check_port(flag: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ConfigurationError(f"{flag} {port}: {exc.strerror}") from None
+
+
+def usage(config: ServiceConfig, model: str) -> str:
+    """How to send a study to this service (never the token itself)."""
+    scheme = "https" if config.tls_cert else "http"
+    base = f"{scheme}://localhost:{config.port}"
+    auth = '-H "Authorization: Bearer $DIAGNOSTICS_API_TOKEN" ' if config.api_tokens else ""
+    lines = [
+        f"diagnostics: serving {model} on {base} (storage {config.storage})",
+        "",
+        "Screen a study now (the StudyResult comes back):",
+        f'  curl {auth}-H "Content-Type: application/dicom" --data-binary @IM-0001.dcm '
+        f"{base}/v1/screen",
+        f"  curl {auth}-F file=@IM-0001.dcm -F file=@IM-0002.dcm {base}/v1/screen",
+        "Store via DICOMweb STOW-RS (screened once the study is quiet):",
+        f"  DICOMwebClient(url='{base}/dicomweb', headers={{'Authorization': 'Bearer ...'}})"
+        ".store_instances([...])",
+    ]
+    if config.allow_ae:
+        lines += [
+            "Send over DICOM (C-STORE):",
+            f"  storescu -aet {config.allow_ae[0]} -aec {config.ae_title} localhost "
+            f"{config.dicom_port} IM-0001.dcm",
+        ]
+    else:
+        lines += ["DICOM listener off: add --allow-ae TITLE to accept C-STORE from a PACS."]
+    lines += [
+        "Results and worklist:",
+        f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
+        f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
+        f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/",
+    ]
+    if config.insecure_dev and not config.api_tokens:
+        lines += ["", "WARNING: --insecure-dev: no authentication. Never use with patient data."]
+    return "\n".join(lines)
+
+
+def server_command(config: ServiceConfig) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--port",
+        str(config.port),
+        "--working-dir",
+        str(REPO_ROOT),
+    ]
+    if config.tls_cert is not None and config.tls_key is not None:
+        command += ["--ssl-certfile", str(config.tls_cert), "--ssl-keyfile", str(config.tls_key)]
+    return command
+
+
+def server_environment(
+    config: ServiceConfig, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = dict(os.environ if environ is None else environ)
+    env.update(config.to_env())
+    options = f"services.{SERVICE_NAME}.workers={config.workers}"
+    existing = env.get("BENTOML_CONFIG_OPTIONS", "").strip()
+    env["BENTOML_CONFIG_OPTIONS"] = f"{existing} {options}".strip()
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")  # no usage analytics from a hospital network
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    model = preflight(config)
+    print(usage(config, model), flush=True)
+    return run_server(server_command(config), server_environment(config))
+
+
+def run_server(command: list[str], env: Mapping[str, str]) -> int:
+    """Run the server in its own session; forward SIGTERM and SIGINT; return its exit status."""
+    process = subprocess.Popen(command, env=dict(env), start_new_session=True)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _end_group(process.pid)
+    return 128 - code if code < 0 else code
+
+
+def _end_group(pgid: int) -> None:
+    """Workers left behind by a server that died abruptly: its session's group, by id."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return  # nothing left: the normal case

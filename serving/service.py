@@ -1,0 +1,129 @@
+"""The diagnostics HTTP service (BentoML): wiring only; the work is done in `diagnostics.api`.
+
+Run it with `diagnostics serve` (which validates the settings first and passes them on in
+`DIAGNOSTICS_*` variables), or directly:
+
+    DIAGNOSTICS_API_TOKEN=... bentoml serve serving/service.py:Diagnostics --working-dir .
+
+Routes (DESIGN.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
+`GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
+DICOM bodies or GET parameters), `POST /v1/infer` (BentoML's adaptive batching, preprocessed
+tensors in, probabilities out), and BentoML's own `/healthz`, `/livez`, `/readyz`, `/metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException
+from pydantic import AfterValidator
+
+from diagnostics.api import (
+    AuthPolicy,
+    BearerAuth,
+    BodySizeLimit,
+    ServiceMetrics,
+    create_app,
+    render_store_gauges,
+)
+from diagnostics.api.privacy import keep_patient_data_out_of_logs
+from diagnostics.api.tensors import check_tensors, infer_probabilities
+from diagnostics.errors import RequestError
+from diagnostics.intake.config import ServiceConfig
+from diagnostics.intake.runtime import Runtime
+
+log = logging.getLogger("bentoml.serve.diagnostics")
+
+
+def _current() -> Diagnostics | None:
+    try:
+        service = bentoml.get_current_service()
+    except BentoMLException:
+        return None  # not built yet: the middleware answers 503
+    return service  # type: ignore[no-any-return]
+
+
+def _runtime() -> Runtime | None:
+    service = _current()
+    return service.runtime if service is not None else None
+
+
+def _metrics() -> ServiceMetrics | None:
+    service = _current()
+    return service.metrics if service is not None else None
+
+
+def _auth() -> AuthPolicy | None:
+    service = _current()
+    return service.auth if service is not None else None
+
+
+def _max_bytes() -> int | None:
+    service = _current()
+    return service.config.max_request_bytes if service is not None else None
+
+
+def _valid_tensors(images: np.ndarray) -> np.ndarray:
+    """Checked per request, before BentoML merges requests into one batch."""
+    runtime = _runtime()
+    if runtime is None or runtime.screener is None:
+        raise ValueError("the model is not loaded yet")
+    try:
+        return check_tensors(runtime.screener, images)
+    except RequestError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Tensors = Annotated[np.ndarray, AfterValidator(_valid_tensors)]
+
+http_app = create_app(_runtime, _metrics)
+
+
+@bentoml.asgi_app(http_app, path="/")
+@bentoml.service(name="diagnostics", workers=1, traffic={"timeout": 300})
+class Diagnostics:
+    """Radiology AI pre-screening: DICOM in, StudyResult JSON and DICOM results out."""
+
+    def __init__(self) -> None:
+        keep_patient_data_out_of_logs()
+        config = ServiceConfig.from_env()
+        config.require_auth()
+        if config.insecure_dev and not config.api_tokens:
+            log.warning(
+                "INSECURE DEVELOPMENT MODE: no API token, every request is accepted "
+                "(DIAGNOSTICS_INSECURE_DEV=1). Never run like this with patient data."
+            )
+        self.config = config
+        self.metrics = ServiceMetrics()
+        self.runtime = Runtime(
+            config, on_batch=self.metrics.observe_batch, on_received=self.metrics.count_received
+        )
+        self.auth = AuthPolicy(
+            config.api_tokens, insecure_dev=config.insecure_dev, audit=self.runtime.store.audit
+        )
+        self.runtime.start()
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready
+
+    def __metrics__(self, content: str) -> str:
+        return content + render_store_gauges(self.runtime.store)
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.runtime.stop()
+
+    @bentoml.api(route="/v1/infer", batchable=True, max_batch_size=16, max_latency_ms=200)
+    def infer(self, images: Tensors) -> np.ndarray:
+        """Preprocessed float32 images [N, C, H, W] -> calibrated probabilities [N, K]."""
+        screener = self.runtime.screener
+        if screener is None:
+            raise BentoMLException("the model is not loaded yet")
+        return infer_probabilities(screener, images)
+
+
+Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)
+Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)

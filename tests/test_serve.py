@@ -1,0 +1,101 @@
+"""`diagnostics serve` before it starts anything: settings from flags and environment, checks."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import pytest
+
+from diagnostics.cli import build_parser, main
+from diagnostics.errors import ConfigurationError
+from diagnostics.serve import (
+    config_from_args,
+    preflight,
+    server_command,
+    server_environment,
+    usage,
+)
+
+TOKEN = "cli-test-token-0123456789"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_flags_override_the_environment_which_overrides_defaults(tmp_path: Path) -> None:
+    env = {
+        "DIAGNOSTICS_PORT": "4000",
+        "DIAGNOSTICS_ALLOW_AE": "PACS1,PACS2",
+        "DIAGNOSTICS_STABLE_SECONDS": "3",
+        "DIAGNOSTICS_API_TOKEN": TOKEN,
+    }
+    args = parse("--port", "4100", "--allow-ae", "MODALITY", "--storage", str(tmp_path / "s"))
+    config = config_from_args(args, env)
+    assert config.port == 4100
+    assert config.allow_ae == ("MODALITY",)
+    assert config.stable_seconds == 3.0
+    assert config.storage == (tmp_path / "s").resolve()
+    assert config.api_tokens == (TOKEN,)
+    assert config_from_args(parse(), env).allow_ae == ("PACS1", "PACS2")
+
+
+def test_bad_flags_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="--workers"):
+        config_from_args(parse("--workers", "0"), {})
+    with pytest.raises(ConfigurationError, match="destination 'nowhere'"):
+        config_from_args(parse("--results-to", "nowhere"), {})
+
+
+def test_no_token_refuses_to_start_unless_insecure_dev(tmp_path: Path) -> None:
+    args = parse("--storage", str(tmp_path))
+    with pytest.raises(ConfigurationError, match="DIAGNOSTICS_API_TOKEN"):
+        preflight(config_from_args(args, {}))
+    insecure = config_from_args(parse("--storage", str(tmp_path), "--insecure-dev"), {})
+    assert insecure.insecure_dev
+    assert "cxr-demo" in preflight(insecure.model_copy(update={"port": _free_port()}))
+
+
+def test_tls_needs_both_files_and_a_busy_port_is_named(tmp_path: Path) -> None:
+    env = {"DIAGNOSTICS_API_TOKEN": TOKEN}
+    with pytest.raises(ConfigurationError, match="--tls-cert and --tls-key"):
+        preflight(config_from_args(parse("--tls-cert", str(tmp_path / "c.pem")), env))
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = parse("--port", str(port), "--storage", str(tmp_path))
+        with pytest.raises(ConfigurationError, match=f"--port {port}"):
+            preflight(config_from_args(args, env))
+
+
+def test_the_server_gets_the_settings_but_the_usage_never_shows_the_token(tmp_path: Path) -> None:
+    env = {"DIAGNOSTICS_API_TOKEN": TOKEN, "PATH": "/usr/bin"}
+    config = config_from_args(parse("--workers", "2", "--storage", "rel/store"), env)
+    child = server_environment(config, env)
+    assert child["DIAGNOSTICS_API_TOKEN"] == TOKEN
+    assert Path(child["DIAGNOSTICS_STORAGE"]).is_absolute()
+    assert "services.diagnostics.workers=2" in child["BENTOML_CONFIG_OPTIONS"]
+    command = server_command(config)
+    assert command[2:5] == ["bentoml", "serve", "serving/service.py:Diagnostics"]
+    text = usage(config, "cxr-demo 1.0.0")
+    assert TOKEN not in text
+    assert "/v1/screen" in text and "$DIAGNOSTICS_API_TOKEN" in text
+
+
+def test_cli_error_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for name in ("DIAGNOSTICS_API_TOKEN", "DIAGNOSTICS_API_TOKEN_FILE", "DIAGNOSTICS_INSECURE_DEV"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve", "--storage", str(tmp_path), "--port", str(_free_port())]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ConfigurationError: no API token")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
