@@ -274,6 +274,57 @@ def _add_compare_parser(commands: Any) -> None:
 # --- end of compare --------------------------------------------------------------------------
 
 
+# --- feedback export -------------------------------------------------------------------------
+
+
+def _cmd_feedback_export(args: argparse.Namespace) -> int:
+    from diagnostics.intake.feedback_export import export_feedback
+
+    _print_json(export_feedback(args.storage, args.out, args.unreviewed).as_dict())
+    return EXIT_OK
+
+
+def _add_feedback_parser(commands: Any) -> None:
+    feedback = commands.add_parser(
+        "feedback",
+        help="use radiologists' feedback from the review UI",
+        description="Work with the feedback radiologists record in the review UI (/ui).",
+        epilog="example:\n  diagnostics feedback export --storage diagnostics-data --out fb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = feedback.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export",
+        help="write feedback as a labelled folder that training reads",
+        description=(
+            "Write every study with feedback as OUT/study-NNNNN/IM-0001.dcm plus OUT/labels.csv\n"
+            "(the `diagnostics synth` layout, read by training recipes). Labels: agree = the\n"
+            "model's flag, disagree = its opposite, missed = 1 with the marked location; a\n"
+            "finding without a verdict takes the model's flag (label_source_<code> says so)\n"
+            "unless --unreviewed skip. The DICOM files keep their patient data: for use inside\n"
+            "the hospital (use research-export to share). OUT must not exist."
+        ),
+        epilog=(
+            "examples:\n"
+            "  diagnostics feedback export --storage diagnostics-data --out feedback-2024-06\n"
+            "  diagnostics feedback export --storage /srv/diagnostics --out fb --unreviewed skip"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("--storage", type=Path, required=True, help="the service's storage folder")
+    export.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    export.add_argument(
+        "--unreviewed",
+        choices=("model", "skip"),
+        default="model",
+        help="findings without a verdict: take the model's flag (default) or skip the study",
+    )
+    export.set_defaults(handler=_cmd_feedback_export)
+
+
+# --- end of feedback export ------------------------------------------------------------------
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -425,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(handler=_cmd_bench)
     _add_compare_parser(commands)
+    _add_feedback_parser(commands)
 
     from diagnostics.serve import add_parser as add_serve_parser
 

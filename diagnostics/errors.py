@@ -87,3 +87,7 @@ class RequestError(InputError):
 
 class UnsupportedMediaTypeError(RequestError):
     """The request's Content-Type is not one the endpoint accepts (HTTP 415)."""
+
+
+class DuplicateInstanceError(InputError):
+    """A SOP Instance UID arrived again under a different study: refused, not silently kept."""

@@ -541,6 +541,7 @@ def write_package(
     staging = Path(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
+    staging.chmod(0o755)  # mkdtemp makes it private; a package is meant to be read by services
     try:
         shutil.copyfile(source, staging / MODEL_FILE)
         text = _complete_manifest(manifest_fields, sha256_file(staging / MODEL_FILE)).to_json()

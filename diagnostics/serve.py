@@ -41,6 +41,7 @@ FLAGS: dict[str, str] = {
     "allow_ae": "--allow-ae",
     "results_to": "--results-to",
     "stable_seconds": "--stable-seconds",
+    "escalate_after_minutes": "--escalate-after-minutes",
     "workers": "--workers",
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
@@ -95,6 +96,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--stable-seconds",
         type=float,
         help="screen a study once quiet this long (DIAGNOSTICS_STABLE_SECONDS, default 10)",
+    )
+    add(
+        "--escalate-after-minutes",
+        type=float,
+        help="escalate unread routine studies waiting this long "
+        "(DIAGNOSTICS_ESCALATE_AFTER_MINUTES, default 60)",
     )
     add("--workers", type=int, help="HTTP worker processes (DIAGNOSTICS_WORKERS, default 1)")
     add(
@@ -202,6 +209,7 @@ def usage(config: ServiceConfig, model: str) -> str:
         "Results and worklist:",
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
         f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
+        f"Review in a browser: {base}/ui/ (sign in with an API token)",
         f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/",
     ]
     if config.insecure_dev and not config.api_tokens:
@@ -246,20 +254,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_server(command: list[str], env: Mapping[str, str]) -> int:
-    """Run the server in its own session; forward SIGTERM and SIGINT; return its exit status."""
-    process = subprocess.Popen(command, env=dict(env), start_new_session=True)
+    """Run the server in its own session; forward SIGTERM, SIGINT and SIGHUP (as SIGTERM);
+    return its exit status.
+
+    The handlers are in place before the server starts, so a signal that arrives while it is
+    starting is delivered too, instead of ending this process and orphaning the server.
+    """
+    process: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if process.poll() is None:
+        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
+        if process is None:
+            pending.append(signum)
+        elif process.poll() is None:
             process.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, forward) for sig in watched}
     try:
+        process = subprocess.Popen(command, env=dict(env), start_new_session=True)
+        for signum in pending:
+            process.send_signal(signum)
         code = process.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _end_group(process.pid)
+        if process is not None:
+            _end_group(process.pid)
     return 128 - code if code < 0 else code
 
 

@@ -8,7 +8,8 @@ Run it with `diagnostics serve` (which validates the settings first and passes t
 Routes (DESIGN.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
 DICOM bodies or GET parameters), `POST /v1/infer` (BentoML's adaptive batching, preprocessed
-tensors in, probabilities out), and BentoML's own `/healthz`, `/livez`, `/readyz`, `/metrics`.
+tensors in, probabilities out), the review UI under `/ui` (`diagnostics.ui`), and BentoML's
+own `/healthz`, `/livez`, `/readyz`, `/metrics`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from diagnostics.api import (
     render_store_gauges,
 )
 from diagnostics.api.privacy import keep_patient_data_out_of_logs
+from diagnostics.api.session import SessionCodec
 from diagnostics.api.tensors import check_tensors, infer_probabilities
 from diagnostics.errors import RequestError
 from diagnostics.intake.config import ServiceConfig
 from diagnostics.intake.runtime import Runtime
+from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
 
@@ -79,7 +82,7 @@ def _valid_tensors(images: np.ndarray) -> np.ndarray:
 
 Tensors = Annotated[np.ndarray, AfterValidator(_valid_tensors)]
 
-http_app = create_app(_runtime, _metrics)
+http_app = create_app(_runtime, _metrics, extra_routes=[create_ui(_runtime, _auth)])
 
 
 @bentoml.asgi_app(http_app, path="/")
@@ -102,7 +105,10 @@ class Diagnostics:
             config, on_batch=self.metrics.observe_batch, on_received=self.metrics.count_received
         )
         self.auth = AuthPolicy(
-            config.api_tokens, insecure_dev=config.insecure_dev, audit=self.runtime.store.audit
+            config.api_tokens,
+            insecure_dev=config.insecure_dev,
+            audit=self.runtime.store.audit,
+            sessions=SessionCodec.for_storage(config.storage),
         )
         self.runtime.start()
 

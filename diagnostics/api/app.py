@@ -2,9 +2,9 @@
 GET with path and query parameters), as a Starlette app the service mounts.
 
 Routes: `POST /v1/screen`, `POST /dicomweb/studies` (STOW-RS), `GET /v1/studies/{study_uid}`,
-`GET /v1/worklist`. Authentication and the size limit are middleware around the whole
-service (`diagnostics.api.auth`, `diagnostics.api.limits`); the actor they record is read
-from the request scope.
+`GET /v1/worklist`, and whatever the service adds (the review UI). Authentication and the
+size limit are middleware around the whole service (`diagnostics.api.auth`,
+`diagnostics.api.limits`); the actor they record is read from the request scope.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from diagnostics.api.auth import actor_of
 from diagnostics.api.endpoints import (
@@ -49,8 +49,16 @@ def render(reply: Reply) -> Response:
     )
 
 
-def create_app(runtime: RuntimeSource, metrics: Callable[[], ServiceMetrics | None]) -> Starlette:
-    """The Starlette app; `runtime` and `metrics` are looked up per request."""
+def create_app(
+    runtime: RuntimeSource,
+    metrics: Callable[[], ServiceMetrics | None],
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The Starlette app; `runtime` and `metrics` are looked up per request.
+
+    `extra_routes` are mounted beside the API (the review UI under `/ui`), so one app and one
+    middleware stack serve both.
+    """
 
     def ready() -> Runtime | None:
         current = runtime()
@@ -126,5 +134,6 @@ def create_app(runtime: RuntimeSource, metrics: Callable[[], ServiceMetrics | No
             Route("/dicomweb/studies", stow, methods=["POST"]),
             Route("/v1/studies/{study_uid}", study, methods=["GET"]),
             Route("/v1/worklist", worklist, methods=["GET"]),
+            *extra_routes,
         ]
     )

@@ -1,6 +1,9 @@
 """Bearer-token authentication as a pure ASGI middleware: nothing is open by default.
 
-Only the probes and metrics (`/healthz`, `/livez`, `/readyz`, `/metrics`) pass without a token.
+Only the probes and metrics (`/healthz`, `/livez`, `/readyz`, `/metrics`), the review UI's
+sign-in page and its static files pass without a token. The rest of the review UI (`/ui`)
+also accepts a signed session cookie (`diagnostics.api.session`); a browser without one is
+sent to the sign-in page.
 Tokens are compared in constant time (as SHA-256 digests, so their lengths leak nothing either).
 A request that passes carries its actor, `token:<first 6 hex digits of the token's SHA-256>`,
 in the ASGI scope under `ACTOR_KEY`, so the audit log records who sent what without ever
@@ -17,16 +20,24 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from diagnostics.api.session import COOKIE, Session, SessionCodec, read_cookie
 from diagnostics.errors import DiagnosticsError
 
 log = logging.getLogger(__name__)
 
-EXEMPT_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+UI_PREFIX = "/ui"
+UI_LOGIN = "/ui/login"
+EXEMPT_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz", "/metrics", UI_LOGIN})
+EXEMPT_PREFIXES: tuple[str, ...] = ("/ui/static/",)
+"""The UI's CSS and JavaScript: the same for everyone, no data in them."""
 ACTOR_KEY = "diagnostics.actor"
+SESSION_KEY = "diagnostics.session"
+"""The `Session` of a request authenticated by its UI cookie (absent for bearer requests)."""
 REALM = "diagnostics"
 
 AuditFn = Callable[..., None]
@@ -59,6 +70,8 @@ class AuthPolicy:
     insecure_dev: bool = False
     """With no tokens configured, let every request through as `anonymous`."""
     audit: AuditFn | None = None
+    sessions: SessionCodec | None = None
+    """Signs and checks review-UI session cookies; None: the UI accepts bearer tokens only."""
     _digests: tuple[bytes, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +100,20 @@ class AuthPolicy:
             return None, "invalid_token"
         return token_actor(presented), ""
 
+    def session(self, cookie: str | None) -> Session | None:
+        """The valid session of a cookie: signed by us, unexpired, its token still configured."""
+        if self.sessions is None:
+            return None
+        session = self.sessions.read(cookie)
+        if session is None:
+            return None
+        if self.open:
+            return session
+        matched = False
+        for known in self._digests:  # no early exit, as for tokens
+            matched |= hmac.compare_digest(session.binding, self.sessions.binding_of_digest(known))
+        return session if matched else None
+
 
 PolicySource = AuthPolicy | Callable[[], AuthPolicy | None]
 
@@ -104,10 +131,12 @@ class BearerAuth:
         *,
         policy: PolicySource,
         exempt: Collection[str] = EXEMPT_PATHS,
+        exempt_prefixes: Collection[str] = EXEMPT_PREFIXES,
     ) -> None:
         self.app = app
         self._policy = policy
         self.exempt = frozenset(exempt)
+        self.exempt_prefixes = tuple(exempt_prefixes)
 
     def _resolve(self) -> AuthPolicy | None:
         return self._policy if isinstance(self._policy, AuthPolicy) else self._policy()
@@ -117,14 +146,24 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path in self.exempt:
+        if path in self.exempt or path.startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
         policy = self._resolve()
         if policy is None:
             await _respond(scope, send, 503, {"error": "the service is starting"}, {})
             return
-        actor, problem = policy.authenticate(_header(scope, b"authorization"))
+        authorization = _header(scope, b"authorization")
+        actor, problem = policy.authenticate(authorization)
+        ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        if ui and authorization is None:
+            # A browser: its session cookie, never the open development door, stands for it.
+            session = policy.session(read_cookie(_header(scope, b"cookie"), COOKIE))
+            if session is not None:
+                extra = {ACTOR_KEY: session.actor, SESSION_KEY: session}
+                await self.app({**scope, **extra}, receive, send)
+                return
+            actor, problem = None, "no_session"
         if actor is None:
             await self._refuse(scope, send, policy, problem)
             return
@@ -143,18 +182,29 @@ class BearerAuth:
                 await anyio.to_thread.run_sync(record)
             except DiagnosticsError as exc:
                 log.error("could not audit an authentication failure: %s", exc)
+        if problem == "no_session" and method in ("GET", "HEAD"):
+            # Pages and images alike: the browser goes to the sign-in page and comes back.
+            target = UI_LOGIN + "?" + urlencode({"next": _path_and_query(scope)})
+            await _respond(scope, send, 303, {"error": "sign in first"}, {"Location": target})
+            return
         challenge = f'Bearer realm="{REALM}"'
         if problem == "invalid_token":
             challenge += ', error="invalid_token"'
         elif problem == "not_bearer":
             challenge += ', error="invalid_request"'
-        body = {
-            "error": "unauthorized",
-            "message": "send Authorization: Bearer <token> (a token from DIAGNOSTICS_API_TOKEN)"
-            if problem != "invalid_token"
-            else "the bearer token is not valid",
+        messages = {
+            "invalid_token": "the bearer token is not valid",
+            "no_session": f"sign in at {UI_LOGIN} first (or send a bearer token)",
         }
+        default = "send Authorization: Bearer <token> (a token from DIAGNOSTICS_API_TOKEN)"
+        body = {"error": "unauthorized", "message": messages.get(problem, default)}
         await _respond(scope, send, 401, body, {"WWW-Authenticate": challenge})
+
+
+def _path_and_query(scope: Scope) -> str:
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    path = str(scope.get("path", ""))
+    return f"{path}?{query}" if query else path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -217,12 +217,19 @@ def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
 
 
 def worklist_reply(runtime: Runtime, query: Mapping[str, str], actor: str) -> Reply:
-    """A page of the worklist: urgent studies first, then the longest waiting."""
+    """A page of the worklist in priority order (`diagnostics.intake.priority`): stat, then
+    urgent and escalated, then routine, each longest waiting first."""
     try:
         status, finding, limit, offset = _worklist_query(query)
     except RequestError as exc:
         return error_reply(exc)
-    total, rows = runtime.store.worklist(status=status, finding=finding, limit=limit, offset=offset)
+    total, rows = runtime.store.worklist(
+        status=status,
+        finding=finding,
+        limit=limit,
+        offset=offset,
+        escalate_after_s=runtime.config.escalate_after_minutes * 60.0,
+    )
     runtime.store.audit(actor, "worklist_read", count=len(rows))
     return Reply(
         200,
@@ -271,6 +278,9 @@ def _worklist_item(row: WorklistRow) -> dict[str, object]:
         "state": row.state,
         "status": row.status or "pending",
         "priority": row.priority,
+        "requested_priority": row.requested_priority,
+        "effective_priority": row.effective_priority,
+        "read": row.reviewed_at is not None,
         "flagged": list(row.flagged),
         "waiting_since": _iso(row.first_received),
         "last_received": _iso(row.last_received),

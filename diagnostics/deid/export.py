@@ -59,9 +59,11 @@ _FAILURES: tuple[type[BaseException], ...] = (
 _UID_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.])")
 _FEEDBACK_UIDS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
 _FEEDBACK_KEPT = frozenset(
-    {"code", "finding", "finding_code", "display", "verdict", "box", "bbox", "version"}
+    {"code", "finding", "finding_code", "display", "verdict", "box", "bbox", "version", "x", "y"}
 )
-_FEEDBACK_PEOPLE = frozenset({"user", "username", "user_id", "reviewer", "radiologist", "author"})
+_FEEDBACK_PEOPLE = frozenset(
+    {"user", "username", "user_id", "reviewer", "radiologist", "author", "actor"}
+)
 _FEEDBACK_TIMES = frozenset({"created", "created_at", "updated", "updated_at", "at", "timestamp"})
 _FEEDBACK_TEXT = frozenset({"comment", "comments", "note", "notes", "text"})
 

@@ -35,6 +35,8 @@ class ServiceConfig(BaseModel):
     """Bearer token for STOW-RS destinations that need one."""
     stable_seconds: float = Field(default=10.0, ge=0.0)
     """A study is screened once no instance has arrived for this long."""
+    escalate_after_minutes: float = Field(default=60.0, gt=0.0)
+    """An unread routine study waiting longer than this is escalated on the worklist."""
     workers: int = Field(default=1, ge=1, le=64)
     max_request_bytes: int = Field(default=512 << 20, ge=1 << 10)
     api_tokens: tuple[str, ...] = ()

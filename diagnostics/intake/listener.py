@@ -2,7 +2,8 @@
 
 Only calling AE titles on the allow-list may associate; others are rejected at association
 and audited. A C-STORE is answered with success only after the intake store has the instance
-on disk and in the database, so an acknowledged instance is never lost.
+on disk and in the database, so an acknowledged instance is never lost. A C-STORE request's
+Priority HIGH makes the study urgent on the worklist (`diagnostics.intake.priority`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from diagnostics.errors import InputError, StoreError
+from diagnostics.intake.priority import from_dimse
 from diagnostics.intake.store import IntakeStore, Received
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,10 @@ class DicomListener:
         caller = self._caller(event)
         try:
             data = event.encoded_dataset()
-            received = self.store.receive(data, source=f"dimse:{caller}")
+            priority = from_dimse(getattr(event.request, "Priority", None))
+            received = self.store.receive(
+                data, source=f"dimse:{caller}", requested_priority=priority
+            )
         except InputError as exc:
             log.warning("C-STORE from %s refused: %s", caller, exc)
             self.store.audit(f"dimse:{caller}", "instance_refused", error=str(exc))

@@ -127,7 +127,8 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Model loaded and warmed, and (in the lead process) the background loops running."""
+        return self._ready.is_set() and all(loop.running for loop in self.loops)
 
     @property
     def leads(self) -> bool:
@@ -141,7 +142,6 @@ class Runtime:
         for loop in self.loops:
             loop.stop()
         if self._lock_file is not None:
-            self.store.recover()  # anything still claimed goes back to waiting
             self._lock_file.close()
             self._lock_file = None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
 from diagnostics.errors import ConfigurationError, DiagnosticsError
@@ -58,7 +59,10 @@ def send(
 
 
 def _c_store(path: Path, destination: Destination, calling_ae: str) -> None:
-    ds = pydicom.dcmread(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (OSError, InvalidDicomError) as exc:
+        raise SendError(f"{path.name}: the result file cannot be read ({exc})") from exc
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)

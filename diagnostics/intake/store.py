@@ -18,16 +18,29 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.reader import read_info
-from diagnostics.errors import StoreError
+from diagnostics.errors import DuplicateInstanceError, StoreError
+from diagnostics.intake import evidence
+from diagnostics.intake.evidence import InstanceMaps
+from diagnostics.intake.priority import (
+    INDEX_SQL,
+    EffectivePriority,
+    WorklistFilter,
+    effective_priority,
+    worklist_page,
+)
 from diagnostics.results import StudyResult
 
 log = logging.getLogger(__name__)
+
+CLAIM_LEASE_S = 900.0
+"""A study claimed for screening longer than this is taken over by the next claim: screening
+one study takes seconds, so only a claim whose process died is that old."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -51,12 +64,11 @@ CREATE TABLE IF NOT EXISTS studies (
     version INTEGER NOT NULL DEFAULT 0,
     status TEXT,
     priority TEXT,
-    flagged TEXT
+    flagged TEXT,
+    requested_priority TEXT,
+    reviewed_at REAL
 );
 CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received);
-CREATE INDEX IF NOT EXISTS studies_worklist ON studies (
-    (CASE WHEN priority = 'urgent' THEN 0 ELSE 1 END), first_received
-);
 CREATE TABLE IF NOT EXISTS results (
     study_instance_uid TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -85,7 +97,29 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sop_instance_uid TEXT,
+    code TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('agree', 'disagree', 'missed', 'comment')),
+    comment TEXT NOT NULL DEFAULT '',
+    x REAL,
+    y REAL,
+    box TEXT,
+    actor TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_by_study ON feedback (study_instance_uid, id);
 """
+"""`feedback` is written by `diagnostics.intake.review` (see there why it looks like this)."""
+
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("studies", "requested_priority", "TEXT"),
+    ("studies", "reviewed_at", "REAL"),
+)
+"""Columns added since the first stores were written; `_migrate` adds them to older stores."""
 
 
 @dataclass(frozen=True)
@@ -107,19 +141,21 @@ class WorklistRow:
     state: str
     status: str | None
     priority: str | None
+    """The model's priority (from the latest result); None before screening."""
     flagged: tuple[str, ...]
     first_received: float
     last_received: float
     version: int
-
-
-WORKLIST_ORDER = "(CASE WHEN priority = 'urgent' THEN 0 ELSE 1 END), first_received"
-"""Must match the `studies_worklist` index expression, so SQLite pages without sorting."""
+    requested_priority: str | None = None
+    """What the PACS or a person asked for (`stat`, `urgent`, `routine`)."""
+    effective_priority: EffectivePriority = "routine"
+    """The higher of the two, or `escalated` for a routine study left waiting too long."""
+    reviewed_at: float | None = None
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A study taken for screening, with the instant that decides whether it went stale."""
+    """A study taken for screening: `claimed_at` identifies the claim, `paths` what it covers."""
 
     study_instance_uid: str
     claimed_at: float
@@ -150,7 +186,23 @@ class IntakeStore:
         self._local = threading.local()
         # executescript commits any open transaction itself, so it cannot run inside one;
         # every statement is idempotent (IF NOT EXISTS).
-        self._connection().executescript(SCHEMA)
+        self._connection().executescript(SCHEMA + evidence.SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to date (idempotent, race-safe)."""
+        db = self._connection()
+        for table, column, kind in ADDED_COLUMNS:
+            present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise StoreError(f"cannot update the intake database: {exc}") from exc
+        # The first worklist index ordered by the model's priority only.
+        db.execute("DROP INDEX IF EXISTS studies_worklist")
+        db.execute(INDEX_SQL)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -185,6 +237,14 @@ class IntakeStore:
                 db.execute("ROLLBACK")
                 raise StoreError(f"intake database could not commit: {exc}") from exc
 
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction, for the store's companion modules (`review`)."""
+        return self._transaction()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for reads by the store's companion modules."""
+        return self._connection()
+
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None:
@@ -193,8 +253,11 @@ class IntakeStore:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def receive(self, data: bytes, source: str) -> Received:
+    def receive(self, data: bytes, source: str, requested_priority: str | None = None) -> Received:
         """Validate, write and record one instance; return only once it is durable.
+
+        `requested_priority` is what the sender asked for (the C-STORE Priority); it raises
+        the study's requested priority and never lowers it.
 
         Raises an `InputError` for data that is not a usable DICOM image (nothing is stored)
         and `StoreError` when it cannot be stored (the sender must retry).
@@ -212,10 +275,17 @@ class IntakeStore:
         try:
             with self._transaction() as db:
                 known = db.execute(
-                    "SELECT 1 FROM instances WHERE sop_instance_uid = ?", (uids.sop_instance_uid,)
+                    "SELECT study_instance_uid FROM instances WHERE sop_instance_uid = ?",
+                    (uids.sop_instance_uid,),
                 ).fetchone()
                 if known is not None:
                     partial.unlink(missing_ok=True)
+                    if known["study_instance_uid"] != uids.study_instance_uid:
+                        raise DuplicateInstanceError(
+                            f"SOP Instance UID {uids.sop_instance_uid} is already stored in "
+                            f"another study ({known['study_instance_uid']}); a corrected "
+                            "instance needs a new SOP Instance UID"
+                        )
                     return Received(
                         uids.sop_instance_uid, uids.study_instance_uid, True, uids.sop_class_uid
                     )
@@ -235,14 +305,19 @@ class IntakeStore:
                     ),
                 )
                 db.execute(
-                    """INSERT INTO studies
-                       (study_instance_uid, state, first_received, last_received, instance_count)
-                       VALUES (?, 'waiting', ?, ?, 1)
+                    """INSERT INTO studies (study_instance_uid, state, first_received,
+                       last_received, instance_count, requested_priority)
+                       VALUES (?, 'waiting', ?, ?, 1, ?)
                        ON CONFLICT (study_instance_uid) DO UPDATE SET
                          last_received = excluded.last_received,
                          instance_count = instance_count + 1,
-                         state = CASE WHEN state = 'done' THEN 'waiting' ELSE state END""",
-                    (uids.study_instance_uid, now, now),
+                         state = CASE WHEN state = 'done' THEN 'waiting' ELSE state END,
+                         requested_priority = CASE
+                           WHEN requested_priority = 'stat' THEN requested_priority
+                           WHEN excluded.requested_priority IN ('stat', 'urgent')
+                             THEN excluded.requested_priority
+                           ELSE coalesce(requested_priority, excluded.requested_priority) END""",
+                    (uids.study_instance_uid, now, now, requested_priority),
                 )
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -274,11 +349,13 @@ class IntakeStore:
         """Take up to `limit` studies that have been quiet for `stable_s` seconds."""
         now = time.time()
         with self._transaction() as db:
+            # A claim older than the lease belongs to a process that died mid-screening.
             rows = db.execute(
                 """SELECT study_instance_uid FROM studies
-                   WHERE state = 'waiting' AND last_received <= ?
+                   WHERE (state = 'waiting' AND last_received <= ?)
+                      OR (state = 'screening' AND claimed_at < ?)
                    ORDER BY last_received LIMIT ?""",
-                (now - stable_s, limit),
+                (now - stable_s, now - CLAIM_LEASE_S, limit),
             ).fetchall()
             claims = []
             for row in rows:
@@ -325,8 +402,10 @@ class IntakeStore:
         result: StudyResult,
         outputs: Sequence[Path],
         destinations: Sequence[str],
+        maps: Sequence[InstanceMaps] = (),
     ) -> int | None:
-        """Record a result and queue its outputs for every destination, in one transaction.
+        """Record a result (with the class activation maps behind it, for the review page) and
+        queue its outputs for every destination, in one transaction.
 
         Returns the new version, or None when instances arrived during screening: then the
         study waits again and the stale result is dropped (the next one will cover them).
@@ -334,13 +413,13 @@ class IntakeStore:
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
-                "SELECT last_received, version, instance_count, state FROM studies "
+                "SELECT claimed_at, version, instance_count, state FROM studies "
                 "WHERE study_instance_uid = ?",
                 (claim.study_instance_uid,),
             ).fetchone()
-            if row is None or row["state"] != "screening":
-                return None
-            if row["last_received"] > claim.claimed_at:
+            if row is None or row["state"] != "screening" or row["claimed_at"] != claim.claimed_at:
+                return None  # no longer ours: released, or taken over after the lease ran out
+            if int(row["instance_count"]) != len(claim.paths):
                 db.execute(
                     "UPDATE studies SET state = 'waiting', claimed_at = NULL "
                     "WHERE study_instance_uid = ?",
@@ -358,6 +437,11 @@ class IntakeStore:
                    status = ?, priority = ?, flagged = ? WHERE study_instance_uid = ?""",
                 (version, result.status, result.priority, flagged, claim.study_instance_uid),
             )
+            for item in maps:
+                db.execute(
+                    "INSERT INTO cams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    evidence.to_row(claim.study_instance_uid, version, item),
+                )
             for destination in destinations:
                 for path in outputs:
                     db.execute(
@@ -372,8 +456,8 @@ class IntakeStore:
         with self._transaction() as db:
             db.execute(
                 "UPDATE studies SET state = 'waiting', claimed_at = NULL "
-                "WHERE study_instance_uid = ? AND state = 'screening'",
-                (claim.study_instance_uid,),
+                "WHERE study_instance_uid = ? AND state = 'screening' AND claimed_at = ?",
+                (claim.study_instance_uid, claim.claimed_at),
             )
 
     # -- results --------------------------------------------------------------------------
@@ -417,44 +501,72 @@ class IntakeStore:
         finding: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        where: WorklistFilter | None = None,
+        now: float | None = None,
+        escalate_after_s: float = 3600.0,
     ) -> tuple[int, list[WorklistRow]]:
-        """One page of studies, urgent first, then longest waiting; and how many match in all.
+        """One page of studies in priority order (`diagnostics.intake.priority`): stat, then
+        urgent and escalated, then routine, each longest waiting first; and how many match.
 
         `status` is a result status (`analyzed`, `not_analyzed`, `failed`) or `pending` for
-        studies without a result yet; `finding` keeps studies with that finding flagged.
+        studies without a result yet; `finding` keeps studies with that finding flagged;
+        `where` gives every filter at once (and wins over the two).
         """
-        where: list[str] = []
-        params: list[object] = []
-        if status == "pending":
-            where.append("status IS NULL")
-        elif status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if finding is not None:
-            where.append("instr(',' || flagged || ',', ',' || ? || ',') > 0")
-            params.append(finding)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        db = self._connection()
-        total = int(db.execute(f"SELECT COUNT(*) FROM studies{clause}", params).fetchone()[0])
-        rows = db.execute(
-            "SELECT study_instance_uid, state, status, priority, flagged, first_received, "
-            f"last_received, version FROM studies{clause} "
-            f"ORDER BY {WORKLIST_ORDER} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        ).fetchall()
-        return total, [
-            WorklistRow(
-                study_instance_uid=r["study_instance_uid"],
-                state=r["state"],
-                status=r["status"],
-                priority=r["priority"],
-                flagged=tuple(c for c in (r["flagged"] or "").split(",") if c),
-                first_received=float(r["first_received"]),
-                last_received=float(r["last_received"]),
-                version=int(r["version"]),
+        where = where or WorklistFilter(status=status, finding=finding)
+        now = time.time() if now is None else now
+        total, rows = worklist_page(
+            self._connection(),
+            where,
+            now=now,
+            escalate_after_s=escalate_after_s,
+            limit=limit,
+            offset=offset,
+        )
+        return total, [_worklist_row(r, now, escalate_after_s) for r in rows]
+
+    def instances_of(self, study_instance_uid: str) -> list[tuple[str, Path]]:
+        """(SOP Instance UID, file) of each stored instance of a study, in arrival order."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT sop_instance_uid, path FROM instances WHERE study_instance_uid = ? "
+                "ORDER BY received_at, sop_instance_uid",
+                (study_instance_uid,),
             )
-            for r in rows
-        ]
+            .fetchall()
+        )
+        return [(r["sop_instance_uid"], self.instances_dir / r["path"]) for r in rows]
+
+    def instance_path(self, study_instance_uid: str, sop_instance_uid: str) -> Path | None:
+        for sop, path in self.instances_of(study_instance_uid):
+            if sop == sop_instance_uid:
+                return path
+        return None
+
+    def result_version(self, study_instance_uid: str, version: int) -> StudyResult | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT result FROM results WHERE study_instance_uid = ? AND version = ?",
+                (study_instance_uid, version),
+            )
+            .fetchone()
+        )
+        return StudyResult.from_json(row["result"]) if row is not None else None
+
+    def class_maps(self, study_instance_uid: str, version: int) -> list[InstanceMaps]:
+        """The class activation maps stored with a result (none for results stored before
+        maps were kept, or for studies that were not analysed)."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT sop_instance_uid, frame, codes, height, width, data FROM cams "
+                "WHERE study_instance_uid = ? AND version = ? ORDER BY rowid",
+                (study_instance_uid, version),
+            )
+            .fetchall()
+        )
+        return [evidence.from_row(tuple(r)) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Queue and outbox depths, for metrics and readiness."""
@@ -511,10 +623,7 @@ class IntakeStore:
     def audit(self, actor: str, action: str, **detail: object) -> None:
         """Who did what: never patient names, IDs or birth dates, only our identifiers and UIDs."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-                (time.time(), actor, action, json.dumps(detail, sort_keys=True, default=str)),
-            )
+            audit_row(db, actor, action, **detail)
 
     def audit_entries(self, action: str | None = None) -> list[dict[str, object]]:
         query = "SELECT at, actor, action, detail FROM audit"
@@ -524,6 +633,38 @@ class IntakeStore:
             params = (action,)
         rows = self._connection().execute(query + " ORDER BY id", params).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+
+def audit_row(db: sqlite3.Connection, actor: str, action: str, **detail: object) -> None:
+    """An audit record inside the caller's transaction, so it commits with what it records."""
+    db.execute(
+        "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+        (time.time(), actor, action, json.dumps(detail, sort_keys=True, default=str)),
+    )
+
+
+def _worklist_row(r: sqlite3.Row, now: float, escalate_after_s: float) -> WorklistRow:
+    reviewed = float(r["reviewed_at"]) if r["reviewed_at"] is not None else None
+    return WorklistRow(
+        study_instance_uid=r["study_instance_uid"],
+        state=r["state"],
+        status=r["status"],
+        priority=r["priority"],
+        flagged=tuple(c for c in (r["flagged"] or "").split(",") if c),
+        first_received=float(r["first_received"]),
+        last_received=float(r["last_received"]),
+        version=int(r["version"]),
+        requested_priority=r["requested_priority"],
+        effective_priority=effective_priority(
+            r["requested_priority"],
+            r["priority"],
+            float(r["first_received"]),
+            reviewed,
+            now,
+            escalate_after_s,
+        ),
+        reviewed_at=reviewed,
+    )
 
 
 def _write_durably(path: Path, data: bytes) -> None:

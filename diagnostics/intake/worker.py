@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
+from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.sender import Destination, SendError, send
 from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
 from diagnostics.reports import write_reports
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
+ERROR_PAUSE_S = 5.0
 
 
 def backoff(attempts: int) -> float:
@@ -39,6 +42,8 @@ class _Loop:
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.alive_at = time.monotonic()
+        """When the loop last came round: a readiness probe can tell a stuck loop."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -48,6 +53,10 @@ class _Loop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def stopping(self) -> bool:
@@ -60,6 +69,13 @@ class _Loop:
             except DiagnosticsError as exc:
                 log.error("%s: %s", self.name, exc)
                 busy = False
+            # The thread's top level: an unexpected error must not end the loop silently (the
+            # queue would stop while the service looks healthy). Log it, pause, carry on.
+            except Exception:
+                log.exception("%s: unexpected error; retrying in %.0f s", self.name, ERROR_PAUSE_S)
+                self._stop.wait(ERROR_PAUSE_S)
+                busy = False
+            self.alive_at = time.monotonic()
             if not busy:
                 self._stop.wait(self.poll_s)
 
@@ -96,7 +112,12 @@ class ScreeningWorker(_Loop):
                 for rest in claims[index:]:
                     self.store.release(rest)  # requeued, not lost
                 break
-            self.screen_claim(claim)
+            try:
+                self.screen_claim(claim)
+            except DiagnosticsError as exc:
+                # e.g. the database stayed locked: give the study back rather than strand it.
+                log.error("study %s not recorded: %s", claim.study_instance_uid, exc)
+                self.store.release(claim)
         return bool(claims)
 
     def screen_claim(self, claim: Claim) -> None:
@@ -108,7 +129,9 @@ class ScreeningWorker(_Loop):
         started = time.perf_counter()
         outcome = self._screen(claim)
         outputs = self._write_outputs(claim, outcome)
-        recorded = self.store.complete(claim, outcome.result, outputs, self.destinations)
+        recorded = self.store.complete(
+            claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
+        )
         if recorded is None:
             log.info(
                 "study %s changed while screening; it will be screened again",
@@ -133,10 +156,14 @@ class ScreeningWorker(_Loop):
             batch = self.screener.screen(list(claim.paths))
         except DiagnosticsError as exc:
             return self._failed(claim, f"screening could not run: {exc}")
-        for outcome in batch.outcomes:
-            if outcome.result.study_instance_uid == claim.study_instance_uid:
-                return outcome
         problems = "; ".join(str(r.error) for r in batch.rejected)
+        for outcome in batch.outcomes:
+            if outcome.result.study_instance_uid != claim.study_instance_uid:
+                continue
+            if batch.rejected or len(outcome.result.instances) != len(claim.paths):
+                # An acknowledged image the model cannot see: never report the rest as the study.
+                return self._failed(claim, f"stored instances could not be read: {problems}")
+            return outcome
         return self._failed(
             claim, f"the stored instances could not be read: {problems or 'none found'}"
         )
@@ -153,9 +180,10 @@ class ScreeningWorker(_Loop):
 
     def _write_outputs(self, claim: Claim, outcome: ScreeningOutcome) -> list[Path]:
         """The DICOM outputs; when they cannot be built the result still stands, without them."""
-        version = self.store.latest_version(claim.study_instance_uid) + 1
+        # A folder per screening, never shared: a second process screening the same study
+        # (after a lease ran out) cannot overwrite files an outbox row points at.
         try:
-            return write_reports(outcome, self.store.results_dir / f"v{version}")
+            return write_reports(outcome, self.store.results_dir / uuid.uuid4().hex)
         except ReportError as exc:
             log.error("study %s: DICOM outputs not written: %s", claim.study_instance_uid, exc)
             self.store.audit(
@@ -165,6 +193,17 @@ class ScreeningWorker(_Loop):
                 error=str(exc),
             )
             return []
+
+
+def class_maps(outcome: ScreeningOutcome) -> list[InstanceMaps]:
+    """The heatmap evidence of each analysed image, kept with the result for the review page."""
+    if outcome.package is None:
+        return []
+    codes = tuple(outcome.package.manifest.finding_codes)
+    return [
+        InstanceMaps(item.image.uids.sop_instance_uid, item.frame, codes, item.cams)
+        for item in outcome.analysed
+    ]
 
 
 class OutboxWorker(_Loop):

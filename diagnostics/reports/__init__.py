@@ -64,11 +64,17 @@ def _check_study(outcome: ScreeningOutcome) -> str:
     return study_uid
 
 
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def _save(dataset: Dataset, path: Path) -> Path:
     """Write through a temporary name, so that a reader never sees half a file."""
     partial = path.with_name(path.name + ".partial")
     try:
         dataset.save_as(partial, enforce_file_format=True)
+        _fsync(partial)  # durable before an outbox row may point at it
         os.replace(partial, path)
     except OSError as exc:
         raise ReportError(f"{path}: cannot be written ({exc.strerror or exc})") from exc

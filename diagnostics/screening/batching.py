@@ -48,7 +48,7 @@ class MicroBatcher:
     def run(self, images: np.ndarray) -> EngineOutput:
         request = _Request(np.ascontiguousarray(images, dtype=np.float32))
         with self._condition:
-            if self._closed:
+            if self._closed or not self._thread.is_alive():
                 raise InferenceError("the model is shutting down")
             self._queue.append(request)
             self._condition.notify()
@@ -99,6 +99,13 @@ class MicroBatcher:
                 return
             for request in batch:  # isolate the fault: each request on its own
                 self._run([request])
+            return
+        # Anything else would end this thread with callers waiting forever: hand it to them.
+        except BaseException as exc:
+            for request in batch:
+                request.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
             return
         start = 0
         for request in batch:

@@ -128,7 +128,7 @@ class OnnxEngine:
     def run(self, images: np.ndarray) -> EngineOutput:
         """(N, C, H, W) float32 model inputs -> logits and CAMs, checked."""
         images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[1:] != self.input_shape:
+        if images.ndim != 4 or images.shape[1:] != self.input_shape or len(images) == 0:
             raise InferenceError(
                 f"input shape {images.shape} does not match the model's (N, *{self.input_shape})"
             )

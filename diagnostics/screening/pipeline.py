@@ -85,6 +85,9 @@ class _StudyWork:
     study: Study[_Item]
     results: dict[str, InstanceResult] = field(default_factory=dict)
     prepared: dict[str, _Prepared] = field(default_factory=dict)
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Logits and CAMs per SOP Instance UID, kept per study: two studies may (wrongly) share a
+    SOP Instance UID, and must never get each other's answers."""
     failure: str | None = None
 
 
@@ -206,7 +209,6 @@ class Screener:
         work = [_StudyWork(study) for study in studies]
         for item in work:
             self._gate(item)
-        outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         groups = list(self._groups(work))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="screen-prepare") as pool:
             ahead = pool.submit(self._prepare_group, groups[0], clock) if groups else None
@@ -216,9 +218,9 @@ class Screener:
                 if index + 1 < len(groups):
                     ahead = pool.submit(self._prepare_group, groups[index + 1], clock)
                 with clock.stage("infer"):
-                    outputs.update(self._infer(group))
+                    self._infer(group)
         with clock.stage("interpret"):
-            outcomes = [self._outcome(item, outputs) for item in work]
+            outcomes = [self._outcome(item) for item in work]
         return ScreenBatch(outcomes, rejected, dict(clock.seconds))
 
     def _gate(self, work: _StudyWork) -> None:
@@ -288,15 +290,14 @@ class Screener:
                         appearance_score=score,
                     )
 
-    def _infer(self, group: list[_StudyWork]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Logits and CAMs per SOP Instance UID for one group of studies, in one model call.
+    def _infer(self, group: list[_StudyWork]) -> None:
+        """Logits and CAMs for one group of studies, in one model call, stored per study.
 
         Groups never split a study, so a failed call fails only the studies inside it.
         """
         live = [item for item in group if item.failure is None and item.prepared]
-        uids = [uid for item in live for uid in item.prepared]
-        if not uids:
-            return {}
+        if not live:
+            return
         images = np.stack([p.tensor.numpy() for item in live for p in item.prepared.values()])
         try:
             result = self.engine.run(images)
@@ -305,8 +306,12 @@ class Screener:
                 for uid in item.prepared:
                     self._fail(item, uid, f"the model could not analyse the image: {exc}")
                 item.prepared.clear()
-            return {}
-        return {uid: (result.logits[i], result.cams[i]) for i, uid in enumerate(uids)}
+            return
+        index = 0
+        for item in live:
+            for uid in item.prepared:
+                item.outputs[uid] = (result.logits[index], result.cams[index])
+                index += 1
 
     def _groups(self, work: list[_StudyWork]) -> Iterator[list[_StudyWork]]:
         """Studies in groups of at most one model batch of in-scope images (a larger study
@@ -323,11 +328,10 @@ class Screener:
         if batch:
             yield batch
 
-    def _outcome(
-        self, work: _StudyWork, outputs: dict[str, tuple[np.ndarray, np.ndarray]]
-    ) -> ScreeningOutcome:
+    def _outcome(self, work: _StudyWork) -> ScreeningOutcome:
         if work.failure is not None:
             return self._failed(work)
+        outputs = work.outputs
         uids = [uid for uid in work.prepared if uid in outputs]
         if not uids:
             instances = self._instances(work)

@@ -23,6 +23,9 @@ def restore_loggers() -> Iterator[None]:
 def test_quoted_values_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     keep_patient_data_out_of_logs()
     keep_patient_data_out_of_logs()  # idempotent
+    # Other tests (the CLI in-process) may have raised pydicom's level: set both explicitly.
+    caplog.set_level(logging.WARNING, logger="pydicom")
+    caplog.set_level(logging.WARNING, logger="diagnostics.dicom.reader")
     with caplog.at_level(logging.WARNING):
         logging.getLogger("pydicom").warning("Invalid value for VR DA: '19700101'.")
         logging.getLogger("diagnostics.dicom.reader").warning(

@@ -171,8 +171,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     )
     assert store.complete(claim, result, [], []) == 1
     store.close()
-    # The feedback table another part of the service adds; created here as it will look.
+    # The store creates the review UI's feedback table; it is replaced here by one with columns
+    # the export must pseudonymise (user) or drop (ward), whatever a future version adds.
     with sqlite3.connect(root / "store" / "intake.sqlite3") as db:
+        db.execute("DROP TABLE feedback")
         db.execute(
             "CREATE TABLE feedback (id INTEGER PRIMARY KEY, study_instance_uid TEXT, "
             "sop_instance_uid TEXT, code TEXT, verdict TEXT, comment TEXT, user TEXT, "
@@ -435,6 +437,8 @@ def test_a_store_without_feedback_exports_none(world: World, tmp_path: Path) -> 
     store = IntakeStore(tmp_path / "store")
     store.receive((world.store / "instances").glob("*.dcm").__next__().read_bytes(), "test")
     store.close()
+    with sqlite3.connect(tmp_path / "store" / "intake.sqlite3") as db:
+        db.execute("DROP TABLE feedback")  # as in stores written before the review UI
     export_research(ExportOptions(tmp_path / "store", tmp_path / "out"))
     assert (tmp_path / "out" / "feedback.jsonl").read_text() == ""
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

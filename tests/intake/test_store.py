@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from diagnostics.errors import InputError
-from diagnostics.intake.store import IntakeStore
+from diagnostics.errors import DuplicateInstanceError, InputError
+from diagnostics.intake.store import CLAIM_LEASE_S, IntakeStore
 from diagnostics.intake.worker import backoff
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
 from diagnostics.synth.study import StudyTruth
@@ -138,3 +139,29 @@ def test_audit_records_who_did_what(tmp_path: Path) -> None:
     store.audit("dimse:ORTHANC", "association_rejected", address="127.0.0.1")
     (entry,) = store.audit_entries("association_rejected")
     assert entry["actor"] == "dimse:ORTHANC" and entry["detail"] == {"address": "127.0.0.1"}
+
+
+def test_same_instance_under_another_study_is_refused(tmp_path: Path, studies: Studies) -> None:
+    store = IntakeStore(tmp_path)
+    folder, truths = studies
+    store.receive(_bytes(studies, 0), "test")
+    ds = pydicom.dcmread(folder / truths[0].file)
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    moved = tmp_path / "moved.dcm"
+    ds.save_as(moved)
+    with pytest.raises(DuplicateInstanceError, match="already stored in another study"):
+        store.receive(moved.read_bytes(), "test")
+    assert store.counts()["instances"] == 1
+
+
+def test_a_claim_past_its_lease_is_taken_over(tmp_path: Path, studies: Studies) -> None:
+    store = IntakeStore(tmp_path)
+    store.receive(_bytes(studies, 0), "test")
+    (first,) = store.claim_due(stable_s=0)
+    assert store.claim_due(stable_s=0) == []  # held
+    with sqlite3.connect(store.db_path) as db:  # as if its process died long ago
+        db.execute("UPDATE studies SET claimed_at = ?", (first.claimed_at - CLAIM_LEASE_S - 1,))
+    (second,) = store.claim_due(stable_s=0)
+    assert store.complete(second, _result(second.study_instance_uid), [], []) == 1
+    # The first claimant finishing late records nothing: the claim is no longer its own.
+    assert store.complete(first, _result(first.study_instance_uid), [], []) is None

@@ -71,3 +71,21 @@ def test_a_vanished_file_fails_the_study_instead_of_looping(
     assert result is not None and result.status == "failed"
     assert "could not be read" in str(result.reason)
     assert store.claim_due(stable_s=0) == []
+
+
+def test_an_unreadable_instance_fails_its_study_not_hides(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    store = IntakeStore(tmp_path)
+    store.receive((folder / truths[3].file).read_bytes(), "test")
+    ds = pydicom.dcmread(folder / truths[3].file)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    store.receive(buffer.getvalue(), "test")
+    newest = max(store.instances_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(b"damaged on disk")
+    _worker(store, screener).run_once()
+    _, result = store.latest_result(truths[3].study_instance_uid) or (0, None)
+    assert result is not None and result.status == "failed", result

@@ -121,7 +121,9 @@ def test_notice_and_label_are_burned_in(written: Written) -> None:
 
 
 def test_overlay_without_flags_shows_the_most_probable_finding(case: Case, tmp_path: Path) -> None:
-    low = {"nodule": 0.14, "consolidation": 0.1, "cardiomegaly": 0.05}
+    nodule = case.package.manifest.operating_points["nodule"].threshold * 0.9
+    # The most probable finding is the nodule, and nothing reaches its operating point.
+    low = {"nodule": nodule, "consolidation": nodule * 0.7, "cardiomegaly": nodule * 0.4}
     outcome = make_outcome(case.outcome.analysed[0].image, case.package, low)
     item = outcome.analysed[0]
     pixels = render_overlay(outcome, item)

@@ -78,3 +78,27 @@ def test_screener_with_batching_gives_the_same_results(
     for a, b in zip(plain.outcomes, batched.outcomes, strict=True):
         for fa, fb in zip(a.result.findings, b.result.findings, strict=True):
             assert fa.probability == pytest.approx(fb.probability, abs=1e-5)
+
+
+def test_an_unexpected_error_reaches_every_caller(bundled: ModelPackage) -> None:
+    """Requests that cannot even be stacked together must fail, not hang."""
+    batcher = MicroBatcher(OnnxEngine(bundled), max_wait_s=0.3)
+    results: dict[int, object] = {}
+    shapes = [(1, 1, 320, 320), (1, 1, 64, 64)]
+
+    def call(i: int) -> None:
+        try:
+            results[i] = batcher.run(np.zeros(shapes[i], dtype=np.float32))
+        except (InferenceError, ValueError) as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "a caller hangs"
+    assert len(results) == 2 and isinstance(results[1], Exception)
+    with pytest.raises(InferenceError, match="input shape"):
+        batcher.run(np.zeros((0, 1, 320, 320), dtype=np.float32))
+    batcher.close()

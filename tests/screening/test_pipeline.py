@@ -239,3 +239,23 @@ def test_upside_down_chest_is_refused(profiled: ModelPackage, synth: Synth) -> N
     ds.save_as(buffer, enforce_file_format=True)
     result = Screener.load(profiled).screen([buffer.getvalue()]).outcomes[0].result
     assert result.status == "not_analyzed", result.instances
+
+
+def test_studies_sharing_a_sop_uid_keep_their_own_answers(
+    screener: Screener, synth: Synth, tmp_path: Path
+) -> None:
+    files = study_files(synth)
+    first = pydicom.dcmread(files[0])
+    second = pydicom.dcmread(files[5])
+    second.SOPInstanceUID = first.SOPInstanceUID  # a broken sender reusing a UID
+    buffer = io.BytesIO()
+    second.save_as(buffer, enforce_file_format=True)
+    together = screener.screen([files[0], buffer.getvalue()])
+    alone = screener.screen([buffer.getvalue()]).outcomes[0].result
+    mixed = next(
+        o.result
+        for o in together.outcomes
+        if o.result.study_instance_uid == alone.study_instance_uid
+    )
+    for a, b in zip(mixed.findings, alone.findings, strict=True):
+        assert a.probability == pytest.approx(b.probability, abs=1e-5)

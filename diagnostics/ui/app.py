@@ -1,0 +1,400 @@
+"""The review UI's routes under `/ui`: sign-in, worklist, study page, images, feedback.
+
+Plain server-rendered HTML (Jinja2 templates), one CSS and one JavaScript file, no external
+resources: it works offline, inside a hospital network, and under a strict Content Security
+Policy (no inline script or style). The authentication middleware (`diagnostics.api.auth`)
+lets only the sign-in page and the static files through without a session; the handlers
+here read the actor and session it recorded, check CSRF on every form post, and audit what
+people open and record. The work is done by `diagnostics.ui.pages`, `render` and
+`diagnostics.intake.review`; the handlers run it in worker threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+import anyio.to_thread
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from diagnostics.api.auth import SESSION_KEY, AuthPolicy, actor_of, client_actor
+from diagnostics.api.session import COOKIE, LOGIN_COOKIE, Session, cookie_header, read_cookie
+from diagnostics.dicom.image import DicomImage
+from diagnostics.dicom.reader import read_instance
+from diagnostics.errors import DiagnosticsError, InputError, RequestError
+from diagnostics.intake.review import mark_read, record_feedback, set_requested_priority
+from diagnostics.intake.runtime import Runtime
+from diagnostics.reports._common import DISCLAIMER
+from diagnostics.ui import forms
+from diagnostics.ui.pages import STATUSES, study_page, when, worklist_page
+from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+LOGIN_TTL_S = 600
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    # Patient images must not linger in a shared workstation's browser cache.
+}
+
+RuntimeSource = Callable[[], Runtime | None]
+PolicySource = Callable[[], AuthPolicy | None]
+T = TypeVar("T")
+
+
+def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
+    """The `/ui` mount; `runtime` and `policy` are looked up per request."""
+    ui = ReviewUI(runtime, policy)
+    return Mount(
+        "/ui",
+        routes=[
+            Route("/", ui.worklist, methods=["GET"]),
+            Route("/login", ui.login_page, methods=["GET"]),
+            Route("/login", ui.login, methods=["POST"]),
+            Route("/logout", ui.logout, methods=["POST"]),
+            Route("/studies/{uid}", ui.study, methods=["GET"]),
+            Route("/studies/{uid}/image/{index:int}.png", ui.image, methods=["GET"]),
+            Route("/studies/{uid}/heatmap/{index:int}.png", ui.heatmap, methods=["GET"]),
+            Route("/studies/{uid}/feedback", ui.feedback, methods=["POST"]),
+            Route("/studies/{uid}/priority", ui.priority, methods=["POST"]),
+            Route("/studies/{uid}/read", ui.read, methods=["POST"]),
+            Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        ],
+    )
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(call)
+
+
+class ReviewUI:
+    def __init__(self, runtime: RuntimeSource, policy: PolicySource) -> None:
+        self._runtime = runtime
+        self._policy = policy
+        self.images = ImageCache()
+        self.templates = Environment(
+            loader=FileSystemLoader(str(TEMPLATES)),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["when"] = when
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        session: Session | None = request.scope.get(SESSION_KEY)
+        context.setdefault("title", "Review")
+        html = self.templates.get_template(template).render(
+            actor=session.actor if session else None,
+            csrf=session.csrf if session else "",
+            notice=DISCLAIMER,
+            statuses=STATUSES,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def message(self, request: Request, status: int, title: str, text: str) -> Response:
+        return self.page(request, "message.html", status, title=title, text=text)
+
+    def runtime(self) -> Runtime | None:
+        return self._runtime()
+
+    def load(self, path: Path) -> DicomImage:
+        runtime = self._runtime()
+        limits = runtime.store.limits if runtime is not None else None
+        return self.images.get(path, functools.partial(read_instance, limits=limits))
+
+    def codes(self, runtime: Runtime) -> tuple[str, ...]:
+        screener = runtime.screener
+        return screener.package.manifest.finding_codes if screener is not None else ()
+
+    async def audit(self, runtime: Runtime, actor: str, action: str, **detail: object) -> None:
+        await _in_thread(functools.partial(runtime.store.audit, actor, action, **detail))
+
+    # -- sign-in ----------------------------------------------------------------------------
+
+    async def login_page(
+        self, request: Request, error: str = "", status: int = 200, target: str | None = None
+    ) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        response = self.page(
+            request,
+            "login.html",
+            status,
+            title="Sign in",
+            nonce=nonce,
+            next=_safe_next(target or request.query_params.get("next")),
+            error=error,
+        )
+        secure = request.url.scheme == "https"
+        response.headers.append(
+            "Set-Cookie", cookie_header(LOGIN_COOKIE, nonce, LOGIN_TTL_S, secure)
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        policy, runtime = self._policy(), self.runtime()
+        if policy is None or runtime is None:
+            return self.message(request, 503, "Starting", "The service is starting; retry.")
+        if policy.sessions is None:
+            return self.message(request, 500, "Not configured", "UI sessions are not set up.")
+        form = await _form(request)
+        nonce = read_cookie(request.headers.get("cookie"), LOGIN_COOKIE) or ""
+        if not nonce or not secrets.compare_digest(nonce, form.get("nonce", "")):
+            return await self.login_page(
+                request, "The sign-in form expired. Please try again.", 400, form.get("next")
+            )
+        token = form.get("token", "").strip()
+        actor, problem = policy.authenticate(f"Bearer {token}" if token else None)
+        if actor is None:
+            await self.audit(
+                runtime, client_actor(request.scope), "ui_sign_in_failed", reason=problem
+            )
+            return await self.login_page(request, "That token is not valid.", 401, form.get("next"))
+        binding = policy.sessions.binding(token) if token else ""
+        value, _ = policy.sessions.issue(actor, binding)
+        await self.audit(runtime, actor, "ui_sign_in")
+        target = _safe_next(form.get("next"))
+        response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        secure = request.url.scheme == "https"
+        max_age = int(policy.sessions.ttl_s)
+        response.headers.append("Set-Cookie", cookie_header(COOKIE, value, max_age, secure))
+        response.headers.append("Set-Cookie", cookie_header(LOGIN_COOKIE, "", 0, secure))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        runtime = self.runtime()
+        form = await _form(request)
+        try:
+            forms.check_csrf(request.scope.get(SESSION_KEY), form)
+        except RequestError as exc:
+            return self.message(request, 403, "Not signed out", str(exc))
+        if runtime is not None:
+            await self.audit(runtime, actor_of(request.scope), "ui_sign_out")
+        response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
+        secure = request.url.scheme == "https"
+        response.headers.append("Set-Cookie", cookie_header(COOKIE, "", 0, secure))
+        return response
+
+    # -- pages ------------------------------------------------------------------------------
+
+    async def worklist(self, request: Request) -> Response:
+        runtime = self.runtime()
+        if runtime is None:
+            return self.message(request, 503, "Starting", "The service is starting; retry.")
+        query = dict(request.query_params)
+        call = functools.partial(
+            worklist_page,
+            runtime.store,
+            query,
+            self.codes(runtime),
+            runtime.config.escalate_after_minutes,
+        )
+        try:
+            page = await _in_thread(call)
+        except RequestError as exc:
+            return self.message(request, 400, "Worklist filter not understood", str(exc))
+        await self.audit(
+            runtime, actor_of(request.scope), "ui_worklist_read", count=len(page.entries)
+        )
+        return self.page(request, "worklist.html", page=page, title="Worklist")
+
+    async def study(self, request: Request, error: str = "", status: int = 200) -> Response:
+        runtime = self.runtime()
+        if runtime is None:
+            return self.message(request, 503, "Starting", "The service is starting; retry.")
+        uid = str(request.path_params["uid"])
+        try:
+            index = _index(request.query_params.get("image"))
+            call = functools.partial(
+                study_page,
+                runtime.store,
+                uid,
+                index,
+                self.load,
+                runtime.config.escalate_after_minutes,
+            )
+            page = await _in_thread(call)
+        except RequestError as exc:
+            return self.message(request, 400, "Study not shown", str(exc))
+        if page is None:
+            return self.message(request, 404, "No such study", f"No study {uid} was received.")
+        await self.audit(runtime, actor_of(request.scope), "ui_study_opened", study=uid)
+        saved = request.query_params.get("saved", "")
+        return self.page(
+            request,
+            "study.html",
+            status,
+            page=page,
+            title="Study",
+            error=error,
+            saved=saved if saved in ("feedback", "priority", "read") else "",
+            base=f"/ui/studies/{quote(uid)}",
+        )
+
+    # -- images -----------------------------------------------------------------------------
+
+    async def image(self, request: Request) -> Response:
+        runtime = self.runtime()
+        if runtime is None:
+            return Response(status_code=503)
+        uid, index = str(request.path_params["uid"]), int(request.path_params["index"])
+        try:
+            window = DisplayWindow.parse(
+                request.query_params.get("wc"), request.query_params.get("ww")
+            )
+            frame = _index(request.query_params.get("frame")) or 0
+            data = await _in_thread(
+                functools.partial(self._image, runtime, uid, index, frame, window)
+            )
+        except RequestError as exc:
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        if data is None:
+            return Response("no such image", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
+
+    def _image(
+        self, runtime: Runtime, uid: str, index: int, frame: int, window: DisplayWindow | None
+    ) -> bytes | None:
+        stored = runtime.store.instances_of(uid)
+        if not 0 <= index < len(stored):
+            return None
+        try:
+            image = self.load(stored[index][1])
+        except InputError:
+            return None
+        if not 0 <= frame < image.pixels.shape[0]:
+            raise RequestError(f"the image has {image.pixels.shape[0]} frame(s)")
+        return image_png(image, frame, window)
+
+    async def heatmap(self, request: Request) -> Response:
+        runtime = self.runtime()
+        if runtime is None:
+            return Response(status_code=503)
+        uid, index = str(request.path_params["uid"]), int(request.path_params["index"])
+        codes = [c for c in request.query_params.get("codes", "").split(",") if c]
+        try:
+            version = int(request.query_params.get("version", "0"))
+        except ValueError:
+            return Response("version must be a number", status_code=400, media_type="text/plain")
+        call = functools.partial(self._heatmap, runtime, uid, index, version, codes)
+        data = await _in_thread(call)
+        if data is None:
+            return Response("no heatmap for this image", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
+
+    def _heatmap(
+        self, runtime: Runtime, uid: str, index: int, version: int, codes: list[str]
+    ) -> bytes | None:
+        stored = runtime.store.instances_of(uid)
+        if not 0 <= index < len(stored):
+            return None
+        sop, path = stored[index]
+        found = [m for m in runtime.store.class_maps(uid, version) if m.sop_instance_uid == sop]
+        if not found or not codes or any(c not in found[0].codes for c in codes):
+            return None
+        try:
+            info = self.load(path).info
+        except InputError:
+            return None
+        return heatmap_png([found[0].for_code(c) for c in codes], info.rows, info.columns)
+
+    # -- form posts -------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        request: Request,
+        action: Callable[[Runtime, str, Mapping[str, str]], None],
+        saved: str,
+    ) -> Response:
+        runtime = self.runtime()
+        if runtime is None:
+            return self.message(request, 503, "Starting", "The service is starting; retry.")
+        uid = str(request.path_params["uid"])
+        form = await _form(request)
+        try:
+            forms.check_csrf(request.scope.get(SESSION_KEY), form)
+        except RequestError as exc:
+            return self.message(request, 403, "Not saved", str(exc))
+        try:
+            await _in_thread(functools.partial(action, runtime, uid, form))
+        except RequestError as exc:
+            return await self.study(request, error=str(exc), status=400)
+        except DiagnosticsError as exc:
+            log.error("review UI: %s: %s", type(exc).__name__, exc)
+            return await self.study(request, error=f"Not saved: {exc}", status=503)
+        query = {"saved": saved}
+        image = form.get("image", "")
+        if image.isdigit():
+            query["image"] = image
+        target = f"/ui/studies/{quote(uid)}?{urlencode(query)}#{saved}"
+        return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+    async def feedback(self, request: Request) -> Response:
+        actor = actor_of(request.scope)
+
+        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
+            record_feedback(runtime.store, forms.feedback_input(uid, form), actor)
+
+        return await self._post(request, save, "feedback")
+
+    async def priority(self, request: Request) -> Response:
+        actor = actor_of(request.scope)
+
+        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
+            set_requested_priority(runtime.store, uid, forms.priority_choice(form), actor)
+
+        return await self._post(request, save, "priority")
+
+    async def read(self, request: Request) -> Response:
+        actor = actor_of(request.scope)
+
+        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
+            mark_read(runtime.store, uid, actor, read=form.get("read", "1") == "1")
+
+        return await self._post(request, save, "read")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form as strings; files are not accepted anywhere in the UI."""
+    form = await request.form(max_files=0, max_fields=64)
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path inside the UI, never another site."""
+    unsafe = ("\\", "//", "\n", "\r")
+    inside = target == "/ui" or (target or "").startswith("/ui/")
+    if target and inside and not any(u in target for u in unsafe):
+        return target
+    return "/ui/"
+
+
+def _index(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise RequestError(f"an image number is a whole number, not {raw[:20]!r}")
+    return int(raw)

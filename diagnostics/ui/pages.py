@@ -1,0 +1,346 @@
+"""What the worklist and study pages show, as plain data built from the intake store.
+
+The templates only lay these out; everything that decides what a radiologist sees (the order,
+the escalation, the reason a study was not analysed, which boxes and heatmaps belong to which
+image) is here, where it is tested without a browser.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+from diagnostics.dicom.image import DicomImage
+from diagnostics.errors import InputError, RequestError
+from diagnostics.intake.evidence import InstanceMaps
+from diagnostics.intake.priority import REQUESTED_PRIORITIES, WorklistFilter, effective_priority
+from diagnostics.intake.review import Feedback, feedback_for
+from diagnostics.intake.store import IntakeStore, WorklistRow
+from diagnostics.results import FindingResult, StudyResult
+from diagnostics.ui.render import DisplayWindow
+
+Load = Callable[[Path], DicomImage]
+"""Reads a stored instance (the UI passes one that caches decoded images)."""
+
+PAGE_SIZE = 50
+STATUSES = {
+    "analyzed": "Analysed",
+    "not_analyzed": "Not analysed",
+    "failed": "Failed",
+    "pending": "Pending",
+}
+READ_FILTERS = {"unread": False, "read": True}
+QUERY_KEYS = ("status", "finding", "from", "to", "read", "page")
+
+
+def when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def waited(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+# -- worklist ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorklistEntry:
+    row: WorklistRow
+    status: str
+    """`analyzed`, `not_analyzed`, `failed` or `pending`."""
+    reason: str | None
+    received: str
+    waiting: str
+
+    @property
+    def uid(self) -> str:
+        return self.row.study_instance_uid
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    entries: list[WorklistEntry]
+    total: int
+    page: int
+    pages: int
+    query: dict[str, str]
+    """The filters as given (for the form and the pager links)."""
+    finding_codes: tuple[str, ...]
+    escalate_after_minutes: float
+
+    def link(self, page: int) -> str:
+        query = {k: v for k, v in self.query.items() if v and k != "page"}
+        if page > 1:
+            query["page"] = str(page)
+        return "/ui/" + ("?" + urlencode(query) if query else "")
+
+    @property
+    def first_shown(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + 1 if self.entries else 0
+
+    @property
+    def last_shown(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + len(self.entries)
+
+
+def plain(store: IntakeStore, text: str | None) -> str | None:
+    """A reason as a person reads it: without the server's storage paths (they mean nothing
+    to a radiologist and tell a browser user how the server is laid out)."""
+    if text is None:
+        return None
+    return text.replace(f"{store.instances_dir}/", "").replace(f"{store.root}/", "")
+
+
+def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[WorklistFilter, int]:
+    """The worklist filters and page number from the query string; RequestError names the bad
+    one. Dates are whole days in UTC (`to` is inclusive)."""
+    status = query.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise RequestError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    finding = query.get("finding") or None
+    if finding is not None and finding not in codes:
+        raise RequestError(f"finding must be one of {', '.join(codes)}, not {finding!r}")
+    start, end = _day(query, "from"), _day(query, "to")
+    read = query.get("read") or None
+    if read is not None and read not in READ_FILTERS:
+        raise RequestError("read must be read or unread")
+    try:
+        page = int(query.get("page") or "1")
+    except ValueError:
+        raise RequestError("page must be a whole number") from None
+    if page < 1:
+        raise RequestError("page must be at least 1")
+    return (
+        WorklistFilter(
+            status=status,
+            finding=finding,
+            received_from=start.timestamp() if start else None,
+            received_before=(end + timedelta(days=1)).timestamp() if end else None,
+            read=READ_FILTERS[read] if read else None,
+        ),
+        page,
+    )
+
+
+def _day(query: Mapping[str, str], name: str) -> datetime | None:
+    text = query.get(name) or ""
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise RequestError(f"{name} must be a date as YYYY-MM-DD, not {text!r}") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def worklist_page(
+    store: IntakeStore,
+    query: Mapping[str, str],
+    codes: Sequence[str],
+    escalate_after_minutes: float,
+    now: float | None = None,
+) -> WorklistPage:
+    now = time.time() if now is None else now
+    where, page = parse_filters(query, codes)
+    total, rows = store.worklist(
+        where=where,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+        now=now,
+        escalate_after_s=escalate_after_minutes * 60.0,
+    )
+    entries = []
+    for row in rows:
+        reason = None
+        if row.status in ("not_analyzed", "failed"):
+            result = store.result_version(row.study_instance_uid, row.version)
+            reason = plain(store, result.reason) if result is not None else None
+        entries.append(
+            WorklistEntry(
+                row=row,
+                status=row.status or "pending",
+                reason=reason,
+                received=when(row.first_received),
+                waiting=waited(now - row.first_received),
+            )
+        )
+    return WorklistPage(
+        entries=entries,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        query={k: query.get(k, "") for k in QUERY_KEYS},
+        finding_codes=tuple(codes),
+        escalate_after_minutes=escalate_after_minutes,
+    )
+
+
+# -- study ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownInstance:
+    """The image on the page, with everything drawn over it in its own pixel coordinates."""
+
+    index: int
+    sop_instance_uid: str
+    rows: int
+    cols: int
+    frame: int
+    window: DisplayWindow
+    value_range: tuple[float, float]
+    boxes: list[FindingResult]
+    """Flagged findings of this image that have a box."""
+    heat_codes: tuple[str, ...]
+    """Findings whose heatmap this image has (empty: no stored maps)."""
+    default_heat: tuple[str, ...]
+    """What the heatmap layer shows first: the flagged findings, else the most probable."""
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    uid: str
+    state: dict[str, object]
+    version: int
+    result: StudyResult | None
+    reason: str | None
+    """Why the study was not analysed or failed (storage paths removed)."""
+    instances: list[tuple[int, str, str, str | None]]
+    """(index, SOP Instance UID, status, reason) of every stored instance."""
+    shown: ShownInstance | None
+    image_problem: str | None
+    """Why the image cannot be displayed, when it cannot."""
+    feedback: list[Feedback]
+    effective_priority: str
+    received: str
+    waiting: str
+    requested_priorities: tuple[str, ...] = REQUESTED_PRIORITIES
+    codes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def can_give_feedback(self) -> bool:
+        return self.result is not None and self.result.status == "analyzed"
+
+    @property
+    def read(self) -> bool:
+        return self.state.get("reviewed_at") is not None
+
+
+def study_page(
+    store: IntakeStore,
+    uid: str,
+    index: int | None,
+    load: Load,
+    escalate_after_minutes: float,
+    now: float | None = None,
+) -> StudyPage | None:
+    """The study page's data; None when no instance of the study was ever received.
+
+    `index` picks the image (arrival order); by default the one the findings come from.
+    """
+    now = time.time() if now is None else now
+    state = store.study_state(uid)
+    if state is None:
+        return None
+    latest = store.latest_result(uid)
+    version, result = latest if latest is not None else (0, None)
+    stored = store.instances_of(uid)
+    statuses = {
+        i.sop_instance_uid: (i.status, plain(store, i.reason))
+        for i in (result.instances if result else [])
+    }
+    instances = [
+        (n, sop, *statuses.get(sop, ("pending", None))) for n, (sop, _) in enumerate(stored)
+    ]
+    if index is None:
+        index = _evidence_index(result, [sop for sop, _ in stored])
+    if not 0 <= index < max(1, len(stored)):
+        raise RequestError(f"the study has {len(stored)} image(s); there is no image {index}")
+    shown, problem = None, None
+    if stored:
+        sop, path = stored[index]
+        maps = {m.sop_instance_uid: m for m in store.class_maps(uid, version)}
+        try:
+            image = load(path)
+        except InputError as exc:
+            problem = plain(store, f"this image cannot be displayed: {exc}")
+        else:
+            shown = _shown(index, sop, image, result, maps.get(sop))
+    first = float(str(state["first_received"]))
+    reviewed = state.get("reviewed_at")
+    effective = effective_priority(
+        _opt(state.get("requested_priority")),
+        _opt(state.get("priority")),
+        first,
+        float(str(reviewed)) if reviewed is not None else None,
+        now,
+        escalate_after_minutes * 60.0,
+    )
+    return StudyPage(
+        uid=uid,
+        state=state,
+        version=version,
+        result=result,
+        reason=plain(store, result.reason) if result is not None else None,
+        instances=instances,
+        shown=shown,
+        image_problem=problem,
+        feedback=feedback_for(store, uid),
+        effective_priority=effective,
+        received=when(first),
+        waiting=waited(now - first),
+        codes=tuple(f.code for f in result.findings) if result else (),
+    )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _evidence_index(result: StudyResult | None, sops: list[str]) -> int:
+    if result is not None:
+        for finding in sorted(result.findings, key=lambda f: (not f.flagged, -f.probability)):
+            if finding.sop_instance_uid in sops:
+                return sops.index(finding.sop_instance_uid)
+        for item in result.instances:
+            if item.status == "analyzed" and item.sop_instance_uid in sops:
+                return sops.index(item.sop_instance_uid)
+    return 0
+
+
+def _shown(
+    index: int,
+    sop: str,
+    image: DicomImage,
+    result: StudyResult | None,
+    maps: InstanceMaps | None,
+) -> ShownInstance:
+    frame = maps.frame if maps is not None else 0
+    findings = [f for f in (result.findings if result else []) if f.sop_instance_uid == sop]
+    flagged = tuple(f.code for f in findings if f.flagged)
+    strongest = max(findings, key=lambda f: f.probability).code if findings else None
+    default_heat = flagged or ((strongest,) if strongest else ())
+    low, high = image.value_range
+    return ShownInstance(
+        index=index,
+        sop_instance_uid=sop,
+        rows=image.info.rows,
+        cols=image.info.columns,
+        frame=frame,
+        window=DisplayWindow.default(image, frame),
+        value_range=(float(low), float(high)),
+        boxes=[f for f in findings if f.flagged and f.bbox is not None],
+        heat_codes=maps.codes if maps is not None else (),
+        default_heat=default_heat if maps is not None else (),
+    )
