@@ -92,6 +92,19 @@ def require_file(path: Path, layout: str) -> Path:
     return path
 
 
+def _check_width(path: Path, line: int, header: list[str], record: list[str]) -> None:
+    """A short row would read its missing labels as blank (negative in most layouts)."""
+    if len(record) < len(header):
+        raise DatasetError(
+            f"{path}, line {line}: {len(record)} cells where the header has {len(header)}; "
+            f"column {header[len(record)]!r} onwards is missing"
+        )
+    if any(cell.strip() for cell in record[len(header) :]):
+        raise DatasetError(
+            f"{path}, line {line}: {len(record)} cells where the header has {len(header)}"
+        )
+
+
 def read_csv(path: Path, required: Iterable[str], layout: str) -> Table:
     """Read a CSV file whole, checking that the `required` columns are there.
 
@@ -106,6 +119,7 @@ def read_csv(path: Path, required: Iterable[str], layout: str) -> Table:
             for record in reader:
                 if not any(cell.strip() for cell in record):
                     continue  # blank lines, e.g. at the end of the file
+                _check_width(path, reader.line_num, header, record)
                 values = {name: value for name, value in zip(header, record, strict=False) if name}
                 rows.append(Row(reader.line_num, values))
     except UnicodeDecodeError as exc:

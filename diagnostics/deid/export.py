@@ -56,7 +56,9 @@ _FAILURES: tuple[type[BaseException], ...] = (
 )
 """What pydicom raises on a damaged stored file: caught per instance, which is quarantined."""
 
-_UID_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.])")
+_UID_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?!\.?\d|\w)")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s:'\"]+")
+"""Reader errors start with the stored file's path, which names the site: replaced."""
 _FEEDBACK_UIDS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
 _FEEDBACK_KEPT = frozenset(
     {"code", "finding", "finding_code", "display", "verdict", "box", "bbox", "version", "x", "y"}
@@ -282,7 +284,8 @@ def _original_uids(snapshot: _Snapshot) -> set[str]:
 
 
 def scrub_text(text: str | None, keys: Keys, originals: set[str]) -> str | None:
-    """Free text with every UID in it replaced: reasons may quote an instance or study UID.
+    """Free text with every UID and file path in it replaced: reasons may quote an instance or
+    study UID, and the path of a stored file (which names the site).
 
     Known original UIDs are replaced wherever they occur; any other dotted number of three or
     more parts and twelve or more characters is taken for a UID too (version numbers are
@@ -300,7 +303,7 @@ def scrub_text(text: str | None, keys: Keys, originals: set[str]) -> str | None:
             return token
         return keys.uid(token)
 
-    return _UID_TOKEN.sub(replace, text)
+    return _ABSOLUTE_PATH.sub("<stored file>", _UID_TOKEN.sub(replace, text))
 
 
 def _map_result(

@@ -4,7 +4,10 @@ The profile cleans attributes, not pixels (we do not claim the Clean Pixel Data 
 instance whose pixels may show a name or a date is held back and listed with the reason.
 Secondary Captures and ultrasound are held back whatever Burned In Annotation (0028,0301) says:
 screen captures and ultrasound screens routinely show patient details, and those attributes
-are often missing or wrong there. Other images are held back unless it says NO.
+are often missing or wrong there. Other images are held back unless it says NO, except
+reconstructed cross-sectional images (CT, MR, PET, NM), whose pixels are computed and carry no
+burned-in text when the attribute is absent. Recognizable Visual Features (0028,0302) other
+than NO (a face, a surface rendering) holds an instance back too.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from diagnostics.dicom.sopclass import sop_class_name
+
+RECONSTRUCTED_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
+"""Cross-sectional images whose pixels are computed: no burned-in text without saying so."""
 
 SECONDARY_CAPTURE_CLASSES = frozenset(
     {
@@ -53,7 +59,14 @@ def quarantine_reason(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if sop_class in ULTRASOUND_CLASSES or modality in ULTRASOUND_MODALITIES:
         return f"{name}: ultrasound images usually show patient details on screen"
+    visual = str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper()
+    if visual and visual != "NO":
+        return f"Recognizable Visual Features is {visual}: the image may identify the patient"
     burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if burned_in and burned_in != "NO":
         return f"Burned In Annotation is {burned_in}: the pixels may show patient details"
+    if not burned_in and modality not in RECONSTRUCTED_MODALITIES:
+        # Projection radiographs (a digitised film above all) may carry a burned-in name and
+        # leave the attribute out; only an explicit NO lets them through.
+        return "Burned In Annotation is missing: the pixels may show patient details"
     return None

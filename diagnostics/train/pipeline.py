@@ -311,7 +311,8 @@ def run_recipe(
         summaries["test"] = _summary(
             test_ex, codes, f"held-out {kind} in {data.test.name}{test_part}", test_seed
         )
-    metrics["training"] = {"best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run}
+    # The history spans the whole run, resumed parts included (`epochs_run` counts this call).
+    metrics["training"] = {"best_epoch": result.best_epoch + 1, "epochs": len(result.history)}
     samples = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
     parity = export_checked(model, samples, workdir / "model.onnx")
     metrics["onnx_parity"] = parity

@@ -98,3 +98,12 @@ def test_undecodable_csv_is_a_dataset_error(tmp_path: Path) -> None:
     (tmp_path / "Data_Entry_2017.csv").write_bytes(b"Image Index,Finding Labels\n\xff\xfe\x00\n")
     with pytest.raises(DatasetError, match="not UTF-8 text"):
         load_dataset("nih", tmp_path, CODES)
+
+
+def test_a_short_row_is_refused_not_read_as_negative(tmp_path: Path) -> None:
+    from diagnostics.datasets.common import read_csv
+
+    path = tmp_path / "train.csv"
+    path.write_text("Path,Sex,Cardiomegaly,Consolidation\nimg.png,F,1.0\n")
+    with pytest.raises(DatasetError, match="line 2: 3 cells where the header has 4"):
+        read_csv(path, ["Path"], "chexpert")
