@@ -35,7 +35,7 @@ from diagnostics.intake.review import mark_read, record_feedback, set_requested_
 from diagnostics.intake.runtime import Runtime
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.ui import forms
-from diagnostics.ui.pages import STATUSES, study_page, when, worklist_page
+from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,8 @@ class ReviewUI:
             return self.message(request, 500, "Not configured", "UI sessions are not set up.")
         form = await _form(request)
         nonce = read_cookie(request.headers.get("cookie"), LOGIN_COOKIE) or ""
-        if not nonce or not secrets.compare_digest(nonce, form.get("nonce", "")):
+        sent = form.get("nonce", "").encode("utf-8")
+        if not nonce or not secrets.compare_digest(nonce.encode("utf-8"), sent):
             return await self.login_page(
                 request, "The sign-in form expired. Please try again.", 400, form.get("next")
             )
@@ -341,10 +342,11 @@ class ReviewUI:
         try:
             await _in_thread(functools.partial(action, runtime, uid, form))
         except RequestError as exc:
-            return await self.study(request, error=str(exc), status=400)
+            return await self.study(request, error=plain(runtime.store, str(exc)) or "", status=400)
         except DiagnosticsError as exc:
             log.error("review UI: %s: %s", type(exc).__name__, exc)
-            return await self.study(request, error=f"Not saved: {exc}", status=503)
+            reason = plain(runtime.store, str(exc))
+            return await self.study(request, error=f"Not saved: {reason}", status=503)
         query = {"saved": saved}
         image = form.get("image", "")
         if image.isdigit():
@@ -395,6 +397,6 @@ def _safe_next(target: str | None) -> str:
 def _index(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise RequestError(f"an image number is a whole number, not {raw[:20]!r}")
     return int(raw)

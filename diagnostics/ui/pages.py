@@ -141,6 +141,8 @@ def _day(query: Mapping[str, str], name: str) -> datetime | None:
         day = date.fromisoformat(text)
     except ValueError:
         raise RequestError(f"{name} must be a date as YYYY-MM-DD, not {text!r}") from None
+    if not 1900 <= day.year <= 9000:  # and the end of 9999-12-31 would overflow
+        raise RequestError(f"{name} must be a date between 1900 and 9000, not {text!r}")
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 

@@ -40,6 +40,7 @@ def test_filters_are_parsed_and_bad_ones_named() -> None:
         ({"from": "03/01/2024"}, "YYYY-MM-DD"),
         ({"page": "0"}, "at least 1"),
         ({"read": "sometimes"}, "read or unread"),
+        ({"to": "9999-12-31"}, "between 1900 and 9000"),
     ):
         with pytest.raises(RequestError, match=message):
             parse_filters(query, CODES)
