@@ -8,6 +8,7 @@ Some patients have more than one study, so that splits by patient are meaningful
 from __future__ import annotations
 
 import csv
+import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -236,7 +237,10 @@ def generate(
     jobs = [(out, seed, index, patients[index], config) for index in range(studies)]
     truths: list[StudyTruth] = []
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a caller with threads (a service, a test runner, ONNX Runtime) can
+        # hold a lock at the moment of a fork, and the forked workers then wait forever.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             truths.extend(pool.map(_write_one, jobs, chunksize=4))
     else:
         truths.extend(map(_write_one, jobs))
