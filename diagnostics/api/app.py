@@ -78,7 +78,8 @@ def create_app(
             reply = error_reply(exc)
         return render(reply)
 
-    async def screen(request: Request) -> Response:
+    async def upload(request: Request, handler: Callable[..., Reply]) -> Response:
+        """Both DICOM uploads: `POST /v1/screen` (`screen_upload`) and STOW-RS (`store_upload`)."""
         current = ready()
         if current is None:
             return render(not_ready())
@@ -86,7 +87,7 @@ def create_app(
         if isinstance(body, Response):
             return body
         call = functools.partial(
-            screen_upload,
+            handler,
             current,
             request.headers.get("content-type"),
             body,
@@ -95,22 +96,11 @@ def create_app(
         )
         return await run(call)
 
+    async def screen(request: Request) -> Response:
+        return await upload(request, screen_upload)
+
     async def stow(request: Request) -> Response:
-        current = ready()
-        if current is None:
-            return render(not_ready())
-        body = await read_body(request)
-        if isinstance(body, Response):
-            return body
-        call = functools.partial(
-            store_upload,
-            current,
-            request.headers.get("content-type"),
-            body,
-            actor_of(request.scope),
-            metrics(),
-        )
-        return await run(call)
+        return await upload(request, store_upload)
 
     async def study(request: Request) -> Response:
         current = ready()

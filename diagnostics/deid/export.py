@@ -19,41 +19,26 @@ import json
 import re
 import shutil
 import sqlite3
-import struct
 import tempfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom
-from pydicom.errors import BytesLengthException, InvalidDicomError
 
 import diagnostics
 from diagnostics.deid.dates import shift_timestamp
 from diagnostics.deid.engine import Deidentifier, patient_key
 from diagnostics.deid.keys import Keys
 from diagnostics.deid.quarantine import quarantine_reason
+from diagnostics.dicom.reader import PARSER_FAILURES
 from diagnostics.errors import ConfigurationError, StoreError
+from diagnostics.intake.store import open_read_only
 from diagnostics.results import StudyResult
 
 FORMAT = "diagnostics-research-export/1"
-_FAILURES: tuple[type[BaseException], ...] = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    EOFError,
-    OSError,
-    struct.error,
-    zlib.error,
-    NotImplementedError,
-    OverflowError,
-    InvalidDicomError,
-    BytesLengthException,
-)
+_FAILURES = PARSER_FAILURES
 """What pydicom raises on a damaged stored file: caught per instance, which is quarantined."""
 
 _UID_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?!\.?\d|\w)")
@@ -148,12 +133,7 @@ def export_research(options: ExportOptions) -> ExportSummary:
 
 def _read_store(storage: Path, studies: tuple[str, ...]) -> _Snapshot:
     """One read transaction (WAL gives it a stable snapshot), on a read-only connection."""
-    db_path = storage / "intake.sqlite3"
-    try:
-        db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30.0)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the intake database: {exc}") from exc
-    db.row_factory = sqlite3.Row
+    db = open_read_only(storage)
     try:
         db.execute("BEGIN")
         rows = db.execute(

@@ -39,7 +39,7 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 # The built-in exceptions pydicom and its codecs raise on damaged input. Named once, caught at
 # this boundary only, so that library code elsewhere never catches broad exceptions.
-_PARSER_FAILURES: tuple[type[BaseException], ...] = (
+PARSER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError,
     TypeError,
     KeyError,
@@ -212,7 +212,7 @@ def _guarded(label: str, step: Callable[[], T]) -> T:
         return step()
     except InputError as exc:
         raise type(exc)(f"{label}: {exc}" if label != "<bytes>" else str(exc)) from None
-    except _PARSER_FAILURES as exc:
+    except PARSER_FAILURES as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines())[:400]
         detail = detail or type(exc).__name__
         prefix = f"{label}: " if label != "<bytes>" else ""

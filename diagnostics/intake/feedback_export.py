@@ -45,6 +45,7 @@ from diagnostics.dicom.image import InstanceInfo
 from diagnostics.dicom.reader import read_info
 from diagnostics.errors import ConfigurationError, InputError, StoreError
 from diagnostics.intake.review import Feedback, feedback_from_row
+from diagnostics.intake.store import open_read_only
 from diagnostics.results import StudyResult
 from diagnostics.synth.study import LABEL_COLUMNS
 
@@ -103,11 +104,7 @@ def _read(storage: Path) -> _Snapshot:
     db_path = storage / "intake.sqlite3"
     if not db_path.is_file():
         raise ConfigurationError(f"--storage {storage}: no intake database there")
-    try:
-        db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30.0)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the intake database: {exc}") from exc
-    db.row_factory = sqlite3.Row
+    db = open_read_only(storage)
     try:
         db.execute("BEGIN")
         has = db.execute(

@@ -171,6 +171,17 @@ class OutboxItem:
     attempts: int
 
 
+def open_read_only(storage: Path) -> sqlite3.Connection:
+    """A read-only connection to a store's database, for exports that must never write it."""
+    db_path = storage / "intake.sqlite3"
+    try:
+        db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the intake database: {exc}") from exc
+    db.row_factory = sqlite3.Row
+    return db
+
+
 class IntakeStore:
     """The intake database and instance folder under one storage root."""
 
