@@ -256,8 +256,18 @@ def _size_order(label: str) -> tuple[float, int]:
 
 def _by_size_table(by_size: JsonValue) -> list[str]:
     if isinstance(by_size, dict):
-        rows = [[k, _value(by_size[k])] for k in sorted(by_size, key=_size_order)]
-        return _table(["Size", "Sensitivity"], rows)
+        groups = sorted(by_size, key=_size_order)
+        cells = [by_size[g] for g in groups]
+        if cells and all(isinstance(c, dict) for c in cells):  # {group: {metric: value}}
+            records = [c for c in cells if isinstance(c, dict)]
+            keys = list(dict.fromkeys(k for r in records for k in r))
+            rows = [
+                [g, *(_value(r.get(k)) for k in keys)] for g, r in zip(groups, records, strict=True)
+            ]
+            return _table(["Size", *keys], rows)
+        return _table(
+            ["Size", "Sensitivity"], [[g, _value(c)] for g, c in zip(groups, cells, strict=True)]
+        )
     if isinstance(by_size, list) and by_size and all(isinstance(r, dict) for r in by_size):
         records = [r for r in by_size if isinstance(r, dict)]
         header = list(records[0])

@@ -90,6 +90,13 @@ def test_card_keeps_size_bins_in_order_and_reads_records() -> None:
     nodule["nodule_sensitivity_by_size"] = {">=10 mm": 0.9, "3-6 mm": 0.4, "6-10 mm": 0.6}
     card = render(_manifest(metrics=fields["metrics"]))
     assert card.index("| 3-6 mm |") < card.index("| 6-10 mm |") < card.index("| >=10 mm |")
+    nodule["nodule_sensitivity_by_size"] = {
+        ">10mm": {"n_positive": 20, "sensitivity": 0.95},
+        "<=10mm": {"n_positive": 12, "sensitivity": 0.75},
+    }
+    card = render(_manifest(metrics=fields["metrics"]))
+    assert "| Size | n_positive | sensitivity |" in card
+    assert card.index("| <=10mm | 12 | 0.750 |") < card.index("| >10mm | 20 | 0.950 |")
     nodule["nodule_sensitivity_by_size"] = [{"size": "<6 mm", "sensitivity": 0.4, "n": 20}]
     card = render(_manifest(metrics=fields["metrics"]))
     assert "| size | sensitivity | n |" in card

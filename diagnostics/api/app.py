@@ -1,5 +1,8 @@
 """The HTTP routes BentoML's typed API cannot express (raw DICOM bodies, multipart/related,
-GET with path and query parameters), as a Starlette app the service mounts.
+GET with path and query parameters), as an ASGI app the service mounts.
+
+It is a FastAPI app only so that BentoML's OpenAPI page lists these routes beside its own
+(`diagnostics.api.openapi`); the handlers read the raw request themselves.
 
 Routes: `POST /v1/screen`, `POST /dicomweb/studies` (STOW-RS), `GET /v1/studies/{study_uid}`,
 `GET /v1/worklist`, and whatever the service adds (the review UI). Authentication and the
@@ -15,10 +18,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 import anyio.to_thread
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from diagnostics.api.auth import actor_of
 from diagnostics.api.endpoints import (
@@ -31,6 +34,7 @@ from diagnostics.api.endpoints import (
     worklist_reply,
 )
 from diagnostics.api.metrics import ServiceMetrics
+from diagnostics.api.openapi import ROUTE_DOCS, TAG
 from diagnostics.errors import DiagnosticsError
 from diagnostics.intake.runtime import Runtime
 
@@ -53,8 +57,8 @@ def create_app(
     runtime: RuntimeSource,
     metrics: Callable[[], ServiceMetrics | None],
     extra_routes: Sequence[BaseRoute] = (),
-) -> Starlette:
-    """The Starlette app; `runtime` and `metrics` are looked up per request.
+) -> FastAPI:
+    """The app; `runtime` and `metrics` are looked up per request.
 
     `extra_routes` are mounted beside the API (the review UI under `/ui`), so one app and one
     middleware stack serve both.
@@ -118,12 +122,14 @@ def create_app(
         call = functools.partial(worklist_reply, current, query, actor_of(request.scope))
         return await run(call)
 
-    return Starlette(
-        routes=[
-            Route("/v1/screen", screen, methods=["POST"]),
-            Route("/dicomweb/studies", stow, methods=["POST"]),
-            Route("/v1/studies/{study_uid}", study, methods=["GET"]),
-            Route("/v1/worklist", worklist, methods=["GET"]),
-            *extra_routes,
-        ]
-    )
+    # No docs of its own: BentoML serves one page for the whole service.
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    for path, handler, method in (
+        ("/v1/screen", screen, "POST"),
+        ("/dicomweb/studies", stow, "POST"),
+        ("/v1/studies/{study_uid}", study, "GET"),
+        ("/v1/worklist", worklist, "GET"),
+    ):
+        app.add_api_route(path, handler, methods=[method], tags=[TAG], **ROUTE_DOCS[path])
+    app.router.routes.extend(extra_routes)
+    return app

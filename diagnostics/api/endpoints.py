@@ -11,9 +11,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast, get_args
 
 from diagnostics.api.bodies import Part, split_dicom_parts
 from diagnostics.api.metrics import ServiceMetrics
+from diagnostics.api.schemas import (
+    PendingScreen,
+    Refusal,
+    RefusedPart,
+    StudyState,
+    WorklistItem,
+    WorklistPage,
+    WorklistStatus,
+)
 from diagnostics.api.status import error_body, error_headers, http_status
 from diagnostics.api.stow import StowItem, build_stow_response, failed_item, stored_item
 from diagnostics.dicom.reader import read_info
@@ -25,7 +35,7 @@ from diagnostics.results import StudyResult
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-WORKLIST_STATUSES = ("analyzed", "not_analyzed", "failed", "pending")
+WORKLIST_STATUSES: tuple[str, ...] = get_args(WorklistStatus)
 MAX_PAGE = 500
 
 
@@ -98,13 +108,14 @@ def screen_upload(
         else:
             results.append(result)
     if pending:
+        pending_body = PendingScreen(
+            message="stored; screening has not finished yet: poll GET /v1/studies/{uid}",
+            pending=pending,
+            results=results,
+        )
         return Reply(
             202,
-            {
-                "message": "stored; screening has not finished yet: poll GET /v1/studies/{uid}",
-                "pending": pending,
-                "results": [r.model_dump(mode="json") for r in results],
-            },
+            pending_body.model_dump(mode="json"),
             headers={"Location": f"/v1/studies/{pending[0]}", "Retry-After": "5"},
         )
     if len(results) == 1:
@@ -116,35 +127,28 @@ def _refused_reply(problems: Sequence[tuple[Part, InputError]], total: int) -> R
     problems = sorted(problems, key=lambda p: p[0].index)
     only_request_errors = all(isinstance(e, RequestError) for _, e in problems)
     summary = "; ".join(f"{part.label}: {error}" for part, error in problems)
-    return Reply(
-        400 if only_request_errors else 422,
-        {
-            "error": "InstancesRefused",
-            "message": f"{len(problems)} of {total} parts refused, nothing was stored: {summary}",
-            "refused": [
-                {"part": part.index + 1, "error": type(error).__name__, "message": str(error)}
-                for part, error in problems
-            ],
-        },
+    body = Refusal(
+        error="InstancesRefused",
+        message=f"{len(problems)} of {total} parts refused, nothing was stored: {summary}",
+        refused=[_refused_part(part.index, error) for part, error in problems],
     )
+    return Reply(400 if only_request_errors else 422, body.model_dump(mode="json"))
+
+
+def _refused_part(index: int, error: BaseException | None) -> RefusedPart:
+    return RefusedPart(part=index + 1, error=type(error).__name__, message=str(error))
 
 
 def _store_failure_reply(failures: Sequence[InstanceOutcome], parts: Sequence[Part]) -> Reply:
     first = failures[0].error
     assert first is not None
     status = 503 if any(isinstance(o.error, StoreError) for o in failures) else http_status(first)
-    return Reply(
-        status,
-        {
-            "error": type(first).__name__,
-            "message": f"{len(failures)} of {len(parts)} instances could not be stored: {first}",
-            "refused": [
-                {"part": o.index + 1, "error": type(o.error).__name__, "message": str(o.error)}
-                for o in failures
-            ],
-        },
-        headers=error_headers(status),
+    body = Refusal(
+        error=type(first).__name__,
+        message=f"{len(failures)} of {len(parts)} instances could not be stored: {first}",
+        refused=[_refused_part(o.index, o.error) for o in failures],
     )
+    return Reply(status, body.model_dump(mode="json"), headers=error_headers(status))
 
 
 # -- POST /dicomweb/studies (STOW-RS) ------------------------------------------------------
@@ -201,12 +205,12 @@ def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
     runtime.store.audit(actor, "result_read", study=study_instance_uid)
     latest = runtime.store.latest_result(study_instance_uid)
     version, result = latest if latest is not None else (0, None)
-    body = {
-        "study_instance_uid": study_instance_uid,
-        "state": state["state"],
-        "version": version,
-        "result": result.model_dump(mode="json") if result is not None else None,
-    }
+    body = StudyState(
+        study_instance_uid=study_instance_uid,
+        state=str(state["state"]),
+        version=version,
+        result=result,
+    ).model_dump(mode="json")
     if state["state"] == "done" and result is not None:
         return Reply(200, body)
     wait = max(1, math.ceil(runtime.config.stable_seconds))
@@ -231,15 +235,10 @@ def worklist_reply(runtime: Runtime, query: Mapping[str, str], actor: str) -> Re
         escalate_after_s=runtime.config.escalate_after_minutes * 60.0,
     )
     runtime.store.audit(actor, "worklist_read", count=len(rows))
-    return Reply(
-        200,
-        {
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "items": [_worklist_item(row) for row in rows],
-        },
+    page = WorklistPage(
+        total=total, limit=limit, offset=offset, items=[_worklist_item(row) for row in rows]
     )
+    return Reply(200, page.model_dump(mode="json"))
 
 
 def _worklist_query(query: Mapping[str, str]) -> tuple[str | None, str | None, int, int]:
@@ -272,20 +271,20 @@ def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
-def _worklist_item(row: WorklistRow) -> dict[str, object]:
-    return {
-        "study_instance_uid": row.study_instance_uid,
-        "state": row.state,
-        "status": row.status or "pending",
-        "priority": row.priority,
-        "requested_priority": row.requested_priority,
-        "effective_priority": row.effective_priority,
-        "read": row.reviewed_at is not None,
-        "flagged": list(row.flagged),
-        "waiting_since": _iso(row.first_received),
-        "last_received": _iso(row.last_received),
-        "version": row.version,
-    }
+def _worklist_item(row: WorklistRow) -> WorklistItem:
+    return WorklistItem(
+        study_instance_uid=row.study_instance_uid,
+        state=row.state,
+        status=cast(WorklistStatus, row.status or "pending"),
+        priority=row.priority,
+        requested_priority=row.requested_priority,
+        effective_priority=row.effective_priority,
+        read=row.reviewed_at is not None,
+        flagged=list(row.flagged),
+        waiting_since=_iso(row.first_received),
+        last_received=_iso(row.last_received),
+        version=row.version,
+    )
 
 
 def _iso(timestamp: float) -> str:

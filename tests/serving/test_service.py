@@ -82,7 +82,21 @@ def test_everything_else_needs_a_valid_token_and_refusals_are_audited(server: Se
 def test_docs_page_still_works_with_a_token(server: Server) -> None:
     assert server.get("/").status_code == 200
     spec = server.get("/docs.json").json()
-    assert "/v1/infer" in spec["paths"]
+    paths = spec["paths"]
+    assert "/v1/infer" in paths
+    # The mounted routes are documented too, with the bodies they take and return.
+    screen = paths["/v1/screen"]["post"]
+    assert "application/dicom" in screen["requestBody"]["content"]
+    assert {"200", "202", "400", "401", "413", "415", "422", "503"} <= set(screen["responses"])
+    stow = paths["/dicomweb/studies"]["post"]
+    assert set(stow["requestBody"]["content"]) == {'multipart/related; type="application/dicom"'}
+    assert {"200", "202", "409"} <= set(stow["responses"])
+    worklist = paths["/v1/worklist"]["get"]
+    assert {p["name"] for p in worklist["parameters"]} == {"status", "finding", "limit", "offset"}
+    assert "/v1/studies/{study_uid}" in paths
+    schemas = spec["components"]["schemas"]
+    assert {"StudyResult", "WorklistPage", "StudyState", "ErrorBody"} <= set(schemas)
+    assert not any(path.startswith("/ui") for path in paths)  # pages, not an API
 
 
 # -- POST /v1/screen -----------------------------------------------------------------------
@@ -229,7 +243,10 @@ def test_unknown_study_is_404(server: Server) -> None:
 
 
 def test_worklist_lists_urgent_first_then_longest_waiting(server: Server, studies: Studies) -> None:
-    for path, _ in studies[8:10]:
+    # Two normal studies, then one with a nodule the model flags: urgent despite arriving last.
+    normal = [path for path, truth in studies[5:] if not any(truth.findings.values())][:2]
+    sick = next(path for path, truth in studies if truth.findings["nodule"])
+    for path in (*normal, sick):
         assert server.post("/v1/screen", data=path.read_bytes(), headers=DICOM).status_code == 200
     page = server.get("/v1/worklist", params={"limit": 500}).json()
     items = page["items"]

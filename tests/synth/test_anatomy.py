@@ -301,6 +301,38 @@ def test_nodule_contrast_scale() -> None:
     assert nodule_contrast(20.0, 1.0) > nodule_contrast(5.0, 1.0)
 
 
+def _band_pass_snr(seed: int, diameter_mm: float) -> float:
+    """A nodule's peak over the lung's clutter at the nodule's own scale, from a pair of
+    renders that differ only by the nodule, at the bundled model's geometry (512 px at
+    0.8 mm, resampled to its 320 px input)."""
+    rng = np.random.default_rng([seed, 7])
+    phantom = render_chest(Geometry(512, 512, 0.8), sample_habitus(rng), "PA", 0.42, rng)
+    without = phantom.attenuation.copy()
+    truth = add_nodule(phantom, diameter_mm, rng)
+    state = rng.bit_generator.state
+    images = []
+    for attenuation in (phantom.attenuation, without):
+        rng.bit_generator.state = state  # the same exposure and noise for both
+        images.append(ndimage.zoom(expose(attenuation, rng).astype(np.float32), 0.625, order=1))
+    lung = ndimage.zoom(phantom.lung_mask.astype(np.float32), 0.625, order=0) > 0.5
+    sigma = max(diameter_mm / 0.8 * 0.625 / 2.5, 0.8)
+
+    def band(image: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(image, sigma) - ndimage.gaussian_filter(image, 3 * sigma)
+
+    x, y = (round(c * 0.625) for c in truth.centre_px)
+    return float(band(images[0] - images[1])[y, x] / band(images[1])[lung].std())
+
+
+@pytest.mark.slow
+def test_small_nodules_stand_out_of_the_clutter() -> None:
+    """Early-stage nodules must be findable: at the earlier contrast scale their median was
+    about 0.6 (and a trained model scored them at chance)."""
+    snr = [_band_pass_snr(seed, d) for seed, d in enumerate((4.0, 5.0, 6.0, 7.0, 8.0, 9.0) * 2)]
+    assert float(np.median(snr)) > 1.3
+    assert min(snr) > 0.7
+
+
 def test_nodule_rejects_bad_diameter(pa: ChestPhantom) -> None:
     for d in (2.0, 31.0, math.nan):
         with pytest.raises(ValueError):
