@@ -9,7 +9,8 @@ configuration also ends every session opened with it.
 The signing key is random and kept in the storage folder (`ui-session.key`, mode 0600), not
 derived from the tokens: a key derived from the tokens would let any token holder forge a
 session in another holder's name. Every worker process of one service shares the storage
-folder and so the key; deleting the file ends all sessions at the next start.
+folder and so the key; deleting the file ends all sessions at the next start. Signing out
+ends a session for good, not just in that browser (`diagnostics.api.revocation`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnostics.api.revocation import DB_FILE, RevokedSessions
 from diagnostics.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 COOKIE = "diagnostics_session"
 LOGIN_COOKIE = "diagnostics_login"
@@ -48,11 +54,14 @@ class Session:
 class SessionCodec:
     """Issues and checks session cookies with one secret key."""
 
-    def __init__(self, key: bytes, ttl_s: float = SESSION_TTL_S) -> None:
+    def __init__(
+        self, key: bytes, ttl_s: float = SESSION_TTL_S, revoked: RevokedSessions | None = None
+    ) -> None:
         if len(key) < 32:
             raise ConfigurationError("the UI session key must be at least 32 bytes")
         self._key = key
         self.ttl_s = ttl_s
+        self._revoked = revoked
 
     @classmethod
     def for_storage(cls, storage: Path, ttl_s: float = SESSION_TTL_S) -> SessionCodec:
@@ -74,7 +83,7 @@ class SessionCodec:
             except OSError as exc:
                 raise ConfigurationError(f"{path}: cannot read the UI session key: {exc}") from exc
             if text:
-                return cls(bytes.fromhex(text), ttl_s)
+                return cls(bytes.fromhex(text), ttl_s, RevokedSessions(storage / DB_FILE))
             time.sleep(0.02)
         raise ConfigurationError(f"{path} is empty: delete it and restart the service")
 
@@ -118,7 +127,23 @@ class SessionCodec:
         except (KeyError, TypeError, ValueError):
             return None
         now = time.time() if now is None else now
-        return session if session.expires > now else None
+        if session.expires <= now:
+            return None
+        return None if self._is_revoked(session) else session
+
+    def revoke(self, session: Session) -> None:
+        """Sign a session out everywhere, not only in the browser that asked."""
+        if self._revoked is not None:
+            self._revoked.revoke(session.csrf, session.expires)
+
+    def _is_revoked(self, session: Session) -> bool:
+        if self._revoked is None:
+            return False
+        try:
+            return self._revoked.is_revoked(session.csrf)
+        except sqlite3.Error as exc:  # cannot tell: refuse, the radiologist signs in again
+            log.warning("signed-out session list unreadable (%s); session refused", exc)
+            return True
 
     def _sign(self, body: str) -> bytes:
         return hmac.new(self._key, b"session:" + body.encode("ascii"), hashlib.sha256).digest()

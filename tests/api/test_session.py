@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from diagnostics.api.auth import SESSION_KEY, AuthPolicy, BearerAuth, actor_of, token_actor
+from diagnostics.api.revocation import RevokedSessions
 from diagnostics.api.session import COOKIE, SessionCodec, cookie_header, read_cookie
 from tests.api.conftest import asgi_request
 
@@ -34,6 +35,32 @@ def test_cookies_are_signed_expire_and_survive_a_restart(tmp_path: Path) -> None
     other = SessionCodec.for_storage(tmp_path / "elsewhere")
     assert other.read(value, now=1001.0) is None  # another service's key
     assert TOKENS[0] not in value and session.csrf
+
+
+def test_signing_out_ends_the_session_everywhere_and_for_good(tmp_path: Path) -> None:
+    codec = SessionCodec.for_storage(tmp_path)
+    kept, kept_session = codec.issue("token:abc123", codec.binding(TOKENS[0]), now=1000.0)
+    ended, ended_session = codec.issue("token:abc123", codec.binding(TOKENS[0]), now=1000.0)
+    codec.revoke(ended_session)
+    assert codec.read(ended, now=1001.0) is None
+    assert codec.read(kept, now=1001.0) == kept_session  # only that session
+    restarted = SessionCodec.for_storage(tmp_path)  # another worker, or after a restart
+    assert restarted.read(ended, now=1001.0) is None
+    assert ended_session.csrf not in (tmp_path / "ui-sessions.db").read_bytes().decode("latin-1")
+
+
+def test_signed_out_sessions_are_forgotten_once_they_would_have_expired(tmp_path: Path) -> None:
+    revoked = RevokedSessions(tmp_path / "ui-sessions.db")
+    revoked.revoke("old", expires=1000.0, now=900.0)
+    revoked.revoke("new", expires=5000.0, now=1001.0)  # a write prunes what has expired
+    assert not revoked.is_revoked("old") and revoked.is_revoked("new")
+
+
+def test_an_unreadable_signed_out_list_refuses_sessions(tmp_path: Path) -> None:
+    codec = SessionCodec.for_storage(tmp_path)
+    value, _ = codec.issue("token:abc123", codec.binding(TOKENS[0]))
+    (tmp_path / "ui-sessions.db").write_bytes(b"not a database" * 100)
+    assert codec.read(value) is None
 
 
 def test_cookie_attributes() -> None:

@@ -111,6 +111,11 @@ def test_nothing_under_ui_without_signing_in(
     expect(page).to_have_url(re.compile(r"/ui/login$"))
     page.goto(url + "/ui/")
     expect(page).to_have_url(re.compile(r"/ui/login"))
+    # A copy of the cookie taken before signing out opens nothing afterwards.
+    replayed = requests.get(
+        image, cookies={cookie["name"]: cookie["value"]}, allow_redirects=False, timeout=10
+    )
+    assert replayed.status_code == 303 and replayed.headers["location"].startswith("/ui/login")
     # A form post without the page's CSRF token is refused even with a valid session.
     sign_in(page, prefilled)
     forged = context.request.post(
