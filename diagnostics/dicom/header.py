@@ -8,6 +8,7 @@ decompression, the expensive and fragile step, for inputs already known to be sa
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from diagnostics.errors import (
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420")
+
+_UID = re.compile(r"(?=.*[0-9])[0-9.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,20 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 
 def _required_uid(ds: Dataset, keyword: str) -> str:
+    """The UID, refused unless it is digits and dots of at most 64 characters (PS3.5 9.1).
+
+    UIDs end up in URLs, file listings, logs and the SR we send back; one holding a slash,
+    a backslash (several values) or a line break would break each of those further on.
+    """
     text = _text(ds, keyword)
     if text is None:
         raise CorruptDicomError(f"required attribute {describe_tag(keyword)} is missing or empty")
+    text = text.rstrip("\0")
+    if not _UID.fullmatch(text):
+        raise CorruptDicomError(
+            f"{describe_tag(keyword)} is not a valid UID ({text[:80]!r}): a UID is digits and "
+            "dots, at most 64 characters"
+        )
     return text
 
 

@@ -839,6 +839,16 @@ def _no_study(ws: Workspace) -> bytes:
     return _edited(ws, StudyInstanceUID=None)
 
 
+@_malformed("study-uid-with-a-slash", _corrupt("StudyInstanceUID", "not a valid UID", "1.2/3"))
+def _slash_study(ws: Workspace) -> bytes:
+    return _edited(ws, StudyInstanceUID="1.2/3")
+
+
+@_malformed("sop-instance-uid-too-long", _corrupt("SOPInstanceUID", "at most 64 characters"))
+def _long_instance(ws: Workspace) -> bytes:
+    return _edited(ws, SOPInstanceUID="1." + "2" * 70)
+
+
 @_malformed("missing-sop-instance-uid", _corrupt("SOPInstanceUID", "missing"))
 def _no_instance(ws: Workspace) -> bytes:
     return _edited(ws, SOPInstanceUID=None)
