@@ -26,8 +26,11 @@ hold out `test_fraction` of the patients by a hash of patientid.
 Labels: `COVID-19` -> covid19 and pneumonia positive (COVID-19 pneumonia), `pneumonia` ->
 pneumonia only, `normal` -> neither (the three-class lists, COVIDx v1-v9A); `positive` /
 `negative` -> covid19 only, pneumonia unknown (the binary lists, COVIDx v7B and CXR-2). The
-lists are the official split and keep patients apart. The list file names can be changed with
-the options `train_list` and `test_list` (e.g. "train_COVIDx9A.txt").
+lists are the official split, meant to keep patients apart; that is checked whenever both lists
+are present, because a patient in both would inflate every test metric. A shared patient stops
+loading unless the option `overlap = "drop"` removes that patient's images from training (the
+official test set stays whole). The list file names can be changed with the options
+`train_list` and `test_list` (e.g. "train_COVIDx9A.txt").
 
 Intensity, both layouts: PNG/JPEG stored for display, brighter = denser (MONOCHROME2); colour
 files are converted to luminance.
@@ -44,6 +47,7 @@ from diagnostics.datasets.common import (
     Row,
     Split,
     Table,
+    choice,
     details,
     fraction,
     in_split,
@@ -170,21 +174,27 @@ def load_covidx(
     train_list: object = "train.txt",
     test_list: object = "test.txt",
     missing: object = "error",
+    overlap: object = "error",
 ) -> list[Example]:
     """COVIDx examples for `codes` (pneumonia, covid19) from the official split lists."""
     lists = {"train": train_list, "test": test_list}
     for option, value in (("train_list", train_list), ("test_list", test_list)):
         if not isinstance(value, str) or not value or "/" in value:
             raise ConfigurationError(f"option {option} must be a file name, not {value!r}")
+    drop_from_train = choice("overlap", overlap, ("error", "drop")) == "drop"
+    paths = {part: root / str(name) for part, name in lists.items()}
+    shared = _shared_patients(paths["train"], paths["test"], drop_from_train)
     check = ImageCheck(COVIDX_LAYOUT, missing_policy(missing))
     examples: list[Example] = []
     seen: dict[str, str] = {}
     for part in ("train", "test") if split == "all" else (split,):
-        path = root / str(lists[part])
+        path = paths[part]
         for number, line in enumerate(read_lines(path, COVIDX_LAYOUT), start=1):
             if not line.strip():
                 continue
             patient, filename, label = _parse_line(path, number, line)
+            if part == "train" and patient in shared:
+                continue
             where = f"{path}, line {number}"
             if filename in seen:
                 raise DatasetError(f"{where}: {filename} is also listed at {seen[filename]}")
@@ -205,3 +215,26 @@ def load_covidx(
             )
     check.finish()
     return examples
+
+
+def _list_patients(path: Path) -> set[str]:
+    lines = enumerate(read_lines(path, COVIDX_LAYOUT), start=1)
+    return {_parse_line(path, number, line)[0] for number, line in lines if line.strip()}
+
+
+def _shared_patients(train: Path, test: Path, drop_from_train: bool) -> set[str]:
+    """Patients listed in both splits (checked only when both lists exist); an error unless
+    they are to be dropped from training."""
+    if not (train.is_file() and test.is_file()):
+        return set()
+    shared = _list_patients(train) & _list_patients(test)
+    if shared and not drop_from_train:
+        some = ", ".join(sorted(shared)[:5]) + (", ..." if len(shared) > 5 else "")
+        raise DatasetError(
+            f"{len(shared)} patient(s) are in both {train.name} and {test.name} ({some}); test "
+            'metrics would be inflated. Fix the lists, or set the option overlap = "drop" to '
+            "leave those patients out of training"
+        )
+    if shared:
+        log.warning("covidx: left %d patient(s) of %s out of training", len(shared), test.name)
+    return shared

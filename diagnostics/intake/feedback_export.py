@@ -17,6 +17,9 @@ their mind, and each verdict is read against the result version it was given on)
   column `label_source_<code>` says `model` rather than `feedback`, so training can weight
   or drop those. With `unreviewed="skip"` a study is exported only when every finding has a
   verdict. `labels.csv` holds only 0 and 1 (its contract), so "unknown" is not an option.
+  For the same reason a finding that only some of the exported studies were screened for (the
+  model was replaced by one with other findings) is left out of the folder, and the summary
+  says so: a blank cell would stop training on every finding.
 
 Locations come only from people, never from the model's boxes: agreeing with a flag is not
 a judgement on its box. A marked nodule gives `nodule_x`/`nodule_y` (the point, or the centre
@@ -62,6 +65,8 @@ class FeedbackExport:
     positives: dict[str, int] = field(default_factory=dict)
     from_feedback: int = 0
     """Labels set by a verdict (the rest are the model's flags)."""
+    findings_left_out: dict[str, int] = field(default_factory=dict)
+    """Findings only some studies have a label for, and on how many studies they had one."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,6 +76,7 @@ class FeedbackExport:
             "positives": self.positives,
             "labels_from_feedback": self.from_feedback,
             "skipped": self.skipped,
+            "findings_left_out": self.findings_left_out,
         }
 
 
@@ -137,11 +143,10 @@ def _read(storage: Path) -> _Snapshot:
 
 def _write(
     root: Path, snapshot: _Snapshot, unreviewed: Unreviewed
-) -> tuple[int, dict[str, int], dict[str, int], int]:
+) -> tuple[int, dict[str, int], dict[str, int], int, dict[str, int]]:
     skipped: dict[str, int] = defaultdict(int)
     label_rows: list[dict[str, str]] = []
     codes_seen: list[str] = []
-    from_feedback = 0
     # Studies in the order their first feedback arrived: stable counters across exports.
     order = sorted(snapshot.feedback, key=lambda s: snapshot.feedback[s][0].id)
     for study in order:
@@ -158,17 +163,20 @@ def _write(
             raise StoreError(f"cannot copy a stored instance: {exc}") from exc
         row["file"] = f"{folder}/IM-0001.dcm"
         label_rows.append(row)
-        from_feedback += sum(1 for s in sources.values() if s == "feedback")
         codes_seen += [c for c in sources if c not in codes_seen]
-    columns = list(LABEL_COLUMNS)
-    columns[1:1] = [c for c in codes_seen if c not in columns]
-    columns += [f"label_source_{c}" for c in codes_seen] + ["result_version", "model"]
+    labelled = {c: sum(c in r for r in label_rows) for c in codes_seen}
+    left_out = {c: n for c, n in labelled.items() if n < len(label_rows)}
+    codes = [c for c in codes_seen if c not in left_out]
+    columns = [c for c in LABEL_COLUMNS if c not in left_out]
+    columns[1:1] = [c for c in codes if c not in columns]
+    columns += [f"label_source_{c}" for c in codes] + ["result_version", "model"]
     with (root / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(label_rows)
-    positives = {c: sum(r.get(c) == "1" for r in label_rows) for c in codes_seen}
-    return len(label_rows), dict(skipped), positives, from_feedback
+    positives = {c: sum(r[c] == "1" for r in label_rows) for c in codes}
+    from_feedback = sum(r[f"label_source_{c}"] == "feedback" for r in label_rows for c in codes)
+    return len(label_rows), dict(skipped), positives, from_feedback, left_out
 
 
 def _study_row(

@@ -192,6 +192,9 @@ class ReviewUI:
             forms.check_csrf(request.scope.get(SESSION_KEY), form)
         except RequestError as exc:
             return self.message(request, 403, "Not signed out", str(exc))
+        policy, session = self._policy(), request.scope.get(SESSION_KEY)
+        if policy is not None and policy.sessions is not None and session is not None:
+            await _in_thread(functools.partial(policy.sessions.revoke, session))
         if runtime is not None:
             await self.audit(runtime, actor_of(request.scope), "ui_sign_out")
         response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
@@ -295,7 +298,10 @@ class ReviewUI:
         if runtime is None:
             return Response(status_code=503)
         uid, index = str(request.path_params["uid"]), int(request.path_params["index"])
-        codes = [c for c in request.query_params.get("codes", "").split(",") if c]
+        # Each code once: a repeated code adds nothing but another full-size resample.
+        codes = list(
+            dict.fromkeys(c for c in request.query_params.get("codes", "").split(",") if c)
+        )
         try:
             version = int(request.query_params.get("version", "0"))
         except ValueError:

@@ -15,14 +15,20 @@ DISPLAY = {
     "nodule": "Lung nodule",
     "consolidation": "Consolidation",
     "cardiomegaly": "Cardiomegaly",
+    "pneumothorax": "Pneumothorax",
 }
 MODEL = ModelRef(name="cxr-test", version="9.9.9", sha256="a" * 64)
 
 
 def screened(
-    store: IntakeStore, data: bytes, flagged: set[str], status: str = "analyzed"
+    store: IntakeStore,
+    data: bytes,
+    flagged: set[str],
+    status: str = "analyzed",
+    codes: tuple[str, ...] = CODES,
 ) -> tuple[str, str, int]:
-    """Receive one instance and record a result flagging `flagged`; (study, sop, version)."""
+    """Receive one instance and record a result on `codes` flagging `flagged`;
+    (study, sop, version)."""
     received = store.receive(data, "test")
     study, sop = received.study_instance_uid, received.sop_instance_uid
     claim = store.claim_study(study)
@@ -38,7 +44,7 @@ def screened(
                 sop_instance_uid=sop,
                 bbox=(10, 20, 60, 90) if code in flagged else None,
             )
-            for code in CODES
+            for code in codes
         ]
         result = StudyResult(
             study_instance_uid=study,
@@ -48,7 +54,8 @@ def screened(
             findings=findings,
             instances=[InstanceResult(sop_instance_uid=sop, status="analyzed")],
         )
-        maps = [InstanceMaps(sop, 0, CODES, np.full((3, 10, 10), -2.0, dtype=np.float32))]
+        cams = np.full((len(codes), 10, 10), -2.0, dtype=np.float32)
+        maps = [InstanceMaps(sop, 0, codes, cams)]
     else:
         result = StudyResult(
             study_instance_uid=study,

@@ -99,6 +99,31 @@ def test_export_is_read_by_training_with_the_implied_labels(
     assert summary.from_feedback == 7
 
 
+def test_a_finding_only_some_studies_were_screened_for_is_left_out(
+    tmp_path: Path, studies: Studies
+) -> None:
+    """A newer model added pneumothorax: a blank cell in labels.csv would stop training."""
+    folder, truths = studies
+    store = IntakeStore(tmp_path / "storage")
+    old, _, v1 = screened(store, (folder / truths[0].file).read_bytes(), {"nodule"})
+    new, _, v2 = screened(
+        store,
+        (folder / truths[1].file).read_bytes(),
+        {"pneumothorax"},
+        codes=(*CODES, "pneumothorax"),
+    )
+    for study, version in ((old, v1), (new, v2)):
+        record_feedback(store, FeedbackInput(study, version, "nodule", "agree"), ACTOR)
+    summary = export_feedback(tmp_path / "storage", tmp_path / "fb")
+    assert summary.studies == 2 and summary.findings_left_out == {"pneumothorax": 1}
+    with (tmp_path / "fb" / "labels.csv").open(newline="") as handle:
+        columns = csv.DictReader(handle).fieldnames or []
+    assert "pneumothorax" not in columns and "label_source_pneumothorax" not in columns
+    examples = load_labelled_folder(tmp_path / "fb", CODES)
+    assert sorted(e.labels for e in examples) == [(0, 0, 0), (1, 0, 0)]
+    assert summary.positives == {"nodule": 1, "consolidation": 0, "cardiomegaly": 0}
+
+
 def test_skip_leaves_out_studies_with_findings_nobody_judged(
     tmp_path: Path, store: tuple[IntakeStore, dict[str, str]]
 ) -> None:
