@@ -17,6 +17,7 @@ import gzip
 import io
 import struct
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -841,12 +842,16 @@ def _no_study(ws: Workspace) -> bytes:
 
 @_malformed("study-uid-with-a-slash", _corrupt("StudyInstanceUID", "not a valid UID", "1.2/3"))
 def _slash_study(ws: Workspace) -> bytes:
-    return _edited(ws, StudyInstanceUID="1.2/3")
+    with warnings.catch_warnings():  # pydicom warns about the invalid value we want
+        warnings.simplefilter("ignore", UserWarning)
+        return _edited(ws, StudyInstanceUID="1.2/3")
 
 
 @_malformed("sop-instance-uid-too-long", _corrupt("SOPInstanceUID", "at most 64 characters"))
 def _long_instance(ws: Workspace) -> bytes:
-    return _edited(ws, SOPInstanceUID="1." + "2" * 70)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _edited(ws, SOPInstanceUID="1." + "2" * 70)
 
 
 @_malformed("missing-sop-instance-uid", _corrupt("SOPInstanceUID", "missing"))
