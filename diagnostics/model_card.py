@@ -26,6 +26,8 @@ _TABLE_KEYS = (
     "sensitivity_at_90_specificity",
     "sensitivity_at_95_specificity",
     "ece",
+    "sensitivity",
+    "specificity",
 )
 _KNOWN_KEYS = frozenset((*_TABLE_KEYS, NODULE_SIZE_KEY))
 _MISSING = "n/a"
@@ -224,8 +226,9 @@ def _performance(m: Manifest) -> list[str]:
                 _value(fm.get("sensitivity_at_95_specificity")),
                 _value(fm.get("ece")),
                 f"{op.threshold:.3f}",
-                f"{op.sensitivity:.3f} / {op.specificity:.3f} "
-                f"(target sens. {op.target_sensitivity:.2f}, on {op.chosen_on})",
+                f"{_value(fm.get('sensitivity'))} / {_value(fm.get('specificity'))}",
+                f"sens. {op.target_sensitivity:.2f} on {op.chosen_on} "
+                f"(there {op.sensitivity:.3f} / {op.specificity:.3f})",
             ]
         )
     header = [
@@ -236,6 +239,7 @@ def _performance(m: Manifest) -> list[str]:
         "ECE",
         "Threshold",
         "Sens. / spec. at threshold",
+        "Threshold chosen for",
     ]
     split = _reported(m)[0]
     title = f"## Performance ({split} set)" if split else "## Performance"

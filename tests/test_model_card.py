@@ -55,7 +55,14 @@ def test_card_lists_every_finding_with_its_code(card: str) -> None:
 
 def test_card_shows_the_metrics(card: str) -> None:
     row = next(line for line in card.splitlines() if line.startswith("| `nodule` | 0.910"))
-    assert "0.910 (0.880-0.940) | 0.720 | 0.610 | 0.031 | 0.400 | 0.910 / 0.800" in row
+    # Sensitivity and specificity measured on the reported set (none in this manifest), then
+    # what the threshold was chosen for and what it gave there.
+    assert "0.910 (0.880-0.940) | 0.720 | 0.610 | 0.031 | 0.400 | n/a / n/a |" in row
+    assert "| sens. 0.90 on synth-val seed 2 (there 0.910 / 0.800) |" in row
+    fields = example_fields()
+    fields["metrics"]["nodule"].update(sensitivity=0.88, specificity=0.92)
+    measured = render(_manifest(metrics=fields["metrics"]))
+    assert "| 0.400 | 0.880 / 0.920 | sens. 0.90" in measured
     sizes = ["| <6 mm | 0.410 |", "| 6-10 mm | 0.700 |", "| >10 mm | 0.930 |"]
     assert sizes[0] + "\n" + sizes[1] + "\n" + sizes[2] in card
     assert "- overall.macro_auroc: 0.950" in card
