@@ -28,6 +28,7 @@ _TABLE_KEYS = (
     "ece",
     "sensitivity",
     "specificity",
+    "threshold",
 )
 _KNOWN_KEYS = frozenset((*_TABLE_KEYS, NODULE_SIZE_KEY))
 _MISSING = "n/a"
@@ -226,7 +227,7 @@ def _performance(m: Manifest) -> list[str]:
                 _value(fm.get("sensitivity_at_95_specificity")),
                 _value(fm.get("ece")),
                 f"{op.threshold:.3f}",
-                f"{_value(fm.get('sensitivity'))} / {_value(fm.get('specificity'))}",
+                _measured_at(fm, op.threshold),
                 f"sens. {op.target_sensitivity:.2f} on {op.chosen_on} "
                 f"(there {op.sensitivity:.3f} / {op.specificity:.3f})",
             ]
@@ -249,6 +250,15 @@ def _performance(m: Manifest) -> list[str]:
     if other:
         lines += ["", "### Other metrics", "", *(f"- {key}: {value}" for key, value in other)]
     return lines
+
+
+def _measured_at(fm: dict[str, JsonValue], threshold: float) -> str:
+    """Sensitivity / specificity on the reported set, saying so if measured at another cut."""
+    text = f"{_value(fm.get('sensitivity'))} / {_value(fm.get('specificity'))}"
+    at = fm.get("threshold")
+    if isinstance(at, int | float) and not math.isclose(at, threshold, abs_tol=1e-9):
+        text += f" (at {at:.3f})"
+    return text
 
 
 def _size_order(label: str) -> tuple[float, int]:

@@ -63,6 +63,8 @@ def test_card_shows_the_metrics(card: str) -> None:
     fields["metrics"]["nodule"].update(sensitivity=0.88, specificity=0.92)
     measured = render(_manifest(metrics=fields["metrics"]))
     assert "| 0.400 | 0.880 / 0.920 | sens. 0.90" in measured
+    fields["metrics"]["nodule"]["threshold"] = 0.35  # measured at another cut: said so
+    assert "| 0.400 | 0.880 / 0.920 (at 0.350) |" in render(_manifest(metrics=fields["metrics"]))
     sizes = ["| <6 mm | 0.410 |", "| 6-10 mm | 0.700 |", "| >10 mm | 0.930 |"]
     assert sizes[0] + "\n" + sizes[1] + "\n" + sizes[2] in card
     assert "- overall.macro_auroc: 0.950" in card

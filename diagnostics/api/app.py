@@ -16,9 +16,11 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -124,12 +126,21 @@ def create_app(
 
     # No docs of its own: BentoML serves one page for the whole service.
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    for path, handler, method in (
-        ("/v1/screen", screen, "POST"),
-        ("/dicomweb/studies", stow, "POST"),
-        ("/v1/studies/{study_uid}", study, "GET"),
-        ("/v1/worklist", worklist, "GET"),
+    for path, handler, methods in (
+        ("/v1/screen", screen, ["POST"]),
+        ("/dicomweb/studies", stow, ["POST"]),
+        ("/v1/studies/{study_uid}", study, ["GET", "HEAD"]),
+        ("/v1/worklist", worklist, ["GET", "HEAD"]),
     ):
-        app.add_api_route(path, handler, methods=[method], tags=[TAG], **ROUTE_DOCS[path])
+        app.add_api_route(path, handler, methods=methods, tags=[TAG], **ROUTE_DOCS[path])
     app.router.routes.extend(extra_routes)
+    app.add_exception_handler(HTTPException, http_error)
     return app
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer like every other error: `{"error", "message"}`."""
+    assert isinstance(exc, HTTPException)
+    name = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    body = {"error": name, "message": f"{exc.detail}: {request.method} {request.url.path}"}
+    return render(Reply(exc.status_code, body, headers=dict(exc.headers or {})))

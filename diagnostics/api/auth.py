@@ -26,6 +26,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from diagnostics.api.session import COOKIE, Session, SessionCodec, read_cookie
+from diagnostics.api.status import RETRY_AFTER_S
 from diagnostics.errors import DiagnosticsError
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ class BearerAuth:
             return
         policy = self._resolve()
         if policy is None:
-            await _respond(scope, send, 503, {"error": "the service is starting"}, {})
+            body = {"error": "NotReady", "message": "the service is starting; retry shortly"}
+            await _respond(scope, send, 503, body, {"Retry-After": str(RETRY_AFTER_S)})
             return
         authorization = _header(scope, b"authorization")
         actor, problem = policy.authenticate(authorization)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast, get_args
+from typing import get_args
 
 from diagnostics.api.bodies import Part, split_dicom_parts
 from diagnostics.api.metrics import ServiceMetrics
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 WORKLIST_STATUSES: tuple[str, ...] = get_args(WorklistStatus)
 MAX_PAGE = 500
+DEFAULT_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _worklist_query(query: Mapping[str, str]) -> tuple[str | None, str | None, i
     finding = query.get("finding") or None
     if finding is not None and (len(finding) > 64 or "," in finding):
         raise RequestError("finding must be one finding code, e.g. finding=nodule")
-    limit = _int_param(query, "limit", 50, 1, MAX_PAGE)
+    limit = _int_param(query, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = _int_param(query, "offset", 0, 0, 10**9)
     return status, finding, limit, offset
 
@@ -275,7 +276,7 @@ def _worklist_item(row: WorklistRow) -> WorklistItem:
     return WorklistItem(
         study_instance_uid=row.study_instance_uid,
         state=row.state,
-        status=cast(WorklistStatus, row.status or "pending"),
+        status=row.status or "pending",
         priority=row.priority,
         requested_priority=row.requested_priority,
         effective_priority=row.effective_priority,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from pydantic import BaseModel
+
+from diagnostics.api.endpoints import DEFAULT_PAGE, MAX_PAGE
 from diagnostics.api.schemas import (
     ErrorBody,
     PendingScreen,
@@ -36,11 +39,11 @@ _DICOM_JSON = "application/dicom+json"
 _STOW_BODY = {"schema": {"type": "object", "description": "DICOM JSON (PS3.18 F.2)"}}
 
 
-def _error(description: str, model: type = ErrorBody) -> dict[str, Any]:
+def _error(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, Any]:
     return {"model": model, "description": description}
 
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+_SERVICE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("no valid bearer token (`Authorization: Bearer <token>`)"),
     503: _error("starting, stopping or storage unavailable; retry after `Retry-After` seconds"),
 }
@@ -76,7 +79,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             400: _error("a malformed request, or a part that is not DICOM", Refusal),
             422: _error("a part is DICOM but not a usable image", Refusal),
             **_UPLOAD_ERRORS,
-            **_AUTH_ERRORS,
+            **_SERVICE_ERRORS,
         },
         "openapi_extra": {"requestBody": {"required": True, "content": _DICOM_BODIES}},
     },
@@ -93,7 +96,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             409: {"description": "every instance refused", "content": {_DICOM_JSON: _STOW_BODY}},
             400: _error("a malformed multipart"),
             **_UPLOAD_ERRORS,
-            **_AUTH_ERRORS,
+            **_SERVICE_ERRORS,
         },
         "openapi_extra": {
             "requestBody": {
@@ -108,7 +111,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             200: {"model": StudyState, "description": "screened; `result` is the newest version"},
             202: {"model": StudyState, "description": "(re)screening is due; poll again"},
             404: _error("no instance of this study has been received"),
-            **_AUTH_ERRORS,
+            **_SERVICE_ERRORS,
         },
         "openapi_extra": {
             "parameters": [
@@ -131,7 +134,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
         "responses": {
             200: {"model": WorklistPage, "description": "one page"},
             400: _error("an unknown or malformed query parameter"),
-            **_AUTH_ERRORS,
+            **_SERVICE_ERRORS,
         },
         "openapi_extra": {
             "parameters": [
@@ -143,7 +146,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
                 _query("finding", {"type": "string"}, "only studies flagged for this finding"),
                 _query(
                     "limit",
-                    {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
                     "page size",
                 ),
                 _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "skip"),

@@ -32,6 +32,8 @@ class RevokedSessions:
         try:
             db = self._connect()
             try:
+                # WAL: the lookup on every UI request never waits for a sign-out's write.
+                db.execute("PRAGMA journal_mode=WAL")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS revoked"
                     " (digest TEXT PRIMARY KEY, expires REAL NOT NULL)"

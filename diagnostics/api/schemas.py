@@ -22,6 +22,8 @@ class ErrorBody(BaseModel):
 
 
 class RefusedPart(BaseModel):
+    """One part of a request that was refused, and why."""
+
     part: int = Field(description="1-based position of the part in the request")
     error: str
     message: str
@@ -42,6 +44,8 @@ class PendingScreen(BaseModel):
 
 
 class StudyState(BaseModel):
+    """A study's newest result, or where its screening stands."""
+
     study_instance_uid: str
     state: str = Field(description="done, or the screening state while it is due")
     version: int = Field(description="result version; 0 before the first result")
@@ -49,9 +53,11 @@ class StudyState(BaseModel):
 
 
 class WorklistItem(BaseModel):
+    """One study on the worklist: UIDs and our own fields, never patient data."""
+
     study_instance_uid: str
     state: str
-    status: WorklistStatus
+    status: str = Field(description="analyzed, not_analyzed, failed, or pending before a result")
     priority: str | None = Field(description="the model's, from the newest result; null before")
     requested_priority: str | None = Field(description="asked for by the PACS or a person")
     effective_priority: str = Field(
@@ -65,6 +71,8 @@ class WorklistItem(BaseModel):
 
 
 class WorklistPage(BaseModel):
+    """One page of the worklist in priority order; `total` counts every match."""
+
     total: int
     limit: int
     offset: int

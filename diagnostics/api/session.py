@@ -141,8 +141,12 @@ class SessionCodec:
             return False
         try:
             return self._revoked.is_revoked(session.csrf)
-        except sqlite3.Error as exc:  # cannot tell: refuse, the radiologist signs in again
-            log.warning("signed-out session list unreadable (%s); session refused", exc)
+        except sqlite3.Error as exc:  # cannot tell whether it was signed out: refuse it
+            log.error(
+                "%s is unreadable (%s): UI sessions are refused until it is repaired or deleted",
+                self._revoked.path,
+                exc,
+            )
             return True
 
     def _sign(self, body: str) -> bytes:

@@ -27,9 +27,10 @@ Labels: `COVID-19` -> covid19 and pneumonia positive (COVID-19 pneumonia), `pneu
 pneumonia only, `normal` -> neither (the three-class lists, COVIDx v1-v9A); `positive` /
 `negative` -> covid19 only, pneumonia unknown (the binary lists, COVIDx v7B and CXR-2). The
 lists are the official split, meant to keep patients apart; that is checked whenever both lists
-are present, because a patient in both would inflate every test metric. A shared patient stops
-loading unless the option `overlap = "drop"` removes that patient's images from training (the
-official test set stays whole). The list file names can be changed with the options
+are present, because a patient in both would inflate every test metric. A patient is the pair
+(source, patientid), since the merged sources number their patients independently. A shared
+patient stops loading unless the option `overlap = "drop"` removes that patient's images from
+training (the official test set stays whole). The list file names can be changed with the options
 `train_list` and `test_list` (e.g. "train_COVIDx9A.txt").
 
 Intensity, both layouts: PNG/JPEG stored for display, brighter = denser (MONOCHROME2); colour
@@ -193,7 +194,7 @@ def load_covidx(
             if not line.strip():
                 continue
             patient, filename, label = _parse_line(path, number, line)
-            if part == "train" and patient in shared:
+            if part == "train" and (_source(line), patient) in shared:
                 continue
             where = f"{path}, line {number}"
             if filename in seen:
@@ -217,19 +218,30 @@ def load_covidx(
     return examples
 
 
-def _list_patients(path: Path) -> set[str]:
+def _source(line: str) -> str:
+    """The source column of a list line ("" in the three-field form without one)."""
+    last = line.split()[-1]
+    return "" if last in COVIDX_LABELS else last
+
+
+def _list_patients(path: Path) -> set[tuple[str, str]]:
     lines = enumerate(read_lines(path, COVIDX_LAYOUT), start=1)
-    return {_parse_line(path, number, line)[0] for number, line in lines if line.strip()}
+    return {
+        (_source(line), _parse_line(path, number, line)[0])
+        for number, line in lines
+        if line.strip()
+    }
 
 
-def _shared_patients(train: Path, test: Path, drop_from_train: bool) -> set[str]:
-    """Patients listed in both splits (checked only when both lists exist); an error unless
-    they are to be dropped from training."""
+def _shared_patients(train: Path, test: Path, drop_from_train: bool) -> set[tuple[str, str]]:
+    """(source, patient) pairs listed in both splits (checked only when both lists exist); an
+    error unless they are to be dropped from training."""
     if not (train.is_file() and test.is_file()):
         return set()
     shared = _list_patients(train) & _list_patients(test)
     if shared and not drop_from_train:
-        some = ", ".join(sorted(shared)[:5]) + (", ..." if len(shared) > 5 else "")
+        named = sorted(f"{patient} ({source})" if source else patient for source, patient in shared)
+        some = ", ".join(named[:5]) + (", ..." if len(shared) > 5 else "")
         raise DatasetError(
             f"{len(shared)} patient(s) are in both {train.name} and {test.name} ({some}); test "
             'metrics would be inflated. Fix the lists, or set the option overlap = "drop" to '

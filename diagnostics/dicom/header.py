@@ -30,7 +30,7 @@ from diagnostics.errors import (
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420")
 
-_UID = re.compile(r"(?=.*[0-9])[0-9.]{1,64}")
+_UID = re.compile(r"(?=.*[0-9])[0-9.]+")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 
 def _required_uid(ds: Dataset, keyword: str) -> str:
-    """The UID, refused unless it is digits and dots of at most 64 characters (PS3.5 9.1).
+    """The UID, refused unless its characters and length are a UID's (digits and dots, at most
+    64 characters, PS3.5 9.1); its component syntax (leading zeros, empty components) is left
+    alone, since real archives hold such UIDs and nothing here depends on it.
 
     UIDs end up in URLs, file listings, logs and the SR we send back; one holding a slash,
     a backslash (several values) or a line break would break each of those further on.
@@ -77,11 +79,15 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
     text = _text(ds, keyword)
     if text is None:
         raise CorruptDicomError(f"required attribute {describe_tag(keyword)} is missing or empty")
-    text = text.rstrip("\0")
-    if not _UID.fullmatch(text):
+    text = text.strip("\0 ")
+    problem = ""
+    if len(text) > 64:
+        problem = f"{len(text)} characters, more than 64"
+    elif not _UID.fullmatch(text):
+        problem = "characters other than digits and dots"
+    if problem:
         raise CorruptDicomError(
-            f"{describe_tag(keyword)} is not a valid UID ({text[:80]!r}): a UID is digits and "
-            "dots, at most 64 characters"
+            f"{describe_tag(keyword)} is not a valid UID ({problem}): {text[:80]!r}"
         )
     return text
 

@@ -40,6 +40,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -50,7 +51,7 @@ from diagnostics.errors import ConfigurationError, InputError, StoreError
 from diagnostics.intake.review import Feedback, feedback_from_row
 from diagnostics.intake.store import open_read_only
 from diagnostics.results import StudyResult
-from diagnostics.synth.study import LABEL_COLUMNS
+from diagnostics.synth.study import FINDING_CODES, LABEL_COLUMNS
 
 Unreviewed = Literal["model", "skip"]
 LABEL_VERDICTS = ("agree", "disagree", "missed")
@@ -167,16 +168,25 @@ def _write(
     labelled = {c: sum(c in r for r in label_rows) for c in codes_seen}
     left_out = {c: n for c, n in labelled.items() if n < len(label_rows)}
     codes = [c for c in codes_seen if c not in left_out]
-    columns = [c for c in LABEL_COLUMNS if c not in left_out]
+    unlabelled = [*left_out, *(c for c in FINDING_CODES if c not in codes)]
+    columns = [c for c in LABEL_COLUMNS if not _about(c, unlabelled)]
     columns[1:1] = [c for c in codes if c not in columns]
     columns += [f"label_source_{c}" for c in codes] + ["result_version", "model"]
+    label_rows = [{k: v for k, v in r.items() if not _about(k, unlabelled)} for r in label_rows]
     with (root / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(label_rows)
     positives = {c: sum(r[c] == "1" for r in label_rows) for c in codes}
     from_feedback = sum(r[f"label_source_{c}"] == "feedback" for r in label_rows for c in codes)
     return len(label_rows), dict(skipped), positives, from_feedback, left_out
+
+
+def _about(column: str, codes: Sequence[str]) -> bool:
+    """Whether a labels.csv column belongs to one of `codes`: its label, location or source."""
+    return any(
+        column in (code, f"label_source_{code}") or column.startswith(f"{code}_") for code in codes
+    )
 
 
 def _study_row(

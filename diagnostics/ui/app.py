@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -194,7 +195,10 @@ class ReviewUI:
             return self.message(request, 403, "Not signed out", str(exc))
         policy, session = self._policy(), request.scope.get(SESSION_KEY)
         if policy is not None and policy.sessions is not None and session is not None:
-            await _in_thread(functools.partial(policy.sessions.revoke, session))
+            try:
+                await _in_thread(functools.partial(policy.sessions.revoke, session))
+            except sqlite3.Error as exc:  # still clear this browser's cookie below
+                log.error("sign-out not recorded (%s): a copied cookie stays valid", exc)
         if runtime is not None:
             await self.audit(runtime, actor_of(request.scope), "ui_sign_out")
         response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)

@@ -167,17 +167,18 @@ def test_covidx_refuses_a_patient_in_both_splits_or_drops_it_from_training(
         tmp_path,
         {
             "train": ["p1 a.png COVID-19 cohen", "p2 b.png normal rsna", "p2 c.png normal rsna"],
-            "test": ["p2 d.png pneumonia rsna", "p4 e.png normal rsna"],
+            # p1 here is another source's patient: sources number their patients independently
+            "test": ["p2 d.png pneumonia rsna", "p4 e.png normal rsna", "p1 f.png normal sirm"],
         },
     )
     for split in ("train", "test", "all"):
         with pytest.raises(
-            DatasetError, match=r"1 patient\(s\) are in both train.txt and test.txt \(p2\)"
+            DatasetError, match=r"1 patient\(s\) are in both train.txt and test.txt \(p2 \(rsna\)\)"
         ):
             load_dataset("covidx", root, CODES, split=split)
     train = load_dataset("covidx", root, CODES, split="train", overlap="drop")
     assert [e.patient_id for e in train] == ["p1"]
     test = load_dataset("covidx", root, CODES, split="test", overlap="drop")
-    assert [e.study_instance_uid for e in test] == ["d.png", "e.png"]  # the test set stays whole
+    assert [e.study_instance_uid for e in test] == ["d.png", "e.png", "f.png"]  # kept whole
     with pytest.raises(ConfigurationError, match="option overlap must be one of"):
         load_dataset("covidx", root, CODES, overlap="ignore")

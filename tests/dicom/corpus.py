@@ -840,14 +840,20 @@ def _no_study(ws: Workspace) -> bytes:
     return _edited(ws, StudyInstanceUID=None)
 
 
-@_malformed("study-uid-with-a-slash", _corrupt("StudyInstanceUID", "not a valid UID", "1.2/3"))
+@_malformed(
+    "study-uid-with-a-slash",
+    _corrupt("StudyInstanceUID", "not a valid UID", "other than digits and dots", "1.2/3"),
+)
 def _slash_study(ws: Workspace) -> bytes:
     with warnings.catch_warnings():  # pydicom warns about the invalid value we want
         warnings.simplefilter("ignore", UserWarning)
         return _edited(ws, StudyInstanceUID="1.2/3")
 
 
-@_malformed("sop-instance-uid-too-long", _corrupt("SOPInstanceUID", "at most 64 characters"))
+@_malformed(
+    "sop-instance-uid-too-long",
+    _corrupt("SOPInstanceUID", "not a valid UID", "72 characters, more than 64"),
+)
 def _long_instance(ws: Workspace) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
