@@ -16,13 +16,13 @@ and others failed, 409 when none was stored.
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
+from diagnostics.dicom.header import uid_problem
+from diagnostics.dicom.reader import PARSER_FAILURES
 from diagnostics.errors import (
     DiagnosticsError,
     NotAnImageError,
@@ -137,21 +137,6 @@ def _long_string(text: str) -> str:
     return clean if len(clean) <= MAX_COMMENT else clean[: MAX_COMMENT - 3].rstrip() + "..."
 
 
-_PEEK_FAILURES: tuple[type[BaseException], ...] = (
-    InvalidDicomError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    EOFError,
-    OSError,
-    NotImplementedError,
-    struct.error,
-)
-"""What pydicom may raise on arbitrary bytes read with force=True."""
-
-
 def peek_uids(data: bytes) -> tuple[str | None, str | None]:
     """SOP Class and Instance UIDs from bytes that may not be valid DICOM; None where unknown."""
     try:
@@ -163,13 +148,11 @@ def peek_uids(data: bytes) -> tuple[str | None, str | None]:
         )
         sop_class = ds.get("SOPClassUID")
         sop_instance = ds.get("SOPInstanceUID")
-    except _PEEK_FAILURES:
+    except PARSER_FAILURES:
         return None, None
     return _uid_or_none(sop_class), _uid_or_none(sop_instance)
 
 
 def _uid_or_none(value: object) -> str | None:
     text = str(value).strip() if value is not None else ""
-    if not text or len(text) > 64 or any(c not in "0123456789." for c in text):
-        return None
-    return text
+    return text if text and not uid_problem(text) else None

@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from diagnostics.datasets.common import (
     ImageCheck,
@@ -153,18 +154,39 @@ def load_covid(
     return examples
 
 
-def _parse_line(path: Path, number: int, line: str) -> tuple[str, str, str]:
-    """(patient, filename, label): the label is the last field, or the one before the source."""
+class _Entry(NamedTuple):
+    """One line of a COVIDx list."""
+
+    number: int
+    patient: str
+    filename: str
+    label: str
+    source: str
+    """"" in the three-field form, which has no source column."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Who the patient is: the merged sources number their patients independently."""
+        return self.source, self.patient
+
+
+def _parse_line(path: Path, number: int, line: str) -> _Entry:
+    """The label is the last field, or the one before the source."""
     fields = line.split()
     if len(fields) >= 3 and fields[-1] in COVIDX_LABELS:
-        return " ".join(fields[:-2]), fields[-2], fields[-1]
+        return _Entry(number, " ".join(fields[:-2]), fields[-2], fields[-1], "")
     if len(fields) >= 4 and fields[-2] in COVIDX_LABELS:
-        return " ".join(fields[:-3]), fields[-3], fields[-2]
+        return _Entry(number, " ".join(fields[:-3]), fields[-3], fields[-2], fields[-1])
     label = fields[-2] if len(fields) >= 4 else (fields[-1] if fields else "")
     raise DatasetError(
         f"{path}, line {number}, column 'label': expected 'patientid filename label source' "
         f"with label one of {', '.join(COVIDX_LABELS)}, got {label!r} in {line!r}"
     )
+
+
+def _read_list(path: Path) -> list[_Entry]:
+    lines = enumerate(read_lines(path, COVIDX_LAYOUT), start=1)
+    return [_parse_line(path, number, line) for number, line in lines if line.strip()]
 
 
 def load_covidx(
@@ -184,33 +206,38 @@ def load_covidx(
             raise ConfigurationError(f"option {option} must be a file name, not {value!r}")
     drop_from_train = choice("overlap", overlap, ("error", "drop")) == "drop"
     paths = {part: root / str(name) for part, name in lists.items()}
-    shared = _shared_patients(paths["train"], paths["test"], drop_from_train)
+    parts = ("train", "test") if split == "all" else (split,)
+    # Each list is read once: the requested ones (which must exist), and the other one when it
+    # exists, for the overlap check.
+    entries = {
+        part: _read_list(path) for part, path in paths.items() if part in parts or path.is_file()
+    }
+    shared = _shared_patients(entries, paths, drop_from_train)
     check = ImageCheck(COVIDX_LAYOUT, missing_policy(missing))
     examples: list[Example] = []
     seen: dict[str, str] = {}
-    for part in ("train", "test") if split == "all" else (split,):
+    for part in parts:
         path = paths[part]
-        for number, line in enumerate(read_lines(path, COVIDX_LAYOUT), start=1):
-            if not line.strip():
+        for entry in entries[part]:
+            if part == "train" and entry.key in shared:
                 continue
-            patient, filename, label = _parse_line(path, number, line)
-            if part == "train" and (_source(line), patient) in shared:
-                continue
-            where = f"{path}, line {number}"
-            if filename in seen:
-                raise DatasetError(f"{where}: {filename} is also listed at {seen[filename]}")
-            seen[filename] = where
-            image = root / part / filename
+            where = f"{path}, line {entry.number}"
+            if entry.filename in seen:
+                raise DatasetError(
+                    f"{where}: {entry.filename} is also listed at {seen[entry.filename]}"
+                )
+            seen[entry.filename] = where
+            image = root / part / entry.filename
             if not check.exists(f"{where}, column 'filename'", image):
                 continue
-            values = COVIDX_LABELS[label]
+            values = COVIDX_LABELS[entry.label]
             examples.append(
                 Example(
                     path=image,
-                    study_instance_uid=filename,
-                    patient_id=patient,
+                    study_instance_uid=entry.filename,
+                    patient_id=entry.patient,
                     labels=tuple(values[code] for code in codes),
-                    details={"layout": COVIDX_LAYOUT, "label": label, "list": path.name},
+                    details={"layout": COVIDX_LAYOUT, "label": entry.label, "list": path.name},
                     boxes=(None,) * len(codes),
                 )
             )
@@ -218,27 +245,15 @@ def load_covidx(
     return examples
 
 
-def _source(line: str) -> str:
-    """The source column of a list line ("" in the three-field form without one)."""
-    last = line.split()[-1]
-    return "" if last in COVIDX_LABELS else last
-
-
-def _list_patients(path: Path) -> set[tuple[str, str]]:
-    lines = enumerate(read_lines(path, COVIDX_LAYOUT), start=1)
-    return {
-        (_source(line), _parse_line(path, number, line)[0])
-        for number, line in lines
-        if line.strip()
-    }
-
-
-def _shared_patients(train: Path, test: Path, drop_from_train: bool) -> set[tuple[str, str]]:
-    """(source, patient) pairs listed in both splits (checked only when both lists exist); an
-    error unless they are to be dropped from training."""
-    if not (train.is_file() and test.is_file()):
+def _shared_patients(
+    entries: dict[str, list[_Entry]], paths: dict[str, Path], drop_from_train: bool
+) -> set[tuple[str, str]]:
+    """(source, patient) pairs listed in both splits (checked only when both lists were read);
+    an error unless they are to be dropped from training."""
+    if len(entries) < 2:
         return set()
-    shared = _list_patients(train) & _list_patients(test)
+    shared = {e.key for e in entries["train"]} & {e.key for e in entries["test"]}
+    train, test = paths["train"], paths["test"]
     if shared and not drop_from_train:
         named = sorted(f"{patient} ({source})" if source else patient for source, patient in shared)
         some = ", ".join(named[:5]) + (", ..." if len(shared) > 5 else "")

@@ -68,23 +68,29 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def _required_uid(ds: Dataset, keyword: str) -> str:
-    """The UID, refused unless its characters and length are a UID's (digits and dots, at most
-    64 characters, PS3.5 9.1); its component syntax (leading zeros, empty components) is left
-    alone, since real archives hold such UIDs and nothing here depends on it.
+def uid_problem(text: str) -> str:
+    """What makes `text` unusable as a UID, or "" when it is usable: its characters and length
+    must be a UID's (digits and dots, at most 64 characters, PS3.5 9.1); its component syntax
+    (leading zeros, empty components) is left alone, since real archives hold such UIDs and
+    nothing here depends on it.
 
     UIDs end up in URLs, file listings, logs and the SR we send back; one holding a slash,
     a backslash (several values) or a line break would break each of those further on.
     """
+    if len(text) > 64:
+        return f"{len(text)} characters, more than 64"
+    if not _UID.fullmatch(text):
+        return "characters other than digits and dots"
+    return ""
+
+
+def _required_uid(ds: Dataset, keyword: str) -> str:
+    """The UID, refused with the reason when `uid_problem` finds one."""
     text = _text(ds, keyword)
     if text is None:
         raise CorruptDicomError(f"required attribute {describe_tag(keyword)} is missing or empty")
     text = text.strip("\0 ")
-    problem = ""
-    if len(text) > 64:
-        problem = f"{len(text)} characters, more than 64"
-    elif not _UID.fullmatch(text):
-        problem = "characters other than digits and dots"
+    problem = uid_problem(text)
     if problem:
         raise CorruptDicomError(
             f"{describe_tag(keyword)} is not a valid UID ({problem}): {text[:80]!r}"

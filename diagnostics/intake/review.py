@@ -13,6 +13,7 @@ the hospital de-identified without further work.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -108,53 +109,42 @@ def record_feedback(store: IntakeStore, item: FeedbackInput, actor: str) -> Feed
     sop = item.sop_instance_uid or finding.sop_instance_uid
     if item.x is not None and item.y is not None:
         _check_location(store, item, sop)
-    now = time.time()
-    box = json.dumps(list(item.box)) if item.box is not None else None
+    entry = Feedback(
+        id=0,  # set from the insert below
+        study_instance_uid=item.study_instance_uid,
+        version=item.version,
+        sop_instance_uid=sop,
+        code=item.code,
+        verdict=item.verdict,
+        comment=item.comment.strip(),
+        x=item.x,
+        y=item.y,
+        box=item.box,
+        actor=actor,
+        created=time.time(),
+    )
+    row = dataclasses.asdict(entry)
+    del row["id"]
+    row["box"] = json.dumps(list(entry.box)) if entry.box is not None else None
     with store.transaction() as db:
         cursor = db.execute(
-            """INSERT INTO feedback (study_instance_uid, version, sop_instance_uid, code, verdict,
-               comment, x, y, box, actor, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (
-                item.study_instance_uid,
-                item.version,
-                sop,
-                item.code,
-                item.verdict,
-                item.comment.strip(),
-                item.x,
-                item.y,
-                box,
-                actor,
-                now,
-            ),
+            f"INSERT INTO feedback ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
         )
-        ident = int(cursor.lastrowid or 0)
+        entry = dataclasses.replace(entry, id=int(cursor.lastrowid or 0))
         # The comment stays out of the audit log: free text may name the patient.
         audit_row(
             db,
             actor,
             "feedback_recorded",
-            study=item.study_instance_uid,
-            version=item.version,
-            code=item.code,
-            verdict=item.verdict,
-            feedback_id=ident,
-            located=item.x is not None,
+            study=entry.study_instance_uid,
+            version=entry.version,
+            code=entry.code,
+            verdict=entry.verdict,
+            feedback_id=entry.id,
+            located=entry.x is not None,
         )
-    return Feedback(
-        ident,
-        item.study_instance_uid,
-        item.version,
-        sop,
-        item.code,
-        item.verdict,
-        item.comment.strip(),
-        item.x,
-        item.y,
-        item.box,
-        actor,
-        now,
-    )
+    return entry
 
 
 def _result(store: IntakeStore, study: str, version: int) -> StudyResult:
