@@ -13,10 +13,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import diagnostics
 from diagnostics.errors import ConfigurationError, DiagnosticsError
+
+if TYPE_CHECKING:
+    from diagnostics.screening import ScreeningOutcome
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -140,13 +143,11 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         batch = screener.screen(files)
     args.out.mkdir(parents=True, exist_ok=True)
     outputs: list[str] = []
+    outcomes = list(batch.outcomes)
     if not args.no_dicom:
-        from diagnostics.reports import write_reports
-
-        for outcome in batch.outcomes:
-            outputs.extend(str(p) for p in write_reports(outcome, args.out))
+        outcomes = [_write_outputs(outcome, args.out, outputs) for outcome in outcomes]
     results = args.out / "results.jsonl"
-    _write_lines(results, [o.result.to_json() for o in batch.outcomes])
+    _write_lines(results, [o.result.to_json() for o in outcomes])
     rejected = [
         json.dumps({"file": r.source, "error": type(r.error).__name__, "message": str(r.error)})
         for r in batch.rejected
@@ -155,21 +156,38 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     for line in rejected:
         print(f"rejected: {line}", file=sys.stderr)
     counts = {s: 0 for s in ("analyzed", "not_analyzed", "failed")}
-    for outcome in batch.outcomes:
+    for outcome in outcomes:
         counts[outcome.result.status] += 1
-    urgent = sum(1 for o in batch.outcomes if o.result.priority == "urgent")
+    urgent = sum(1 for o in outcomes if o.result.priority == "urgent")
+    output_failures = sum(len(o.result.output_failures) for o in outcomes)
     _print_json(
         {
             "studies": len(batch.outcomes),
             **counts,
             "urgent": urgent,
             "rejected_files": len(rejected),
+            "output_failures": output_failures,
             "results": str(results),
             "dicom_outputs": outputs,
             "seconds": {k: round(v, 3) for k, v in batch.stage_seconds.items()},
         }
     )
-    return EXIT_INCOMPLETE if counts["failed"] or rejected else EXIT_OK
+    return EXIT_INCOMPLETE if counts["failed"] or rejected or output_failures else EXIT_OK
+
+
+def _write_outputs(outcome: ScreeningOutcome, out: Path, written: list[str]) -> ScreeningOutcome:
+    """Write one study's DICOM outputs; what cannot be built is named in its result, and never
+    stops the other studies' outputs or results."""
+    from diagnostics.reports import write_reports
+    from diagnostics.results import OutputFailure
+    from diagnostics.screening import with_output_failures
+
+    try:
+        reports = write_reports(outcome, out)
+    except DiagnosticsError as exc:
+        return with_output_failures(outcome, [OutputFailure(output="sr", reason=str(exc))])
+    written.extend(str(p) for p in reports.paths)
+    return with_output_failures(outcome, reports.failures) if reports.failures else outcome
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:

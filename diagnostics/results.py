@@ -78,6 +78,24 @@ class InstanceResult(BaseModel):
         return self
 
 
+OutputKind = Literal["sr", "overlay", "presentation_state"]
+
+
+class OutputFailure(BaseModel):
+    """A DICOM output that could not be built for an analysed study.
+
+    The findings still stand (the model ran); the failure is named so that a person knows the
+    PACS did not get that object, instead of the result silently lacking it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    output: OutputKind
+    sop_instance_uid: str | None = None
+    """The source image the output was for (overlays and presentation states); None for the SR."""
+    reason: str = Field(min_length=1)
+
+
 class StudyResult(BaseModel):
     """The screening outcome of one study."""
 
@@ -90,6 +108,8 @@ class StudyResult(BaseModel):
     model: ModelRef | None = None
     findings: list[FindingResult] = Field(default_factory=list)
     instances: list[InstanceResult] = Field(default_factory=list)
+    output_failures: list[OutputFailure] = Field(default_factory=list)
+    """DICOM outputs that could not be built (empty when all were, or none were due)."""
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @model_validator(mode="after")
@@ -111,6 +131,8 @@ class StudyResult(BaseModel):
                 raise ValueError(f"{where}: status {self.status!r} cannot carry findings")
             if self.priority == "urgent":
                 raise ValueError(f"{where}: only findings make a study urgent")
+            if self.output_failures:
+                raise ValueError(f"{where}: only an analysed study has outputs that can fail")
         flagged = any(f.flagged for f in self.findings)
         if flagged != (self.priority == "urgent"):
             raise ValueError(

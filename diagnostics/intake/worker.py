@@ -17,9 +17,9 @@ from diagnostics.errors import DiagnosticsError, ReportError
 from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.sender import Destination, SendError, send
 from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
-from diagnostics.reports import write_reports
-from diagnostics.results import StudyResult
-from diagnostics.screening import Screener, ScreeningOutcome
+from diagnostics.reports import WrittenReports, write_reports
+from diagnostics.results import OutputFailure, StudyResult
+from diagnostics.screening import Screener, ScreeningOutcome, with_output_failures
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ class ScreeningWorker(_Loop):
         so no study is left claimed and none loops forever.
         """
         started = time.perf_counter()
-        outcome = self._screen(claim)
-        outputs = self._write_outputs(claim, outcome)
+        outcome, outputs = self._write_outputs(claim, self._screen(claim))
         recorded = self.store.complete(
             claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
         )
@@ -178,21 +177,32 @@ class ScreeningWorker(_Loop):
         )
         return ScreeningOutcome(result)
 
-    def _write_outputs(self, claim: Claim, outcome: ScreeningOutcome) -> list[Path]:
-        """The DICOM outputs; when they cannot be built the result still stands, without them."""
+    def _write_outputs(
+        self, claim: Claim, outcome: ScreeningOutcome
+    ) -> tuple[ScreeningOutcome, list[Path]]:
+        """The DICOM outputs; an output that cannot be built is named in the result, which
+        still stands without it."""
         # A folder per screening, never shared: a second process screening the same study
         # (after a lease ran out) cannot overwrite files an outbox row points at.
         try:
-            return write_reports(outcome, self.store.results_dir / uuid.uuid4().hex)
+            written = write_reports(outcome, self.store.results_dir / uuid.uuid4().hex)
         except ReportError as exc:
-            log.error("study %s: DICOM outputs not written: %s", claim.study_instance_uid, exc)
+            failures = [OutputFailure(output="sr", reason=str(exc))]
+            written = WrittenReports(failures=failures)
+        if written.failures:
+            log.error(
+                "study %s: %d DICOM output(s) not built",
+                claim.study_instance_uid,
+                len(written.failures),
+            )
             self.store.audit(
                 "screening-worker",
                 "reports_failed",
                 study=claim.study_instance_uid,
-                error=str(exc),
+                outputs=[f.output for f in written.failures],
             )
-            return []
+            outcome = with_output_failures(outcome, written.failures)
+        return outcome, written.paths
 
 
 def class_maps(outcome: ScreeningOutcome) -> list[InstanceMaps]:

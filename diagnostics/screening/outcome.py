@@ -6,13 +6,14 @@ the decoded source images and the class activation maps, which never go into JSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from diagnostics.dicom.image import DicomImage
 from diagnostics.package import ModelPackage
-from diagnostics.results import StudyResult
+from diagnostics.results import OutputFailure, StudyResult
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,11 @@ class ScreeningOutcome:
             if item.image.uids.sop_instance_uid == sop_instance_uid:
                 return item
         raise KeyError(sop_instance_uid)
+
+
+def with_output_failures(
+    outcome: ScreeningOutcome, failures: Sequence[OutputFailure]
+) -> ScreeningOutcome:
+    """The same outcome, its result naming the DICOM outputs that could not be built."""
+    result = outcome.result.model_copy(update={"output_failures": list(failures)})
+    return replace(outcome, result=StudyResult.model_validate(result.model_dump()))

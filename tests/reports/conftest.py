@@ -185,7 +185,9 @@ class Written:
 @pytest.fixture(scope="session")
 def written(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Written:
     out = tmp_path_factory.mktemp("reports")
-    paths = write_reports(case.outcome, out)
+    reports = write_reports(case.outcome, out)
+    assert reports.failures == []
+    paths = reports.paths
     folder = out / case.outcome.result.study_instance_uid
     return Written(
         case=case,

@@ -49,7 +49,8 @@ def test_outcomes_that_were_not_analysed_write_nothing(
         status=status,  # type: ignore[arg-type]
         reason="no frontal chest radiograph in the study",
     )
-    assert write_reports(ScreeningOutcome(result=result), tmp_path) == []
+    written = write_reports(ScreeningOutcome(result=result), tmp_path)
+    assert written.paths == [] and written.failures == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -93,7 +94,9 @@ def test_one_overlay_per_instance_that_holds_a_finding(
     analysed = tuple(dataclasses.replace(first.analysed[0], image=image) for image in images)
     outcome = ScreeningOutcome(result=result, analysed=analysed, package=package)
 
-    paths = write_reports(outcome, tmp_path / "out")
+    written = write_reports(outcome, tmp_path / "out")
+    assert written.failures == []
+    paths = written.paths
 
     assert [p.name for p in paths] == [
         "SR.dcm", "OV-0001.dcm", "PR-0001.dcm", "OV-0002.dcm", "PR-0002.dcm"
