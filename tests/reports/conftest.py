@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,23 +151,6 @@ def case(
 
 
 _DCIODVFY_LINE = re.compile(r"^(Error|Warning)\b")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    errors: list[str]
-    warnings: list[str]
-
-
-def dciodvfy(path: Path) -> Verdict:
-    """dicom3tools' IOD check of one file: its Error and Warning lines."""
-    run = subprocess.run(
-        ["dciodvfy", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-    lines = (run.stderr + run.stdout).splitlines()
-    errors = [line for line in lines if line.startswith("Error")]
-    warnings = [line for line in lines if line.startswith("Warning")]
-    return Verdict(errors=errors, warnings=warnings)
 
 
 @dataclass(frozen=True)

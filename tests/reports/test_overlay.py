@@ -19,10 +19,10 @@ from tests.reports.conftest import (
     SIZE,
     Case,
     Written,
-    dciodvfy,
     make_outcome,
     source_header,
 )
+from tests.validators import dciodvfy
 
 FAR = (slice(SIZE * 5 // 8, SIZE), slice(SIZE * 5 // 8, SIZE))
 """Lower right of the image: far from the blob, the box and the notice."""

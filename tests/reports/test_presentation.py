@@ -6,7 +6,8 @@ import numpy as np
 import pydicom
 
 from diagnostics.reports import DISCLAIMER
-from tests.reports.conftest import BLOB_BOX, Written, dciodvfy, source_header
+from tests.reports.conftest import BLOB_BOX, Written, source_header
+from tests.validators import dciodvfy
 
 
 def test_presentation_state_passes_dciodvfy_without_errors_or_warnings(written: Written) -> None:

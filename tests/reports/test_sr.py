@@ -19,12 +19,12 @@ from tests.reports.conftest import (
     BLOB_BOX,
     Case,
     Written,
-    dciodvfy,
     make_outcome,
     report_of,
     source_header,
     texts_in,
 )
+from tests.validators import dciodvfy
 
 
 def test_sr_passes_dciodvfy_without_errors_or_warnings(written: Written) -> None:

@@ -19,12 +19,12 @@ from tests.reports.conftest import (
     BLOB_BOX,
     Case,
     Written,
-    dciodvfy,
     make_outcome,
     report_of,
     source_header,
     write_source,
 )
+from tests.validators import dciodvfy
 
 
 def test_writes_sr_overlay_and_state_under_the_study_folder(written: Written) -> None:
