@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving/service.py:Diagnostics"
 SERVICE_NAME = "diagnostics"
+GRACEFUL_SHUTDOWN_S = 5
+"""Seconds the HTTP server waits for requests in flight after SIGTERM."""
 
 FLAGS: dict[str, str] = {
     "port": "--port",
@@ -42,6 +44,7 @@ FLAGS: dict[str, str] = {
     "results_to": "--results-to",
     "stable_seconds": "--stable-seconds",
     "escalate_after_minutes": "--escalate-after-minutes",
+    "screen_wait_seconds": "--screen-wait-seconds",
     "workers": "--workers",
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
@@ -102,6 +105,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         help="escalate unread routine studies waiting this long "
         "(DIAGNOSTICS_ESCALATE_AFTER_MINUTES, default 60)",
+    )
+    add(
+        "--screen-wait-seconds",
+        type=float,
+        help="POST /v1/screen answers 202 (poll the study) after waiting this long for a "
+        "result (DIAGNOSTICS_SCREEN_WAIT_SECONDS, default 30)",
     )
     add("--workers", type=int, help="HTTP worker processes (DIAGNOSTICS_WORKERS, default 1)")
     add(
@@ -228,6 +237,10 @@ def server_command(config: ServiceConfig) -> list[str]:
         str(config.port),
         "--working-dir",
         str(REPO_ROOT),
+        # Requests waiting on a screening answer at SIGTERM (`stop_on_signals`); this bounds
+        # any other request, so a stopping service ends in seconds, not minutes.
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_S),
     ]
     if config.tls_cert is not None and config.tls_key is not None:
         command += ["--ssl-certfile", str(config.tls_cert), "--ssl-keyfile", str(config.tls_key)]

@@ -30,12 +30,13 @@ from diagnostics.api import (
     create_app,
     render_store_gauges,
 )
+from diagnostics.api.errors import JsonErrors
 from diagnostics.api.privacy import keep_patient_data_out_of_logs
 from diagnostics.api.session import SessionCodec
 from diagnostics.api.tensors import check_tensors, infer_probabilities
 from diagnostics.errors import RequestError
 from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.intake.runtime import Runtime, stop_on_signals
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
@@ -111,6 +112,9 @@ class Diagnostics:
             sessions=SessionCodec.for_storage(config.storage),
         )
         self.runtime.start()
+        # Built in the server's main thread after it set its own handlers: ours come first,
+        # so requests waiting on a screening answer (202) before the server waits for them.
+        stop_on_signals(self.runtime)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -131,5 +135,7 @@ class Diagnostics:
         return infer_probabilities(screener, images)
 
 
+# The first added is the outermost: every error below it, ours or BentoML's, answers JSON.
+Diagnostics.add_asgi_middleware(JsonErrors)
 Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)
 Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)

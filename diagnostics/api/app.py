@@ -35,6 +35,7 @@ from diagnostics.api.endpoints import (
     study_reply,
     worklist_reply,
 )
+from diagnostics.api.errors import JsonErrors
 from diagnostics.api.metrics import ServiceMetrics
 from diagnostics.api.openapi import ROUTE_DOCS, TAG
 from diagnostics.errors import DiagnosticsError
@@ -135,6 +136,9 @@ def create_app(
         app.add_api_route(path, handler, methods=methods, tags=[TAG], **ROUTE_DOCS[path])
     app.router.routes.extend(extra_routes)
     app.add_exception_handler(HTTPException, http_error)
+    # Innermost of the service's middleware: an unexpected exception in a route answers JSON
+    # here, before Starlette's plain-text 500 (the service wraps everything in another one).
+    app.add_middleware(JsonErrors)
     return app
 
 

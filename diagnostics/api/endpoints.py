@@ -30,7 +30,6 @@ from diagnostics.dicom.reader import read_info
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.intake.runtime import InstanceOutcome, Runtime
 from diagnostics.intake.store import WorklistRow
-from diagnostics.results import StudyResult
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +99,16 @@ def screen_upload(
     if failures:
         return _store_failure_reply(failures, parts)
     studies = list(dict.fromkeys(o.received.study_instance_uid for o in outcomes if o.received))
-    results: list[StudyResult] = []
-    pending: list[str] = []
-    for study in studies:
-        result = runtime.screen_now(study)
-        if result is None:
-            pending.append(study)
-        else:
-            results.append(result)
+    screened = runtime.screen_studies(studies)  # waits at most `screen_wait_seconds`
+    results = [r for r in screened.values() if r is not None]
+    pending = [study for study, r in screened.items() if r is None]
     if pending:
+        wait = runtime.config.screen_wait_seconds
         pending_body = PendingScreen(
-            message="stored; screening has not finished yet: poll GET /v1/studies/{uid}",
+            message=(
+                f"stored; screening has not finished within {wait:g} s (or the service is "
+                "stopping): poll GET /v1/studies/{uid}; the result is recorded when it is done"
+            ),
             pending=pending,
             results=results,
         )

@@ -37,6 +37,11 @@ class ServiceConfig(BaseModel):
     """A study is screened once no instance has arrived for this long."""
     escalate_after_minutes: float = Field(default=60.0, gt=0.0)
     """An unread routine study waiting longer than this is escalated on the worklist."""
+    screen_wait_seconds: float = Field(default=30.0, ge=0.0, le=240.0)
+    """How long `POST /v1/screen` waits for a result before answering 202 (poll Location)."""
+    lease_seconds: float = Field(default=45.0, ge=1.0, le=600.0)
+    """A screening claim lasts this long unless renewed (every third of it) by a live process:
+    the claim of a process that died is taken over within it."""
     workers: int = Field(default=1, ge=1, le=64)
     max_request_bytes: int = Field(default=512 << 20, ge=1 << 10)
     api_tokens: tuple[str, ...] = ()

@@ -4,8 +4,12 @@ One SQLite database in WAL mode (several processes may read and write it: the HT
 and the DICOM listener) beside a folder of instance files named by our own identifiers, never
 by anything read from a DICOM header. A study moves `waiting` -> `screening` -> `done`; an
 instance arriving for a study that is already done sends it back to `waiting`, and the next
-result gets the next version and supersedes the previous one. After a crash, studies left in
-`screening` go back to `waiting`, so nothing acknowledged is lost or screened twice.
+result gets the next version and supersedes the previous one.
+
+A claim (`screening`) is a lease: the process holding it renews `lease_until` while it screens
+(`diagnostics.intake.claims.Leases`), so a claim whose process died runs out within one lease
+and the next claim takes it over; nothing acknowledged is lost. `tries` counts claims since
+the study's last result: a study that keeps killing its screener is failed, not retried forever.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from diagnostics.results import StudyResult
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE_S = 900.0
-"""A study claimed for screening longer than this is taken over by the next claim: screening
-one study takes seconds, so only a claim whose process died is that old."""
+CLAIM_LEASE_S = 45.0
+"""How long a claim holds without renewal. The holder renews it every third of this while it
+screens, so only a claim whose process died runs out, and it is taken over within this time
+(plus one poll): within the promised bound of the stable time + 60 s."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -66,7 +71,9 @@ CREATE TABLE IF NOT EXISTS studies (
     priority TEXT,
     flagged TEXT,
     requested_priority TEXT,
-    reviewed_at REAL
+    reviewed_at REAL,
+    lease_until REAL,
+    tries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received);
 CREATE TABLE IF NOT EXISTS results (
@@ -118,6 +125,8 @@ CREATE INDEX IF NOT EXISTS feedback_by_study ON feedback (study_instance_uid, id
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("studies", "requested_priority", "TEXT"),
     ("studies", "reviewed_at", "REAL"),
+    ("studies", "lease_until", "REAL"),
+    ("studies", "tries", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added since the first stores were written; `_migrate` adds them to older stores."""
 
@@ -160,6 +169,9 @@ class Claim:
     study_instance_uid: str
     claimed_at: float
     paths: tuple[Path, ...]
+    tries: int = 1
+    """Claims of this study since its last result, this one included: more than one means
+    earlier claims ended without a result (their process died, or could not record it)."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +197,15 @@ def open_read_only(storage: Path) -> sqlite3.Connection:
 class IntakeStore:
     """The intake database and instance folder under one storage root."""
 
-    def __init__(self, root: str | Path, *, limits: ReadLimits | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        limits: ReadLimits | None = None,
+        lease_s: float = CLAIM_LEASE_S,
+    ) -> None:
         self.root = Path(root)
+        self.lease_s = lease_s
         self.instances_dir = self.root / "instances"
         self.results_dir = self.root / "results"
         self.incoming_dir = self.root / "incoming"
@@ -238,14 +257,17 @@ class IntakeStore:
             raise StoreError(f"intake database unavailable: {exc}") from exc
         try:
             yield db
+        except sqlite3.Error as exc:  # a read-only, full or damaged database mid-transaction
+            _rollback(db)
+            raise StoreError(f"intake database could not record it: {exc}") from exc
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         else:
             try:
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise StoreError(f"intake database could not commit: {exc}") from exc
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -338,10 +360,12 @@ class IntakeStore:
     # -- screening queue ------------------------------------------------------------------
 
     def recover(self, stray_age_s: float = 3600.0) -> int:
-        """After a crash: studies left mid-screening wait again; old partial files go.
+        """At start-up: claims whose lease ran out wait again; old partial files go.
 
-        Only the process that runs the screening loop calls this. Partial files younger than
-        `stray_age_s` may belong to an upload another process is still writing.
+        Only the process that runs the screening loop calls this. A claim still within its
+        lease may belong to another live process (a synchronous screening), so it is left
+        alone; its `tries` stay, so a study that keeps killing the service is noticed.
+        Partial files younger than `stray_age_s` may belong to an upload still being written.
         """
         cutoff = time.time() - stray_age_s
         for stray in self.incoming_dir.glob("*.partial"):
@@ -352,60 +376,67 @@ class IntakeStore:
                 continue
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE studies SET state = 'waiting', claimed_at = NULL WHERE state = 'screening'"
+                f"UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL "
+                f"WHERE state = 'screening' AND {_LEASE_OVER}",
+                {"now": time.time(), "lease": self.lease_s},
             )
             return cursor.rowcount
 
     def claim_due(self, stable_s: float, limit: int = 8) -> list[Claim]:
-        """Take up to `limit` studies that have been quiet for `stable_s` seconds."""
+        """Take up to `limit` studies that have been quiet for `stable_s` seconds, and claims
+        whose lease ran out (their process died mid-screening)."""
         now = time.time()
         with self._transaction() as db:
-            # A claim older than the lease belongs to a process that died mid-screening.
             rows = db.execute(
-                """SELECT study_instance_uid FROM studies
-                   WHERE (state = 'waiting' AND last_received <= ?)
-                      OR (state = 'screening' AND claimed_at < ?)
-                   ORDER BY last_received LIMIT ?""",
-                (now - stable_s, now - CLAIM_LEASE_S, limit),
+                f"""SELECT study_instance_uid FROM studies
+                   WHERE (state = 'waiting' AND last_received <= :quiet)
+                      OR (state = 'screening' AND {_LEASE_OVER})
+                   ORDER BY last_received LIMIT :limit""",
+                {"quiet": now - stable_s, "now": now, "lease": self.lease_s, "limit": limit},
             ).fetchall()
-            claims = []
-            for row in rows:
-                study = row["study_instance_uid"]
-                db.execute(
-                    "UPDATE studies SET state = 'screening', claimed_at = ? "
-                    "WHERE study_instance_uid = ?",
-                    (now, study),
-                )
-                paths = tuple(
-                    self.instances_dir / r["path"]
-                    for r in db.execute(
-                        "SELECT path FROM instances WHERE study_instance_uid = ? "
-                        "ORDER BY received_at",
-                        (study,),
-                    )
-                )
-                claims.append(Claim(study, now, paths))
-        return claims
+            return [self._claim(db, row["study_instance_uid"], now) for row in rows]
 
     def claim_study(self, study_instance_uid: str) -> Claim | None:
         """Take one waiting study now, however recently it received an instance."""
         now = time.time()
         with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE studies SET state = 'screening', claimed_at = ? "
-                "WHERE study_instance_uid = ? AND state = 'waiting'",
-                (now, study_instance_uid),
+            row = db.execute(
+                "SELECT 1 FROM studies WHERE study_instance_uid = ? AND state = 'waiting'",
+                (study_instance_uid,),
+            ).fetchone()
+            return None if row is None else self._claim(db, study_instance_uid, now)
+
+    def _claim(self, db: sqlite3.Connection, study: str, now: float) -> Claim:
+        row = db.execute(
+            """UPDATE studies SET state = 'screening', claimed_at = ?, lease_until = ?,
+               tries = tries + 1 WHERE study_instance_uid = ? RETURNING tries""",
+            (now, now + self.lease_s, study),
+        ).fetchone()
+        paths = tuple(
+            self.instances_dir / r["path"]
+            for r in db.execute(
+                "SELECT path FROM instances WHERE study_instance_uid = ? ORDER BY received_at",
+                (study,),
             )
-            if cursor.rowcount == 0:
-                return None
-            paths = tuple(
-                self.instances_dir / r["path"]
-                for r in db.execute(
-                    "SELECT path FROM instances WHERE study_instance_uid = ? ORDER BY received_at",
-                    (study_instance_uid,),
+        )
+        return Claim(study, now, paths, int(row["tries"]))
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Extend the lease of claims still held; returns those that are no longer ours."""
+        if not claims:
+            return []
+        lost = []
+        until = time.time() + self.lease_s
+        with self._transaction() as db:
+            for claim in claims:
+                cursor = db.execute(
+                    "UPDATE studies SET lease_until = ? WHERE study_instance_uid = ? "
+                    "AND state = 'screening' AND claimed_at = ?",
+                    (until, claim.study_instance_uid, claim.claimed_at),
                 )
-            )
-        return Claim(study_instance_uid, now, paths)
+                if cursor.rowcount == 0:
+                    lost.append(claim)
+        return lost
 
     def complete(
         self,
@@ -431,9 +462,10 @@ class IntakeStore:
             if row is None or row["state"] != "screening" or row["claimed_at"] != claim.claimed_at:
                 return None  # no longer ours: released, or taken over after the lease ran out
             if int(row["instance_count"]) != len(claim.paths):
+                # Not a failed try: the study changed under it.
                 db.execute(
-                    "UPDATE studies SET state = 'waiting', claimed_at = NULL "
-                    "WHERE study_instance_uid = ?",
+                    "UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL, "
+                    "tries = 0 WHERE study_instance_uid = ?",
                     (claim.study_instance_uid,),
                 )
                 return None
@@ -444,8 +476,9 @@ class IntakeStore:
             )
             flagged = ",".join(f.code for f in result.flagged)
             db.execute(
-                """UPDATE studies SET state = 'done', claimed_at = NULL, version = ?,
-                   status = ?, priority = ?, flagged = ? WHERE study_instance_uid = ?""",
+                """UPDATE studies SET state = 'done', claimed_at = NULL, lease_until = NULL,
+                   tries = 0, version = ?, status = ?, priority = ?, flagged = ?
+                   WHERE study_instance_uid = ?""",
                 (version, result.status, result.priority, flagged, claim.study_instance_uid),
             )
             for item in maps:
@@ -462,13 +495,19 @@ class IntakeStore:
                     )
         return version
 
-    def release(self, claim: Claim) -> None:
-        """Give a claimed study back to the queue (shutdown before it was screened)."""
+    def release(self, claim: Claim, *, failed: bool = False) -> None:
+        """Give a claimed study back to the queue.
+
+        At shutdown (`failed` False) the claim does not count as a try; after a failure to
+        record its result (`failed` True) it does, so a study that can never be recorded ends
+        as a `failed` result instead of being retried forever.
+        """
         with self._transaction() as db:
             db.execute(
-                "UPDATE studies SET state = 'waiting', claimed_at = NULL "
+                "UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL, "
+                "tries = CASE WHEN ? THEN tries ELSE max(tries - 1, 0) END "
                 "WHERE study_instance_uid = ? AND state = 'screening' AND claimed_at = ?",
-                (claim.study_instance_uid, claim.claimed_at),
+                (failed, claim.study_instance_uid, claim.claimed_at),
             )
 
     # -- results --------------------------------------------------------------------------
@@ -644,6 +683,17 @@ class IntakeStore:
             params = (action,)
         rows = self._connection().execute(query + " ORDER BY id", params).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+
+_LEASE_OVER = "coalesce(lease_until, claimed_at + :lease) < :now"
+"""A claim whose lease ran out (claims written before leases existed: `claimed_at` + lease)."""
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.warning("intake database: rollback failed (the transaction is dropped anyway)")
 
 
 def audit_row(db: sqlite3.Connection, actor: str, action: str, **detail: object) -> None:

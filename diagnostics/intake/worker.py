@@ -9,17 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from diagnostics.errors import DiagnosticsError, ReportError
-from diagnostics.intake.evidence import InstanceMaps
+from diagnostics.errors import DiagnosticsError
+from diagnostics.intake.claims import ClaimScreening, Recorded
 from diagnostics.intake.sender import Destination, SendError, send
 from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
-from diagnostics.reports import WrittenReports, write_reports
-from diagnostics.results import OutputFailure, StudyResult
-from diagnostics.screening import Screener, ScreeningOutcome, with_output_failures
+from diagnostics.screening import Screener
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +46,14 @@ class _Loop:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 60.0) -> None:
+    def request_stop(self) -> None:
+        """Stop taking new work; the item in hand is finished."""
+        self._stop.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Ask the loop to stop and wait up to `timeout` for the item in hand; a screening
+        still running after that is given back by the caller (`Runtime.stop`) or left to its
+        lease, never waited on for long."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -84,7 +88,8 @@ class _Loop:
 
 
 class ScreeningWorker(_Loop):
-    """Claims studies quiet for `stable_s`, screens them, records results and queues outputs."""
+    """Claims studies quiet for `stable_s` (or whose claim ran out) and screens each with
+    `ClaimScreening.screen_claim`, the code path the synchronous API shares."""
 
     name = "screening-worker"
 
@@ -96,124 +101,37 @@ class ScreeningWorker(_Loop):
         stable_s: float,
         destinations: Sequence[str],
         poll_s: float = 0.5,
-        on_result: Callable[[Claim, int, float], None] | None = None,
+        on_result: Recorded | None = None,
+        screening: ClaimScreening | None = None,
     ) -> None:
         super().__init__(poll_s)
         self.store = store
-        self.screener = screener
         self.stable_s = stable_s
-        self.destinations = list(destinations)
         self.on_result = on_result
+        self.screening = screening or ClaimScreening(store, screener, destinations)
 
     def run_once(self) -> bool:
         claims = self.store.claim_due(self.stable_s)
-        for index, claim in enumerate(claims):
-            if self.stopping:
-                for rest in claims[index:]:
-                    self.store.release(rest)  # requeued, not lost
-                break
-            try:
+        leases = self.screening.leases
+        if leases is not None:
+            for claim in claims:  # renewed while they wait their turn too
+                leases.hold(claim)
+        try:
+            for index, claim in enumerate(claims):
+                if self.stopping:
+                    for rest in claims[index:]:
+                        self.store.release(rest)  # requeued, not lost, not a failed try
+                    break
                 self.screen_claim(claim)
-            except DiagnosticsError as exc:
-                # e.g. the database stayed locked: give the study back rather than strand it.
-                log.error("study %s not recorded: %s", claim.study_instance_uid, exc)
-                self.store.release(claim)
+        finally:
+            if leases is not None:
+                for claim in claims:
+                    leases.drop(claim)
         return bool(claims)
 
-    def screen_claim(self, claim: Claim) -> None:
-        """Screen one claimed study and record the result, whatever happens to it.
-
-        Every claim ends in a recorded result (a `failed` one when screening could not run),
-        so no study is left claimed and none loops forever.
-        """
-        started = time.perf_counter()
-        outcome, outputs = self._write_outputs(claim, self._screen(claim))
-        recorded = self.store.complete(
-            claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
-        )
-        if recorded is None:
-            log.info(
-                "study %s changed while screening; it will be screened again",
-                claim.study_instance_uid,
-            )
-            return
-        model = self.screener.model_ref
-        self.store.audit(
-            "screening-worker",
-            "study_screened",
-            study=claim.study_instance_uid,
-            version=recorded,
-            status=outcome.result.status,
-            model=f"{model.name} {model.version} {model.sha256[:12]}",
-            outputs=[p.name for p in outputs],
-        )
-        if self.on_result is not None:
-            self.on_result(claim, recorded, time.perf_counter() - started)
-
-    def _screen(self, claim: Claim) -> ScreeningOutcome:
-        try:
-            batch = self.screener.screen(list(claim.paths))
-        except DiagnosticsError as exc:
-            return self._failed(claim, f"screening could not run: {exc}")
-        problems = "; ".join(str(r.error) for r in batch.rejected)
-        for outcome in batch.outcomes:
-            if outcome.result.study_instance_uid != claim.study_instance_uid:
-                continue
-            if batch.rejected or len(outcome.result.instances) != len(claim.paths):
-                # An acknowledged image the model cannot see: never report the rest as the study.
-                return self._failed(claim, f"stored instances could not be read: {problems}")
-            return outcome
-        return self._failed(
-            claim, f"the stored instances could not be read: {problems or 'none found'}"
-        )
-
-    def _failed(self, claim: Claim, reason: str) -> ScreeningOutcome:
-        log.error("study %s failed: %s", claim.study_instance_uid, reason)
-        result = StudyResult(
-            study_instance_uid=claim.study_instance_uid,
-            status="failed",
-            reason=reason,
-            model=self.screener.model_ref,
-        )
-        return ScreeningOutcome(result)
-
-    def _write_outputs(
-        self, claim: Claim, outcome: ScreeningOutcome
-    ) -> tuple[ScreeningOutcome, list[Path]]:
-        """The DICOM outputs; an output that cannot be built is named in the result, which
-        still stands without it."""
-        # A folder per screening, never shared: a second process screening the same study
-        # (after a lease ran out) cannot overwrite files an outbox row points at.
-        try:
-            written = write_reports(outcome, self.store.results_dir / uuid.uuid4().hex)
-        except ReportError as exc:
-            failures = [OutputFailure(output="sr", reason=str(exc))]
-            written = WrittenReports(failures=failures)
-        if written.failures:
-            log.error(
-                "study %s: %d DICOM output(s) not built",
-                claim.study_instance_uid,
-                len(written.failures),
-            )
-            self.store.audit(
-                "screening-worker",
-                "reports_failed",
-                study=claim.study_instance_uid,
-                outputs=[f.output for f in written.failures],
-            )
-            outcome = with_output_failures(outcome, written.failures)
-        return outcome, written.paths
-
-
-def class_maps(outcome: ScreeningOutcome) -> list[InstanceMaps]:
-    """The heatmap evidence of each analysed image, kept with the result for the review page."""
-    if outcome.package is None:
-        return []
-    codes = tuple(outcome.package.manifest.finding_codes)
-    return [
-        InstanceMaps(item.image.uids.sop_instance_uid, item.frame, codes, item.cams)
-        for item in outcome.analysed
-    ]
+    def screen_claim(self, claim: Claim) -> int | None:
+        """Screen one claimed study and record the result (`ClaimScreening.screen_claim`)."""
+        return self.screening.screen_claim(claim, self.on_result)
 
 
 class OutboxWorker(_Loop):

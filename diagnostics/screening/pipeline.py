@@ -41,6 +41,16 @@ from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
 PREPROCESS_FAILURES: tuple[type[BaseException], ...] = (ValueError, RuntimeError, TypeError)
 """What MONAI and torch raise on an image they cannot transform."""
 
+INTERPRET_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError,
+    ArithmeticError,
+    IndexError,
+    KeyError,
+    TypeError,
+)
+"""What numpy and the interpretation raise on model outputs they cannot use (a wrong shape, a
+NaN that slipped through): that study fails, the others in the batch stand."""
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -220,7 +230,7 @@ class Screener:
                 with clock.stage("infer"):
                     self._infer(group)
         with clock.stage("interpret"):
-            outcomes = [self._outcome(item) for item in work]
+            outcomes = [self._interpreted(item) for item in work]
         return ScreenBatch(outcomes, rejected, dict(clock.seconds))
 
     def _gate(self, work: _StudyWork) -> None:
@@ -327,6 +337,18 @@ class Screener:
             size += count
         if batch:
             yield batch
+
+    def _interpreted(self, work: _StudyWork) -> ScreeningOutcome:
+        try:
+            return self._outcome(work)
+        except INTERPRET_FAILURES as exc:
+            reason = f"the model's output could not be interpreted ({type(exc).__name__}: {exc})"
+            for uid in work.prepared:
+                work.results[uid] = InstanceResult(
+                    sop_instance_uid=uid, status="failed", reason=reason
+                )
+            work.failure = reason
+            return self._failed(work)
 
     def _outcome(self, work: _StudyWork) -> ScreeningOutcome:
         if work.failure is not None:

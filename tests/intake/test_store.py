@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from diagnostics.errors import DuplicateInstanceError, InputError
-from diagnostics.intake.store import CLAIM_LEASE_S, IntakeStore
+from diagnostics.intake.store import IntakeStore
 from diagnostics.intake.worker import backoff
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
 from diagnostics.synth.study import StudyTruth
@@ -116,6 +116,9 @@ def test_recover_requeues_interrupted_studies(tmp_path: Path, studies: Studies) 
     fresh = store.incoming_dir / "fresh.dcm.partial"  # another process may be writing it
     fresh.write_bytes(b"half")
     reopened = IntakeStore(tmp_path)  # as after a crash
+    assert reopened.recover() == 0  # within its lease: it may be another live process's
+    with sqlite3.connect(store.db_path) as db:  # its process died a lease ago
+        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
     assert reopened.recover() == 1
     assert list(reopened.incoming_dir.iterdir()) == [fresh]
     assert len(reopened.claim_due(stable_s=0)) == 1
@@ -159,9 +162,10 @@ def test_a_claim_past_its_lease_is_taken_over(tmp_path: Path, studies: Studies) 
     store.receive(_bytes(studies, 0), "test")
     (first,) = store.claim_due(stable_s=0)
     assert store.claim_due(stable_s=0) == []  # held
-    with sqlite3.connect(store.db_path) as db:  # as if its process died long ago
-        db.execute("UPDATE studies SET claimed_at = ?", (first.claimed_at - CLAIM_LEASE_S - 1,))
+    with sqlite3.connect(store.db_path) as db:  # as if its process died a lease ago
+        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
     (second,) = store.claim_due(stable_s=0)
+    assert second.tries == 2  # the first claim ended without a result
     assert store.complete(second, _result(second.study_instance_uid), [], []) == 1
     # The first claimant finishing late records nothing: the claim is no longer its own.
     assert store.complete(first, _result(first.study_instance_uid), [], []) is None
