@@ -111,6 +111,19 @@ def _post(port: int, parts: list[bytes], answers: list[requests.Response]) -> th
     return thread
 
 
+def _another_study(data: bytes) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _study_uid(data: bytes) -> str:
+    return str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).StudyInstanceUID)
+
+
 @pytest.mark.slow
 def test_sigterm_ends_the_service_in_seconds_while_requests_wait(
     tmp_path: Path, study: list[bytes]
@@ -118,19 +131,27 @@ def test_sigterm_ends_the_service_in_seconds_while_requests_wait(
     storage, port, log = tmp_path / "storage", free_port(), tmp_path / "service.log"
     service = _serve(storage, port, log)
     store = IntakeStore(storage, lease_s=600)
-    held = store.receive(study[0], "test").study_instance_uid
+    other = _another_study(study[0])
+    held = store.receive(other, "test").study_instance_uid
     claim = store.claim_study(held)  # another process is screening it, for a long time
     assert claim is not None
+    screening = _study_uid(study[0])
     children = psutil.Process(service.pid).children(recursive=True)
     answers: list[requests.Response] = []
     try:
-        waiting = _post(port, study[:1], answers)  # waits on the held study
-        time.sleep(1.0)  # the request is in, waiting
+        waiting = [_post(port, [other], answers), _post(port, study, answers)]
+        wait_for(
+            lambda: (store.study_state(screening) or {}).get("state") == "screening",
+            60,
+            "the service to be screening a study",
+            poll=0.005,
+        )
         started = time.monotonic()
         service.send_signal(signal.SIGTERM)
         service.wait(60)
         took = time.monotonic() - started
-        waiting.join(10)
+        for thread in waiting:
+            thread.join(10)
     finally:
         for process in [service, *children]:  # nothing may outlive the test
             with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
@@ -138,11 +159,17 @@ def test_sigterm_ends_the_service_in_seconds_while_requests_wait(
     print(f"SIGTERM to exit: {took:.1f} s")
     # A few seconds (it took minutes when waiting requests held the server up).
     assert took < 15, log.read_text()[-3000:]
-    (answer,) = answers
-    assert answer.status_code == 202 and answer.headers["Location"] == f"/v1/studies/{held}"
-    assert answer.json()["pending"] == [held]
+    assert sorted(a.status_code for a in answers) == [202, 202], [a.text for a in answers]
+    assert {a.headers["Location"] for a in answers} == {
+        f"/v1/studies/{held}",
+        f"/v1/studies/{screening}",
+    }
     state = store.study_state(held)
     assert state is not None and state["claimed_at"] == claim.claimed_at  # not taken from us
+    # What the service was screening was given back, not counted as a try (or it finished).
+    state = store.study_state(screening)
+    assert state is not None and state["state"] in ("waiting", "done"), state
+    assert state["tries"] == 0 and store.counts()["studies_screening"] == 1  # ours only
 
 
 @pytest.mark.slow
@@ -152,7 +179,7 @@ def test_a_killed_screening_is_taken_over_within_the_lease(
     storage, port, log = tmp_path / "storage", free_port(), tmp_path / "service.log"
     service = _serve(storage, port, log)
     store = IntakeStore(storage, lease_s=LEASE_S)
-    uid = str(pydicom.dcmread(io.BytesIO(study[0]), stop_before_pixels=True).StudyInstanceUID)
+    uid = _study_uid(study[0])
     answers: list[requests.Response] = []
     try:
         _post(port, study, answers)
