@@ -48,7 +48,13 @@ def normalise(status: int, body: bytes) -> dict[str, object] | None:
     if isinstance(data, dict) and isinstance(data.get("error"), str) and "message" in data:
         return None
     if isinstance(data, dict):
-        message = str(data.get("error") or data.get("detail") or "")
+        message = str(data.get("error") or "")
+        detail = data.get("detail")
+        if isinstance(detail, list):  # pydantic's validation errors, as BentoML passes them
+            found = [str(d.get("msg")) for d in detail if isinstance(d, dict) and d.get("msg")]
+            message = ": ".join(filter(None, [message, "; ".join(found)]))
+        elif detail:
+            message = message or str(detail)
         extra = {k: v for k, v in data.items() if k not in ("error", "message")}
     else:
         message = body.decode("utf-8", "replace").strip()[:500] if data is None else str(data)

@@ -241,11 +241,13 @@ class Runtime:
                 seen = self._generation
             for study in sorted(open_):
                 state = self.store.study_state(study)
-                if state is not None and state["state"] == "done":
+                if state is None:  # nothing stored for it: nothing to wait for
+                    open_.discard(study)
+                elif state["state"] == "done":
                     latest = self.store.latest_result(study)
                     results[study] = latest[1] if latest is not None else None
                     open_.discard(study)
-                elif state is not None and state["state"] == "waiting":
+                elif state["state"] == "waiting":
                     self._claim_and_screen(study)
             remaining = deadline - time.monotonic()
             if not open_ or remaining <= 0 or self._stopping.is_set():

@@ -159,6 +159,11 @@ async def _bentoml_400(_: Request) -> Response:
     return JSONResponse([{"error": "images must be float32"}], status_code=400)
 
 
+async def _bentoml_validation(_: Request) -> Response:
+    detail = [{"type": "value_error", "loc": ["images"], "msg": "Value error, wrong shape"}]
+    return JSONResponse({"error": "1 validation error for Input", "detail": detail}, 400)
+
+
 async def _plain_500(_: Request) -> Response:
     return PlainTextResponse("Internal Server Error", status_code=500)
 
@@ -181,6 +186,7 @@ OTHERS = JsonErrors(
     Starlette(
         routes=[
             Route("/bentoml", _bentoml_400, methods=["POST"]),
+            Route("/validation", _bentoml_validation),
             Route("/plain", _plain_500),
             Route("/ui", _html_403),
             Route("/ours", _ours),
@@ -194,6 +200,9 @@ def test_error_bodies_of_others_are_rewritten_to_ours() -> None:
     bad = asgi_request(OTHERS, "POST", "/bentoml")
     assert bad.status_code == 400
     assert bad.json() == {"error": "BadRequest", "message": "images must be float32"}
+    invalid = asgi_request(OTHERS, "GET", "/validation").json()
+    assert invalid["error"] == "BadRequest" and invalid["detail"][0]["loc"] == ["images"]
+    assert invalid["message"] == "1 validation error for Input: Value error, wrong shape"
     plain = asgi_request(OTHERS, "GET", "/plain")
     assert plain.status_code == 500 and plain.json()["error"] == "InternalError"
     missing = asgi_request(OTHERS, "GET", "/nowhere")

@@ -314,4 +314,6 @@ def test_batchable_infer_endpoint_takes_preprocessed_tensors(server: Server) -> 
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     wrong = server.post("/v1/infer", json={"images": [[[[0.0]]]]})
     assert wrong.status_code == 400
-    assert f"[N, {', '.join(map(str, shape))}]" in wrong.text
+    # BentoML's own validation error, in our error shape (`diagnostics.api.errors`).
+    assert wrong.json()["error"] == "BadRequest"
+    assert f"[N, {', '.join(map(str, shape))}]" in wrong.json()["message"]
