@@ -4,7 +4,8 @@
 `InternalError` (its traceback logged once, without its message, which may quote patient data),
 instead of a plain-text "Internal Server Error"; and error bodies written by others (BentoML's
 `/v1/infer` validation errors, Starlette's defaults) are rewritten into the same shape, so a
-client parses one format. HTML error pages (the review UI's) are left alone.
+client parses one format. HTML error pages (the review UI's) and STOW-RS's DICOM JSON are left
+alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ INTERNAL: dict[str, object] = {
         "details. Retry later, and report it if it persists"
     ),
 }
+
+
+REWRITTEN = (b"", b"text/plain", b"application/json")
+"""Error bodies of these types are brought into our shape; others are left alone: HTML pages
+(the review UI's) and STOW-RS's DICOM JSON failure lists are what their clients expect."""
 
 
 def error_name(status: int) -> str:
@@ -118,8 +124,9 @@ class JsonErrors:
 def _rewritable(scope: Scope, start: Message) -> bool:
     if int(start["status"]) < 400 or scope.get("method") == "HEAD":
         return False
-    headers = dict(start.get("headers", []))
-    return not headers.get(b"content-type", b"").startswith(b"text/html")
+    headers = {k.lower(): v for k, v in start.get("headers", [])}
+    kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return kind in REWRITTEN
 
 
 async def _send_error(send: Send, start: Message, body: bytes) -> None:

@@ -178,6 +178,10 @@ async def _ours(_: Request) -> Response:
     )
 
 
+async def _stow_409(_: Request) -> Response:
+    return JSONResponse({"00081198": {"vr": "SQ"}}, 409, media_type="application/dicom+json")
+
+
 async def _crash(_: Request) -> Response:
     raise RuntimeError("boom")
 
@@ -191,6 +195,7 @@ OTHERS = JsonErrors(
             Route("/ui", _html_403),
             Route("/ours", _ours),
             Route("/crash", _crash),
+            Route("/stow", _stow_409),
         ]
     )
 )
@@ -215,5 +220,7 @@ def test_our_errors_and_html_pages_pass_unchanged() -> None:
     ours = asgi_request(OTHERS, "GET", "/ours")
     assert ours.json() == {"error": "NotReady", "message": "starting"}
     assert ours.headers["retry-after"] == "5"
+    stow = asgi_request(OTHERS, "GET", "/stow")
+    assert stow.status_code == 409 and stow.json() == {"00081198": {"vr": "SQ"}}
     page = asgi_request(OTHERS, "GET", "/ui")
     assert page.status_code == 403 and page.text == "<h1>Sign in</h1>"
