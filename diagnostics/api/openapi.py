@@ -46,6 +46,7 @@ def _error(description: str, model: type[BaseModel] = ErrorBody) -> dict[str, An
 _SERVICE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("no valid bearer token (`Authorization: Bearer <token>`)"),
     503: _error("starting, stopping or storage unavailable; retry after `Retry-After` seconds"),
+    500: _error("an unexpected error (`InternalError`); the service log has the details"),
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _error("the request is larger than the configured limit"),
@@ -75,7 +76,13 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
         ),
         "responses": {
             200: {"model": StudyResult | list[StudyResult], "description": "screened"},
-            202: {"model": PendingScreen, "description": "stored; screening still running"},
+            202: {
+                "model": PendingScreen,
+                "description": (
+                    "stored; screening not finished within the wait setting (default 30 s) or "
+                    "the service is stopping: poll `Location` after `Retry-After` seconds"
+                ),
+            },
             400: _error("a malformed request, or a part that is not DICOM", Refusal),
             422: _error("a part is DICOM but not a usable image", Refusal),
             **_UPLOAD_ERRORS,
