@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS studies (
     requested_priority TEXT,
     reviewed_at REAL,
     lease_until REAL,
+    claimed_by TEXT,
     tries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received);
@@ -126,6 +128,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("studies", "requested_priority", "TEXT"),
     ("studies", "reviewed_at", "REAL"),
     ("studies", "lease_until", "REAL"),
+    ("studies", "claimed_by", "TEXT"),
     ("studies", "tries", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added since the first stores were written; `_migrate` adds them to older stores."""
@@ -360,12 +363,14 @@ class IntakeStore:
     # -- screening queue ------------------------------------------------------------------
 
     def recover(self, stray_age_s: float = 3600.0) -> int:
-        """At start-up: claims whose lease ran out wait again; old partial files go.
+        """At start-up: claims of processes that are gone wait again; old partial files go.
 
-        Only the process that runs the screening loop calls this. A claim still within its
-        lease may belong to another live process (a synchronous screening), so it is left
-        alone; its `tries` stay, so a study that keeps killing the service is noticed.
-        Partial files younger than `stray_age_s` may belong to an upload still being written.
+        Only the process that runs the screening loop calls this. A claim whose lease ran out,
+        or whose process on this machine no longer exists (a restart after a crash), waits
+        again at once; a claim of a live process (a synchronous screening in another HTTP
+        worker) is left alone. `tries` stay, so a study that keeps killing the service is
+        noticed. Partial files younger than `stray_age_s` may belong to an upload still being
+        written.
         """
         cutoff = time.time() - stray_age_s
         for stray in self.incoming_dir.glob("*.partial"):
@@ -374,13 +379,21 @@ class IntakeStore:
                     stray.unlink(missing_ok=True)
             except FileNotFoundError:
                 continue
+        now = time.time()
         with self._transaction() as db:
-            cursor = db.execute(
-                f"UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL "
-                f"WHERE state = 'screening' AND {_LEASE_OVER}",
-                {"now": time.time(), "lease": self.lease_s},
-            )
-            return cursor.rowcount
+            rows = db.execute(
+                f"""SELECT study_instance_uid, claimed_at, claimed_by,
+                   {_LEASE_OVER} AS over FROM studies WHERE state = 'screening'""",
+                {"now": now, "lease": self.lease_s},
+            ).fetchall()
+            gone = [r for r in rows if r["over"] or not _alive(r["claimed_by"])]
+            for row in gone:
+                db.execute(
+                    "UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL "
+                    "WHERE study_instance_uid = ? AND claimed_at = ?",
+                    (row["study_instance_uid"], row["claimed_at"]),
+                )
+            return len(gone)
 
     def claim_due(self, stable_s: float, limit: int = 8) -> list[Claim]:
         """Take up to `limit` studies that have been quiet for `stable_s` seconds, and claims
@@ -409,8 +422,8 @@ class IntakeStore:
     def _claim(self, db: sqlite3.Connection, study: str, now: float) -> Claim:
         row = db.execute(
             """UPDATE studies SET state = 'screening', claimed_at = ?, lease_until = ?,
-               tries = tries + 1 WHERE study_instance_uid = ? RETURNING tries""",
-            (now, now + self.lease_s, study),
+               claimed_by = ?, tries = tries + 1 WHERE study_instance_uid = ? RETURNING tries""",
+            (now, now + self.lease_s, _owner(), study),
         ).fetchone()
         paths = tuple(
             self.instances_dir / r["path"]
@@ -687,6 +700,26 @@ class IntakeStore:
 
 _LEASE_OVER = "coalesce(lease_until, claimed_at + :lease) < :now"
 """A claim whose lease ran out (claims written before leases existed: `claimed_at` + lease)."""
+
+
+def _owner() -> str:
+    """Who holds a claim: lets a restarted service tell its dead predecessor's claims at once."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether a claim's process may still run: only one on this machine can be known dead
+    (a process id reused since only delays the takeover to the lease)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _rollback(db: sqlite3.Connection) -> None:

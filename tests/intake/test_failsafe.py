@@ -8,7 +8,9 @@ the DICOM destination are real.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -215,7 +217,7 @@ def test_a_read_only_database_gives_the_claim_back_then_records(
 def test_a_locked_database_leaves_the_claim_to_its_lease(
     tmp_path: Path, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = IntakeStore(tmp_path / "store", lease_s=1.0)
+    store = IntakeStore(tmp_path / "store", lease_s=60.0)
     complete = IntakeStore.complete
     other = sqlite3.connect(store.db_path, isolation_level=None)
 
@@ -235,7 +237,8 @@ def test_a_locked_database_leaves_the_claim_to_its_lease(
     state = store.study_state(study)
     assert state is not None and state["state"] == "screening"  # could not be given back
     assert store.claim_due(stable_s=0) == []  # still within its lease
-    time.sleep(1.1)
+    with sqlite3.connect(store.db_path) as db:  # a lease later
+        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
     assert worker.run_once()  # taken over once the lease ran out
     assert _recorded(store, study).status == "analyzed"
     assert store.study_state(study)["tries"] == 0  # type: ignore[index]
@@ -276,6 +279,24 @@ def test_a_shutdown_does_not_count_as_a_try(store: IntakeStore, studies: Studies
         (claim,) = store.claim_due(stable_s=0)
         store.release(claim)  # stopped before it was screened
     assert store.study_state(study)["tries"] == 0  # type: ignore[index]
+
+
+def test_a_restart_takes_over_its_dead_predecessors_claims_at_once(
+    store: IntakeStore, studies: Studies
+) -> None:
+    dead = _receive(store, studies, 0)
+    live = _receive(store, studies, 1)
+    assert len(store.claim_due(stable_s=0)) == 2
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its process id no longer runs
+    with sqlite3.connect(store.db_path) as db:
+        db.execute(
+            "UPDATE studies SET claimed_by = ? WHERE study_instance_uid = ?",
+            (f"{socket.gethostname()}:{gone.pid}", dead),
+        )
+    assert store.recover() == 1  # the other claim is this (live) process's, within its lease
+    assert store.study_state(dead)["state"] == "waiting"  # type: ignore[index]
+    assert store.study_state(live)["state"] == "screening"  # type: ignore[index]
 
 
 def test_reasons_hold_no_server_paths() -> None:
