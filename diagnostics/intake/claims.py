@@ -38,7 +38,7 @@ _DIRECTORIES = re.compile(r"(?:/[^/\s:'\"]+)+/")
 def plain(text: str) -> str:
     """A reason fit for a person and for the result: server folders dropped (file names are
     our own identifiers), one line, bounded."""
-    return " ".join(_DIRECTORIES.sub("", text).split())[:500]
+    return " ".join(_DIRECTORIES.sub("", text).split())[:500] or "no details"
 
 
 class Leases:
@@ -276,7 +276,8 @@ class ClaimScreening:
                 study=claim.study_instance_uid,
                 outputs=[f.output for f in written.failures],
             )
-            outcome = with_output_failures(outcome, written.failures)
+            failures = [f.model_copy(update={"reason": plain(f.reason)}) for f in written.failures]
+            outcome = with_output_failures(outcome, failures)
         return outcome, written.paths
 
 

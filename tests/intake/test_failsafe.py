@@ -302,6 +302,7 @@ def test_a_restart_takes_over_its_dead_predecessors_claims_at_once(
 def test_reasons_hold_no_server_paths() -> None:
     text = "the image could not be read: /srv/diagnostics/instances/0a1b.dcm: truncated"
     assert plain(text) == "the image could not be read: 0a1b.dcm: truncated"
+    assert plain("/srv/diagnostics/") == "no details"  # never an empty reason
 
 
 def test_an_old_store_gains_the_lease_columns(tmp_path: Path, studies: Studies) -> None:
