@@ -10,10 +10,12 @@ result gets the next version and supersedes the previous one. After a crash, stu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.reader import read_info
-from diagnostics.errors import DuplicateInstanceError, StoreError
+from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.intake import evidence
 from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.priority import (
@@ -118,6 +120,8 @@ CREATE INDEX IF NOT EXISTS feedback_by_study ON feedback (study_instance_uid, id
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("studies", "requested_priority", "TEXT"),
     ("studies", "reviewed_at", "REAL"),
+    ("instances", "digest", "TEXT"),
+    ("instances", "image_bytes", "INTEGER"),
 )
 """Columns added since the first stores were written; `_migrate` adds them to older stores."""
 
@@ -275,6 +279,7 @@ class IntakeStore:
         """
         info = read_info(data, self.limits)
         uids = info.uids
+        digest = content_digest(data)
         name = f"{uuid.uuid4().hex}.dcm"
         partial = self.incoming_dir / (name + ".partial")
         try:
@@ -286,24 +291,25 @@ class IntakeStore:
         try:
             with self._transaction() as db:
                 known = db.execute(
-                    "SELECT study_instance_uid FROM instances WHERE sop_instance_uid = ?",
+                    "SELECT study_instance_uid, path, digest FROM instances "
+                    "WHERE sop_instance_uid = ?",
                     (uids.sop_instance_uid,),
                 ).fetchone()
                 if known is not None:
                     partial.unlink(missing_ok=True)
-                    if known["study_instance_uid"] != uids.study_instance_uid:
-                        raise DuplicateInstanceError(
-                            f"SOP Instance UID {uids.sop_instance_uid} is already stored in "
-                            f"another study ({known['study_instance_uid']}); a corrected "
-                            "instance needs a new SOP Instance UID"
-                        )
+                    self._check_resend(
+                        known, uids.study_instance_uid, uids.sop_instance_uid, digest
+                    )
                     return Received(
                         uids.sop_instance_uid, uids.study_instance_uid, True, uids.sop_class_uid
                     )
+                self._check_study_budget(db, uids.study_instance_uid, info.image_bytes)
                 os.replace(partial, self.instances_dir / name)
                 _fsync_dir(self.instances_dir)  # the file exists before the row says so
                 db.execute(
-                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    """INSERT INTO instances (sop_instance_uid, study_instance_uid,
+                       series_instance_uid, sop_class_uid, path, size, received_at, source,
+                       digest, image_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         uids.sop_instance_uid,
                         uids.study_instance_uid,
@@ -313,6 +319,8 @@ class IntakeStore:
                         len(data),
                         now,
                         source,
+                        digest,
+                        info.image_bytes,
                     ),
                 )
                 db.execute(
@@ -334,6 +342,48 @@ class IntakeStore:
             partial.unlink(missing_ok=True)
             raise
         return Received(uids.sop_instance_uid, uids.study_instance_uid, False, uids.sop_class_uid)
+
+    def _check_resend(
+        self, known: sqlite3.Row, study_instance_uid: str, sop_instance_uid: str, digest: str
+    ) -> None:
+        """An instance sent again is idempotent only when it is the same instance: a second,
+        different copy under the same SOP Instance UID is refused, never silently dropped."""
+        if known["study_instance_uid"] != study_instance_uid:
+            raise DuplicateInstanceError(
+                f"SOP Instance UID {sop_instance_uid} is already stored in another study "
+                f"({known['study_instance_uid']}); a corrected instance needs a new SOP "
+                "Instance UID"
+            )
+        stored = known["digest"]
+        if stored is None:  # stored before digests were kept
+            try:
+                stored = content_digest((self.instances_dir / known["path"]).read_bytes())
+            except OSError as exc:
+                raise StoreError(f"could not read the stored copy to compare: {exc}") from exc
+        if stored != digest:
+            raise DuplicateInstanceError(
+                f"SOP Instance UID {sop_instance_uid} is already stored in this study with "
+                "different content; the stored copy is kept (a corrected instance needs a new "
+                "SOP Instance UID)"
+            )
+
+    def _check_study_budget(
+        self, db: sqlite3.Connection, study_instance_uid: str, image_bytes: int
+    ) -> None:
+        """Refuse an instance that would take its study past the per-study decode budget:
+        screening and the review page decode a study's images together."""
+        row = db.execute(
+            "SELECT coalesce(sum(image_bytes), 0) AS held FROM instances "
+            "WHERE study_instance_uid = ?",
+            (study_instance_uid,),
+        ).fetchone()
+        held = int(row["held"])
+        budget = self.limits.max_study_decoded_bytes
+        if held + image_bytes > budget:
+            raise TooLargeError(
+                f"the study would decode to {held + image_bytes:,} bytes of images with this "
+                f"instance ({image_bytes:,} of them), over the per-study budget of {budget:,}"
+            )
 
     # -- screening queue ------------------------------------------------------------------
 
@@ -676,6 +726,17 @@ def _worklist_row(r: sqlite3.Row, now: float, escalate_after_s: float) -> Workli
         ),
         reviewed_at=reviewed,
     )
+
+
+def content_digest(data: bytes) -> str:
+    """SHA-256 of an instance's dataset, without its file meta: the same instance sent again
+    through another door (STOW-RS, C-STORE) carries different file meta but the same dataset."""
+    start = 0
+    if data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00":
+        (group_length,) = struct.unpack_from("<I", data, 140)
+        if 144 + group_length <= len(data):
+            start = 144 + group_length
+    return hashlib.sha256(memoryview(data)[start:]).hexdigest()
 
 
 def _write_durably(path: Path, data: bytes) -> None:
