@@ -349,10 +349,10 @@ class IntakeStore:
         """An instance sent again is idempotent only when it is the same instance: a second,
         different copy under the same SOP Instance UID is refused, never silently dropped."""
         if known["study_instance_uid"] != study_instance_uid:
-            raise DuplicateInstanceError(
-                f"SOP Instance UID {sop_instance_uid} is already stored in another study "
-                f"({known['study_instance_uid']}); a corrected instance needs a new SOP "
-                "Instance UID"
+            raise DuplicateInstanceError(  # the reason first: STOW-RS cuts it to 64 characters
+                f"already stored in another study: SOP Instance UID {sop_instance_uid} "
+                f"(in study {known['study_instance_uid']}); a corrected instance needs a new "
+                "SOP Instance UID"
             )
         stored = known["digest"]
         if stored is None:  # stored before digests were kept
@@ -362,9 +362,9 @@ class IntakeStore:
                 raise StoreError(f"could not read the stored copy to compare: {exc}") from exc
         if stored != digest:
             raise DuplicateInstanceError(
-                f"SOP Instance UID {sop_instance_uid} is already stored in this study with "
-                "different content; the stored copy is kept (a corrected instance needs a new "
-                "SOP Instance UID)"
+                f"different content under SOP Instance UID {sop_instance_uid}, already stored "
+                "in this study; the stored copy is kept (a corrected instance needs a new SOP "
+                "Instance UID)"
             )
 
     def _check_study_budget(
