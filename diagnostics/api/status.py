@@ -9,6 +9,7 @@ from diagnostics.errors import (
     InputError,
     ModelPackageError,
     RequestError,
+    RequestTimeoutError,
     StoreError,
     TooLargeError,
     UnsupportedMediaTypeError,
@@ -18,6 +19,7 @@ _STATUSES: tuple[tuple[type[DiagnosticsError], int], ...] = (
     # Most specific first.
     (UnsupportedMediaTypeError, 415),
     (TooLargeError, 413),
+    (RequestTimeoutError, 408),
     (DuplicateInstanceError, 409),
     (RequestError, 400),
     (InputError, 422),
