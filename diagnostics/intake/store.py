@@ -10,6 +10,7 @@ result gets the next version and supersedes the previous one. After a crash, stu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -285,8 +286,9 @@ class IntakeStore:
         try:
             _write_durably(partial, data)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise StoreError(f"could not write the instance to storage: {exc}") from exc
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                partial.unlink(missing_ok=True)
+            raise StoreError(f"could not write the instance to storage: {_os_reason(exc)}") from exc
         now = time.time()
         try:
             with self._transaction() as db:
@@ -359,7 +361,8 @@ class IntakeStore:
             try:
                 stored = content_digest((self.instances_dir / known["path"]).read_bytes())
             except OSError as exc:
-                raise StoreError(f"could not read the stored copy to compare: {exc}") from exc
+                reason = _os_reason(exc)
+                raise StoreError(f"could not read the stored copy to compare: {reason}") from exc
         if stored != digest:
             raise DuplicateInstanceError(
                 f"different content under SOP Instance UID {sop_instance_uid}, already stored "
@@ -384,6 +387,24 @@ class IntakeStore:
                 f"the study would decode to {held + image_bytes:,} bytes of images with this "
                 f"instance ({image_bytes:,} of them), over the per-study budget of {budget:,}"
             )
+
+    # -- what clients may see -------------------------------------------------------------
+
+    def without_paths(self, text: str) -> str:
+        """`text` without this store's folders: a reason names the instance file, never where
+        the server keeps it (a client learns nothing of the server's layout)."""
+        for folder in (self.instances_dir, self.root):
+            text = text.replace(f"{folder}/", "")
+        return text
+
+    def result_without_paths(self, result: StudyResult) -> StudyResult:
+        """The result with `without_paths` applied to every reason in it, before it is
+        recorded, written into DICOM outputs or sent anywhere."""
+        encoded = result.to_json()
+        for folder in (self.instances_dir, self.root):
+            escaped = json.dumps(f"{folder}/")[1:-1]  # as the folder appears inside JSON strings
+            encoded = encoded.replace(escaped, "")
+        return result if encoded == result.to_json() else StudyResult.from_json(encoded)
 
     # -- screening queue ------------------------------------------------------------------
 
@@ -737,6 +758,11 @@ def content_digest(data: bytes) -> str:
         if 144 + group_length <= len(data):
             start = 144 + group_length
     return hashlib.sha256(memoryview(data)[start:]).hexdigest()
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OS error's reason without the file name it carries (a server path)."""
+    return exc.strerror or type(exc).__name__
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
@@ -127,7 +128,10 @@ class ScreeningWorker(_Loop):
         so no study is left claimed and none loops forever.
         """
         started = time.perf_counter()
-        outcome, outputs = self._write_outputs(claim, self._screen(claim))
+        outcome = self._screen(claim)
+        # Reasons name the instance files; the server's folders stay out of what is sent.
+        outcome = replace(outcome, result=self.store.result_without_paths(outcome.result))
+        outcome, outputs = self._write_outputs(claim, outcome)
         recorded = self.store.complete(
             claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
         )

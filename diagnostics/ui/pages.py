@@ -98,9 +98,7 @@ class WorklistPage:
 def plain(store: IntakeStore, text: str | None) -> str | None:
     """A reason as a person reads it: without the server's storage paths (they mean nothing
     to a radiologist and tell a browser user how the server is laid out)."""
-    if text is None:
-        return None
-    return text.replace(f"{store.instances_dir}/", "").replace(f"{store.root}/", "")
+    return store.without_paths(text) if text is not None else None
 
 
 def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[WorklistFilter, int]:

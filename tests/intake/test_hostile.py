@@ -3,6 +3,7 @@ store: deflate bombs, short pixel data, conflicting copies of an instance, study
 
 from __future__ import annotations
 
+import io
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,12 @@ import pydicom
 import pytest
 
 from diagnostics.dicom import ReadLimits
-from diagnostics.errors import CorruptDicomError, DuplicateInstanceError, TooLargeError
+from diagnostics.errors import (
+    CorruptDicomError,
+    DuplicateInstanceError,
+    StoreError,
+    TooLargeError,
+)
 from diagnostics.intake.config import ServiceConfig
 from diagnostics.intake.runtime import Runtime
 from diagnostics.intake.store import IntakeStore
@@ -168,3 +174,33 @@ def test_conflicting_copy_is_refused_by_the_store(tmp_path: Path) -> None:
     ds.PixelData = np.zeros((64, 64), dtype=np.uint16).tobytes()
     with pytest.raises(DuplicateInstanceError, match="different content"):
         store.receive(part10(ds), "test")
+
+
+def test_failed_reason_names_no_server_path(runtime: Runtime, studies: Studies) -> None:
+    """An instance accepted at intake whose codestream fails to decode at screening: the
+    recorded `failed` reason says why without the storage folder."""
+    folder, truths = studies
+    ds = pydicom.dcmread(folder / truths[5].file)
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x4f\xff\x51" + bytes(200)])
+    ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    received = runtime.store.receive(buffer.getvalue(), "test")
+    result = runtime.screen_now(received.study_instance_uid)
+    assert result is not None and result.status == "failed"
+    text = result.to_json()
+    assert "truncated" in text  # the reason is still there ...
+    assert str(runtime.store.root) not in text  # ... without where the server keeps the file
+
+
+def test_storage_failure_reason_names_no_server_path(tmp_path: Path) -> None:
+    store = IntakeStore(tmp_path / "store")
+    store.incoming_dir.rmdir()
+    store.incoming_dir.write_bytes(b"")  # writing under it now fails: not a directory
+    with pytest.raises(StoreError) as caught:
+        store.receive(part10(image_dataset(32, 32)), "test")
+    assert "could not write the instance to storage: Not a directory" in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
