@@ -51,7 +51,7 @@ class ReadLimits:
     """Per-instance decode budget: the estimated peak memory of decoding one instance (the
     decoder's buffer, the float32 image and, for colour, the float32 samples of its luminance
     conversion; `InstanceInfo.decode_peak_bytes`), checked from the header before decoding."""
-    max_study_decoded_bytes: int = 1 << 30
+    max_study_decoded_bytes: int = 512 << 20
     """Per-study budget: the decoded float32 images of all instances of one study together
     (`InstanceInfo.image_bytes`); intake refuses an instance that would take its study over."""
 
