@@ -45,8 +45,10 @@ class ReadLimits:
     DIAGNOSTICS_MAX_STUDY_DECODED_BYTES.
     """
 
-    max_file_bytes: int = 512 << 20
-    """Largest instance: its file, and for a deflated dataset what it inflates to."""
+    max_file_bytes: int = 256 << 20
+    """Largest instance: its file, and for a deflated dataset what it inflates to. Larger
+    images could not be decoded within `max_decoded_bytes` anyway (16-bit pixels need three
+    times their stored size: the stored pixels and the float32 image)."""
     max_decoded_bytes: int = 512 << 20
     """Per-instance decode budget: the estimated peak memory of decoding one instance (the
     decoder's buffer, the float32 image and, for colour, the float32 samples of its luminance

@@ -103,6 +103,7 @@ def test_image_over_the_decode_budget_is_refused_from_its_header() -> None:
     data = huge_jpeg_header(16000, 16000)
     with pytest.raises(TooLargeError) as caught:
         read_info(data)
+    assert _peak(lambda: read_instance(data)) < MiB  # refused before anything is allocated
     message = str(caught.value)
     assert "16000 x 16000" in message and "per-instance budget" in message
     assert f"{ReadLimits().max_decoded_bytes:,}" in message
