@@ -91,3 +91,7 @@ class UnsupportedMediaTypeError(RequestError):
 
 class DuplicateInstanceError(InputError):
     """A SOP Instance UID arrived again under a different study: refused, not silently kept."""
+
+
+class RequestTimeoutError(RequestError):
+    """A request body arrived too slowly (a stalled or deliberately slow client): HTTP 408."""

@@ -25,6 +25,7 @@ from pydantic import AfterValidator
 from diagnostics.api import (
     AuthPolicy,
     BearerAuth,
+    BodyReadTimeout,
     BodySizeLimit,
     ServiceMetrics,
     create_app,
@@ -68,6 +69,13 @@ def _auth() -> AuthPolicy | None:
 def _max_bytes() -> int | None:
     service = _current()
     return service.config.max_request_bytes if service is not None else None
+
+
+def _read_pace() -> tuple[float, int] | None:
+    service = _current()
+    if service is None:
+        return None
+    return service.config.request_read_timeout_s, service.config.min_upload_rate
 
 
 def _valid_tensors(images: np.ndarray) -> np.ndarray:
@@ -139,3 +147,4 @@ class Diagnostics:
 Diagnostics.add_asgi_middleware(JsonErrors)
 Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)
 Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)
+Diagnostics.add_asgi_middleware(BodyReadTimeout, pace=_read_pace)

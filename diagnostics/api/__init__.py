@@ -18,12 +18,14 @@ from diagnostics.api.limits import BodySizeLimit, BodyTooLargeError
 from diagnostics.api.metrics import ServiceMetrics, render_store_gauges
 from diagnostics.api.status import http_status
 from diagnostics.api.stow import StowItem, build_stow_response
+from diagnostics.api.timeouts import BodyReadTimeout
 
 __all__ = [
     "ACTOR_KEY",
     "EXEMPT_PATHS",
     "AuthPolicy",
     "BearerAuth",
+    "BodyReadTimeout",
     "BodySizeLimit",
     "BodyTooLargeError",
     "Part",

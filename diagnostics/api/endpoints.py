@@ -15,6 +15,7 @@ from typing import get_args
 
 from diagnostics.api.bodies import Part, split_dicom_parts
 from diagnostics.api.metrics import ServiceMetrics
+from diagnostics.api.params import whole_number
 from diagnostics.api.schemas import (
     PendingScreen,
     Refusal,
@@ -258,16 +259,7 @@ def _worklist_query(query: Mapping[str, str]) -> tuple[str | None, str | None, i
 
 
 def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise RequestError(f"{name} must be a whole number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, not {value}")
-    return value
+    return whole_number(query.get(name), name, default=default, low=low, high=high)
 
 
 def _worklist_item(row: WorklistRow) -> WorklistItem:

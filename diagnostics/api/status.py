@@ -5,9 +5,11 @@ from __future__ import annotations
 from diagnostics.errors import (
     ConfigurationError,
     DiagnosticsError,
+    DuplicateInstanceError,
     InputError,
     ModelPackageError,
     RequestError,
+    RequestTimeoutError,
     StoreError,
     TooLargeError,
     UnsupportedMediaTypeError,
@@ -17,6 +19,8 @@ _STATUSES: tuple[tuple[type[DiagnosticsError], int], ...] = (
     # Most specific first.
     (UnsupportedMediaTypeError, 415),
     (TooLargeError, 413),
+    (RequestTimeoutError, 408),
+    (DuplicateInstanceError, 409),
     (RequestError, 400),
     (InputError, 422),
     (StoreError, 503),
@@ -29,7 +33,8 @@ RETRY_AFTER_S = 5
 
 
 def http_status(error: DiagnosticsError) -> int:
-    """400/413/415 for a bad request, 422 for unusable DICOM, 503 for a retryable failure."""
+    """400/413/415 for a bad request, 409 for a conflicting copy of a stored instance,
+    422 for unusable DICOM, 503 for a retryable failure."""
     for cls, status in _STATUSES:
         if isinstance(error, cls):
             return status

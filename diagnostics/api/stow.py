@@ -15,16 +15,16 @@ and others failed, 409 when none was stored.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pydicom
 
 from diagnostics.dicom.header import uid_problem
-from diagnostics.dicom.reader import PARSER_FAILURES
+from diagnostics.dicom.reader import PARSER_FAILURES, peek_stream
 from diagnostics.errors import (
     DiagnosticsError,
+    DuplicateInstanceError,
     NotAnImageError,
     StoreError,
     TooLargeError,
@@ -38,6 +38,10 @@ FAILURE_OUT_OF_RESOURCES = 0xA700
 """Storage failed on our side; the sender should retry later."""
 FAILURE_SOP_CLASS_NOT_SUPPORTED = 0x0122
 """Referenced SOP Class not supported: a valid object that is not an image (SR, PDF, ...)."""
+
+FAILURE_DUPLICATE_SOP_INSTANCE = 0x0111
+"""Duplicate SOP Instance (PS3.7 Annex C): another copy of this SOP Instance UID, with other
+content or in another study, is already stored; the stored copy is kept."""
 
 MAX_COMMENT = 64
 """Error Comment is LO: at most 64 characters; longer reasons are cut with an ellipsis."""
@@ -71,6 +75,8 @@ def failure_reason(error: DiagnosticsError) -> int:
         return FAILURE_OUT_OF_RESOURCES
     if isinstance(error, NotAnImageError):
         return FAILURE_SOP_CLASS_NOT_SUPPORTED
+    if isinstance(error, DuplicateInstanceError):
+        return FAILURE_DUPLICATE_SOP_INSTANCE
     if isinstance(error, TooLargeError):
         return FAILURE_OUT_OF_RESOURCES
     return FAILURE_CANNOT_UNDERSTAND
@@ -138,10 +144,14 @@ def _long_string(text: str) -> str:
 
 
 def peek_uids(data: bytes) -> tuple[str | None, str | None]:
-    """SOP Class and Instance UIDs from bytes that may not be valid DICOM; None where unknown."""
+    """SOP Class and Instance UIDs from bytes that may not be valid DICOM; None where unknown.
+
+    A deflated part is inflated only as far as a peek needs (`peek_stream`): the part may be
+    a deflate bomb refused for exactly that reason.
+    """
     try:
         ds = pydicom.dcmread(
-            io.BytesIO(data),
+            peek_stream(data),
             force=True,
             stop_before_pixels=True,
             specific_tags=["SOPClassUID", "SOPInstanceUID"],

@@ -35,15 +35,30 @@ _UID = re.compile(r"(?=.*[0-9])[0-9.]+")
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Size limits checked before anything is decoded (dimension bombs, oversized uploads)."""
+    """Size limits checked before anything is decoded (dimension and deflate bombs, oversized
+    uploads). Every limit counts decoded bytes, never compressed ones.
 
-    max_file_bytes: int = 1 << 30
-    max_decoded_bytes: int = 1 << 30
-    """Largest decoded pixel buffer (rows x columns x frames x samples x bytes, or the float32
-    output if that is larger) that a single instance may expand to."""
+    The defaults keep one instance, and one study, well inside a worker's memory: a chest
+    radiograph (about 3000 x 3000 pixels at 16 bits) needs under 60 MB to decode, so they leave
+    room for mammograms and small multi-frame images while refusing bombs. The service sets
+    them from DIAGNOSTICS_MAX_INSTANCE_BYTES, DIAGNOSTICS_MAX_DECODED_BYTES and
+    DIAGNOSTICS_MAX_STUDY_DECODED_BYTES.
+    """
+
+    max_file_bytes: int = 256 << 20
+    """Largest instance: its file, and for a deflated dataset what it inflates to. Larger
+    images could not be decoded within `max_decoded_bytes` anyway (16-bit pixels need three
+    times their stored size: the stored pixels and the float32 image)."""
+    max_decoded_bytes: int = 512 << 20
+    """Per-instance decode budget: the estimated peak memory of decoding one instance (the
+    decoder's buffer, the float32 image and, for colour, the float32 samples of its luminance
+    conversion; `InstanceInfo.decode_peak_bytes`), checked from the header before decoding."""
+    max_study_decoded_bytes: int = 512 << 20
+    """Per-study budget: the decoded float32 images of all instances of one study together
+    (`InstanceInfo.image_bytes`); intake refuses an instance that would take its study over."""
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_decoded_bytes"):
+        for name in ("max_file_bytes", "max_decoded_bytes", "max_study_decoded_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ReadLimits.{name} must be positive")
 
@@ -185,12 +200,12 @@ def _check_pixel_module(
 
 
 def _check_size(info: InstanceInfo, limits: ReadLimits) -> None:
-    decoded = max(info.decoded_bytes, info.rows * info.columns * info.frames * 4)
+    decoded = info.decode_peak_bytes
     if decoded > limits.max_decoded_bytes:
         raise TooLargeError(
             f"{info.rows} x {info.columns} pixels x {info.frames} frame(s) x "
-            f"{info.samples_per_pixel} sample(s) would decode to {decoded:,} bytes, over the "
-            f"limit of {limits.max_decoded_bytes:,}"
+            f"{info.samples_per_pixel} sample(s) would decode into about {decoded:,} bytes, over "
+            f"the per-instance budget of {limits.max_decoded_bytes:,}"
         )
 
 

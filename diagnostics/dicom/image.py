@@ -75,6 +75,18 @@ class InstanceInfo:
         bytes_per_sample = max(1, (self.bits_allocated + 7) // 8)
         return self.rows * self.columns * self.frames * self.samples_per_pixel * bytes_per_sample
 
+    @property
+    def image_bytes(self) -> int:
+        """Size of the decoded image the pipeline keeps: float32, one value per pixel."""
+        return self.rows * self.columns * self.frames * 4
+
+    @property
+    def decode_peak_bytes(self) -> int:
+        """Estimated peak memory of decoding: the decoder's buffer and the float32 image, and
+        for colour the float32 samples its luminance is computed from (`pixels.decode_image`)."""
+        colour = self.image_bytes * self.samples_per_pixel if self.samples_per_pixel > 1 else 0
+        return self.decoded_bytes + self.image_bytes + colour
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description without patient names or birth dates."""
         return {

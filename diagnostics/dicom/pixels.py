@@ -35,13 +35,13 @@ _FLOAT32_HALF = float(np.finfo(np.float32).max) / 2
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _check_native_length(info: InstanceInfo, data: bytes) -> None:
+def check_native_length(info: InstanceInfo, actual: int) -> None:
+    """Native (uncompressed) pixel data of `actual` bytes must be what the header declares."""
     per_frame_samples = info.rows * info.columns * info.samples_per_pixel
     if info.photometric_interpretation == "YBR_FULL_422":
         per_frame_samples = info.rows * info.columns * 2
     frame_bytes = per_frame_samples * (info.bits_allocated // 8)
     expected = frame_bytes * info.frames
-    actual = len(data)
     if actual < expected:
         held = actual // frame_bytes
         raise CorruptDicomError(
@@ -114,7 +114,7 @@ def _decode(ds: Dataset, info: InstanceInfo) -> tuple[np.ndarray, str]:
     if syntax.is_encapsulated:
         _check_encapsulated(ds, info)
     else:
-        _check_native_length(info, ds.PixelData)
+        check_native_length(info, len(ds.PixelData))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # A view avoids one copy (rescaling makes the float32 one), but only where pydicom
@@ -144,12 +144,16 @@ def _to_frames(array: np.ndarray, info: InstanceInfo) -> np.ndarray:
     return array
 
 
-def _rescale(array: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Apply Rescale Slope/Intercept (or a Modality LUT) into float32 modality units."""
+def _rescale(array: np.ndarray, ds: Dataset, owned: bool) -> np.ndarray:
+    """Apply Rescale Slope/Intercept (or a Modality LUT) into float32 modality units.
+
+    `owned`: `array` is a float32 buffer made here that may be rescaled in place, saving a
+    second full-size copy (the decode budget counts one float32 image, not two).
+    """
     if "ModalityLUTSequence" in ds:
         return np.asarray(apply_modality_lut(array, ds), dtype=np.float32)
     slope, intercept = rescale_values(ds)
-    out = array.astype(np.float32)
+    out = array.astype(np.float32, copy=not owned)
     if slope != 1.0:
         out *= np.float32(slope)
     if intercept != 0.0:
@@ -214,10 +218,11 @@ def decode_image(ds: Dataset, info: InstanceInfo) -> DicomImage:
             )
         array = array.astype(np.float32) @ _LUMA
     low, high = _value_range(info, ds)  # first: it refuses a rescale that would overflow
-    pixels = _rescale(array, ds)
+    pixels = _rescale(array, ds, owned=color_converted)
+    del array  # the decoder's buffer: freed before anything else is allocated
     inverted = info.photometric_interpretation == "MONOCHROME1"
     if inverted:
-        pixels = np.float32(low + high) - pixels
+        np.subtract(np.float32(low + high), pixels, out=pixels)  # in place: no second copy
     pixels.setflags(write=False)
     voi = ds.get("VOILUTFunction")
     return DicomImage(

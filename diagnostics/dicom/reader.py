@@ -8,6 +8,7 @@ exactly those into `CorruptDicomError`; nothing else escapes.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
@@ -25,11 +26,14 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.filebase import DicomFileLike
+from pydicom.filereader import _read_file_meta_info
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from diagnostics.dicom.header import ReadLimits, parse_header
 from diagnostics.dicom.image import DicomImage, InstanceInfo, InstanceUids
-from diagnostics.dicom.pixels import decode_image
+from diagnostics.dicom.pixels import check_native_length, decode_image
 from diagnostics.errors import CorruptDicomError, InputError, NotDicomError, TooLargeError
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ _PREAMBLE = 128
 _PIXEL_DATA_VRS = {0x7FE00010: "OB", 0x7FE00008: "OF", 0x7FE00009: "OD"}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _LONGEST_ELEMENT_HEADER = 12
+_INFLATE_CHUNK = 1 << 20
 T = TypeVar("T")
 
 
@@ -104,7 +109,18 @@ def _looks_like_bare_dataset(data: bytes) -> bool:
     return data[:2] in (b"\x02\x00", b"\x08\x00") and len(data) >= 8
 
 
-def _parse(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, list[str]]:
+@dataclass
+class _Parsed:
+    """What `_parse` read: the dataset, tolerated defects, and for a header-only read the
+    length declared for the pixel data it stopped at and how many of its bytes are present."""
+
+    dataset: Dataset
+    notes: list[str]
+    pixel_length: int | None = None
+    pixel_present: int | None = None
+
+
+def _parse(stream: BinaryIO, stop_before_pixels: bool, limits: ReadLimits) -> _Parsed:
     data = stream.read(_PREAMBLE + 4)
     stream.seek(0)
     if not data:
@@ -119,10 +135,19 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, list[st
         notes.append("no Part 10 preamble and file meta information; read as a bare dataset")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds, pixel_tag = _read_dataset(stream, not has_marker, stop_before_pixels)
+        stream, deflated_meta = (
+            _inflated(stream, limits.max_file_bytes) if has_marker else (stream, None)
+        )
+        ds, pixel = _read_dataset(stream, not has_marker, stop_before_pixels)
+        parsed = _Parsed(ds, notes)
+        if pixel is not None:  # the stream is at the pixel data element's header
+            parsed.pixel_length = pixel[1]
+            parsed.pixel_present = _bytes_after_element_header(stream, ds)
         _check_complete(ds, stream, caught)
-        if pixel_tag is not None:
-            ds.add_new(pixel_tag, _PIXEL_DATA_VRS[pixel_tag], None)
+        if deflated_meta is not None:
+            ds.file_meta = deflated_meta  # as received: the inflated copy is read as explicit VR
+        if pixel is not None:
+            ds.add_new(pixel[0], _PIXEL_DATA_VRS[pixel[0]], None)
         for _ in ds.iterall():  # parse every element now, inside the boundary
             pass
         if not has_marker:
@@ -132,24 +157,100 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool) -> tuple[Dataset, list[st
         if has_marker:  # the 'DICM' marker says DICOM; nothing after the file meta: cut short
             raise CorruptDicomError("the data is truncated: no data elements after the file meta")
         raise NotDicomError("no DICOM data elements could be read")
-    return ds, notes
+    return parsed
+
+
+def peek_stream(data: bytes, budget: int = 1 << 20) -> BinaryIO:
+    """`data` to read a few leading attributes from leniently (STOW-RS names a refused part by
+    its UIDs): a deflated dataset inflated only up to `budget` bytes and cut there, never in
+    full. Raises what parsing the file meta raises (`PARSER_FAILURES`)."""
+    stream = io.BytesIO(data)
+    if data[_PREAMBLE : _PREAMBLE + 4] != b"DICM":
+        return stream
+    return _inflated(stream, budget, cut=True)[0]
+
+
+def _inflated(
+    stream: BinaryIO, budget: int, cut: bool = False
+) -> tuple[BinaryIO, FileMetaDataset | None]:
+    """A Deflated Explicit VR Little Endian file inflated as a stream, never past the size
+    limit; other files unchanged (and no file meta returned).
+
+    pydicom inflates a deflated dataset whole, so a megabyte that inflates to gigabytes (a
+    deflate bomb) would be expanded in full before any limit could refuse it. Here the size
+    limit counts inflated bytes. The copy is handed on as Explicit VR Little Endian, which is
+    what a deflated dataset is once inflated; the caller puts the original file meta back.
+    """
+    stream.seek(_PREAMBLE + 4)
+    meta = _read_file_meta_info(stream)
+    if str(meta.get("TransferSyntaxUID", "")).strip("\0 ") != DeflatedExplicitVRLittleEndian:
+        stream.seek(0)
+        return stream, None
+    explicit = copy.deepcopy(meta)  # setting an attribute changes the shared element
+    explicit.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    out.write(b"\0" * _PREAMBLE + b"DICM")
+    write_file_meta_info(DicomFileLike(out), explicit, enforce_standard=False)
+    inflate_into(out, stream, budget - out.tell(), cut=cut)
+    out.seek(0)
+    return out, meta
+
+
+def inflate_into(out: BinaryIO, stream: BinaryIO, budget: int, cut: bool = False) -> int:
+    """Inflate the raw deflate stream read from `stream` into `out`, at most `budget` bytes;
+    `TooLargeError` as soon as it would inflate to more (or, with `cut`, stop there).
+    Returns the inflated size.
+
+    Inflation proceeds in bounded steps (`max_length`), so memory never exceeds the budget
+    plus one step, however small the compressed input is.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while not inflater.eof:
+        data = inflater.unconsumed_tail or stream.read(_INFLATE_CHUNK)
+        if not data:
+            raise CorruptDicomError(
+                "the deflated dataset is truncated: its deflate stream ends early"
+            )
+        chunk = inflater.decompress(data, _INFLATE_CHUNK)
+        total += len(chunk)
+        if total > budget and cut:
+            out.write(chunk[: len(chunk) - (total - budget)])
+            return budget
+        if total > budget:
+            raise TooLargeError(
+                f"the deflated dataset inflates to more than {budget:,} bytes, over the "
+                "limit for one instance (the limit counts inflated bytes)"
+            )
+        out.write(chunk)
+    return total
+
+
+def _bytes_after_element_header(stream: BinaryIO, ds: Dataset) -> int:
+    """How many value bytes follow the element header `stream` is positioned at."""
+    here = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(here)
+    implicit = bool(ds.original_encoding[0])
+    return max(0, end - here - (8 if implicit else _LONGEST_ELEMENT_HEADER))
 
 
 def _read_dataset(
     stream: BinaryIO, force: bool, stop_before_pixels: bool
-) -> tuple[Dataset, int | None]:
+) -> tuple[Dataset, tuple[int, int] | None]:
     """`dcmread`, except that a header-only read also says which pixel data element it stopped at.
 
     The header check needs to know that an image has pixel data without reading it, and
     pydicom's own `stop_before_pixels` drops that fact; the caller keeps an empty placeholder.
+    The declared length comes too: a short native Pixel Data is refused from it.
     """
     if not stop_before_pixels:
         return pydicom.dcmread(stream, force=force), None
-    found: list[int] = []
+    found: list[tuple[int, int]] = []
 
     def at_pixel_data(tag: int, vr: str | None, length: int) -> bool:
         if tag in _PIXEL_DATA_VRS:
-            found.append(tag)
+            found.append((tag, length))
             return True
         return False
 
@@ -183,8 +284,8 @@ def _check_complete(ds: Dataset, stream: BinaryIO, caught: list[warnings.Warning
                 )
             undefined = elem.length == _UNDEFINED_LENGTH
             end = elem.value_tell + (present + 8 if undefined else elem.length)
-    if not end or str(meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian:
-        return  # offsets of a deflated dataset refer to the inflated stream, not to this one
+    if not end:
+        return
     stream.seek(end)
     tail = stream.read(_LONGEST_ELEMENT_HEADER)
     if len(tail) < _LONGEST_ELEMENT_HEADER and tail.strip(b"\0"):
@@ -225,13 +326,30 @@ def _read(
     with _open(source, limits) as (stream, label):
 
         def step() -> tuple[Dataset, InstanceInfo]:
-            ds, notes = _parse(stream, stop_before_pixels)
-            return ds, parse_header(ds, limits, notes)
+            parsed = _parse(stream, stop_before_pixels, limits)
+            info = parse_header(parsed.dataset, limits, parsed.notes)
+            _check_pixel_length(info, parsed)
+            return parsed.dataset, info
 
         ds, info = _guarded(label, step)
     for note in info.warnings:
         log.warning("%s: tolerated DICOM defect: %s", label, note)
     return ds, info, label
+
+
+def _check_pixel_length(info: InstanceInfo, parsed: _Parsed) -> None:
+    """A header-only read still refuses native pixel data that is cut short or shorter than
+    the header says: such an instance must not be acknowledged and fail only at screening."""
+    declared, present = parsed.pixel_length, parsed.pixel_present
+    if declared is None or present is None or declared == _UNDEFINED_LENGTH:
+        return
+    if present < declared:
+        raise CorruptDicomError(
+            f"the data is truncated inside PixelData: {present:,} of its {declared:,} bytes "
+            "are present"
+        )
+    if not UID(info.transfer_syntax_uid).is_encapsulated:
+        check_native_length(info, declared)
 
 
 def read_info(source: Source, limits: ReadLimits | None = None) -> InstanceInfo:

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
@@ -183,6 +184,8 @@ class ClaimScreening:
             outputs: list[Path] = []
         else:
             outcome = self._screen(claim)
+            # Instance reasons name the stored files; the server's folders stay out of results.
+            outcome = replace(outcome, result=self.store.result_without_paths(outcome.result))
             if outcome.result.status == "failed" and self.stopping.is_set():
                 log.warning(
                     "study %s given back: screening ended by shutdown", claim.study_instance_uid

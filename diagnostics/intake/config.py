@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.intake.sender import Destination
 
@@ -44,6 +45,16 @@ class ServiceConfig(BaseModel):
     the claim of a process that died is taken over within it."""
     workers: int = Field(default=1, ge=1, le=64)
     max_request_bytes: int = Field(default=512 << 20, ge=1 << 10)
+    max_instance_bytes: int = Field(default=ReadLimits.max_file_bytes, ge=1 << 10)
+    """Largest instance, counted after inflating a deflated dataset (`ReadLimits`)."""
+    max_decoded_bytes: int = Field(default=ReadLimits.max_decoded_bytes, ge=1 << 20)
+    """Per-instance decode budget: estimated peak memory of decoding one instance."""
+    max_study_decoded_bytes: int = Field(default=ReadLimits.max_study_decoded_bytes, ge=1 << 20)
+    """Per-study budget: the decoded images of one study together; intake refuses past it."""
+    request_read_timeout_s: float = Field(default=60.0, gt=0.0)
+    """A request body must arrive within this, plus one second per `min_upload_rate` bytes."""
+    min_upload_rate: int = Field(default=64 << 10, ge=1)
+    """Bytes per second a slow but honest upload is allowed; slower ones are cut off."""
     api_tokens: tuple[str, ...] = ()
     insecure_dev: bool = False
     """Run without tokens (development only; logged loudly)."""
@@ -64,6 +75,14 @@ class ServiceConfig(BaseModel):
         if short:
             raise ValueError("API tokens must be at least 16 characters long")
         return values
+
+    def read_limits(self) -> ReadLimits:
+        """The size limits every door (HTTP, DICOM, screening, review page) reads with."""
+        return ReadLimits(
+            max_file_bytes=self.max_instance_bytes,
+            max_decoded_bytes=self.max_decoded_bytes,
+            max_study_decoded_bytes=self.max_study_decoded_bytes,
+        )
 
     def require_auth(self) -> None:
         if not self.api_tokens and not self.insecure_dev:

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from diagnostics.errors import InputError, StoreError
+from diagnostics.errors import DuplicateInstanceError, InputError, StoreError
 from diagnostics.intake.priority import from_dimse
 from diagnostics.intake.store import IntakeStore, Received
 
@@ -28,6 +28,9 @@ CANNOT_UNDERSTAND = 0xC000
 """Error: the data set is not a usable image (named in the status comment)."""
 OUT_OF_RESOURCES = 0xA700
 """Refused: storage failed; the sender should retry later."""
+DUPLICATE_SOP_INSTANCE = 0x0111
+"""Failure: another copy of this SOP Instance UID (other content, or another study) is stored;
+the stored copy is kept (PS3.7 Annex C). An identical resend is answered with success."""
 
 
 class DicomListener:
@@ -108,7 +111,8 @@ class DicomListener:
         except InputError as exc:
             log.warning("C-STORE from %s refused: %s", caller, exc)
             self.store.audit(f"dimse:{caller}", "instance_refused", error=str(exc))
-            return _status(CANNOT_UNDERSTAND, str(exc))
+            code = DUPLICATE_SOP_INSTANCE if isinstance(exc, DuplicateInstanceError) else None
+            return _status(code or CANNOT_UNDERSTAND, str(exc))
         except StoreError as exc:
             log.error("C-STORE from %s could not be stored: %s", caller, exc)
             return _status(OUT_OF_RESOURCES, str(exc))

@@ -66,7 +66,9 @@ class Runtime:
         self.config = config
         self.on_batch = on_batch
         self.on_received = on_received
-        self.store = IntakeStore(config.storage, lease_s=config.lease_seconds)
+        self.store = IntakeStore(
+            config.storage, limits=config.read_limits(), lease_s=config.lease_seconds
+        )
         self.leases = Leases(self.store)
         self.screener: Screener | None = None
         self.screening: ClaimScreening | None = None
@@ -84,7 +86,9 @@ class Runtime:
 
     def start(self) -> None:
         """Load, verify and warm the model; then, in one process only, listen and work."""
-        screener = Screener.load(self.config.model, batch_wait_s=BATCH_WAIT_S)
+        screener = Screener.load(
+            self.config.model, batch_wait_s=BATCH_WAIT_S, limits=self.config.read_limits()
+        )
         screener.warm_up()
         if self.on_batch is not None:
             screener = ObservedScreener(screener, self.on_batch)

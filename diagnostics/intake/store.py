@@ -14,11 +14,14 @@ the study's last result: a study that keeps killing its screener is failed, not 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
 import uuid
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.reader import read_info
-from diagnostics.errors import DuplicateInstanceError, StoreError
+from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.intake import evidence
 from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.priority import (
@@ -130,6 +133,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("studies", "lease_until", "REAL"),
     ("studies", "claimed_by", "TEXT"),
     ("studies", "tries", "INTEGER NOT NULL DEFAULT 0"),
+    ("instances", "digest", "TEXT"),
+    ("instances", "image_bytes", "INTEGER"),
 )
 """Columns added since the first stores were written; `_migrate` adds them to older stores."""
 
@@ -300,35 +305,38 @@ class IntakeStore:
         """
         info = read_info(data, self.limits)
         uids = info.uids
+        digest = content_digest(data)
         name = f"{uuid.uuid4().hex}.dcm"
         partial = self.incoming_dir / (name + ".partial")
         try:
             _write_durably(partial, data)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise StoreError(f"could not write the instance to storage: {exc}") from exc
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                partial.unlink(missing_ok=True)
+            raise StoreError(f"could not write the instance to storage: {_os_reason(exc)}") from exc
         now = time.time()
         try:
             with self._transaction() as db:
                 known = db.execute(
-                    "SELECT study_instance_uid FROM instances WHERE sop_instance_uid = ?",
+                    "SELECT study_instance_uid, path, digest FROM instances "
+                    "WHERE sop_instance_uid = ?",
                     (uids.sop_instance_uid,),
                 ).fetchone()
                 if known is not None:
                     partial.unlink(missing_ok=True)
-                    if known["study_instance_uid"] != uids.study_instance_uid:
-                        raise DuplicateInstanceError(
-                            f"SOP Instance UID {uids.sop_instance_uid} is already stored in "
-                            f"another study ({known['study_instance_uid']}); a corrected "
-                            "instance needs a new SOP Instance UID"
-                        )
+                    self._check_resend(
+                        known, uids.study_instance_uid, uids.sop_instance_uid, digest
+                    )
                     return Received(
                         uids.sop_instance_uid, uids.study_instance_uid, True, uids.sop_class_uid
                     )
+                self._check_study_budget(db, uids.study_instance_uid, info.image_bytes)
                 os.replace(partial, self.instances_dir / name)
                 _fsync_dir(self.instances_dir)  # the file exists before the row says so
                 db.execute(
-                    "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    """INSERT INTO instances (sop_instance_uid, study_instance_uid,
+                       series_instance_uid, sop_class_uid, path, size, received_at, source,
+                       digest, image_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         uids.sop_instance_uid,
                         uids.study_instance_uid,
@@ -338,6 +346,8 @@ class IntakeStore:
                         len(data),
                         now,
                         source,
+                        digest,
+                        info.image_bytes,
                     ),
                 )
                 db.execute(
@@ -359,6 +369,67 @@ class IntakeStore:
             partial.unlink(missing_ok=True)
             raise
         return Received(uids.sop_instance_uid, uids.study_instance_uid, False, uids.sop_class_uid)
+
+    def _check_resend(
+        self, known: sqlite3.Row, study_instance_uid: str, sop_instance_uid: str, digest: str
+    ) -> None:
+        """An instance sent again is idempotent only when it is the same instance: a second,
+        different copy under the same SOP Instance UID is refused, never silently dropped."""
+        if known["study_instance_uid"] != study_instance_uid:
+            raise DuplicateInstanceError(  # the reason first: STOW-RS cuts it to 64 characters
+                f"already stored in another study: SOP Instance UID {sop_instance_uid} "
+                f"(in study {known['study_instance_uid']}); a corrected instance needs a new "
+                "SOP Instance UID"
+            )
+        stored = known["digest"]
+        if stored is None:  # stored before digests were kept
+            try:
+                stored = content_digest((self.instances_dir / known["path"]).read_bytes())
+            except OSError as exc:
+                reason = _os_reason(exc)
+                raise StoreError(f"could not read the stored copy to compare: {reason}") from exc
+        if stored != digest:
+            raise DuplicateInstanceError(
+                f"different content under SOP Instance UID {sop_instance_uid}, already stored "
+                "in this study; the stored copy is kept (a corrected instance needs a new SOP "
+                "Instance UID)"
+            )
+
+    def _check_study_budget(
+        self, db: sqlite3.Connection, study_instance_uid: str, image_bytes: int
+    ) -> None:
+        """Refuse an instance that would take its study past the per-study decode budget:
+        screening and the review page decode a study's images together."""
+        row = db.execute(
+            "SELECT coalesce(sum(image_bytes), 0) AS held FROM instances "
+            "WHERE study_instance_uid = ?",
+            (study_instance_uid,),
+        ).fetchone()
+        held = int(row["held"])
+        budget = self.limits.max_study_decoded_bytes
+        if held + image_bytes > budget:
+            raise TooLargeError(
+                f"the study would decode to {held + image_bytes:,} bytes of images with this "
+                f"instance ({image_bytes:,} of them), over the per-study budget of {budget:,}"
+            )
+
+    # -- what clients may see -------------------------------------------------------------
+
+    def without_paths(self, text: str) -> str:
+        """`text` without this store's folders: a reason names the instance file, never where
+        the server keeps it (a client learns nothing of the server's layout)."""
+        for folder in (self.instances_dir, self.root):
+            text = text.replace(f"{folder}/", "")
+        return text
+
+    def result_without_paths(self, result: StudyResult) -> StudyResult:
+        """The result with `without_paths` applied to every reason in it, before it is
+        recorded, written into DICOM outputs or sent anywhere."""
+        encoded = result.to_json()
+        for folder in (self.instances_dir, self.root):
+            escaped = json.dumps(f"{folder}/")[1:-1]  # as the folder appears inside JSON strings
+            encoded = encoded.replace(escaped, "")
+        return result if encoded == result.to_json() else StudyResult.from_json(encoded)
 
     # -- screening queue ------------------------------------------------------------------
 
@@ -759,6 +830,22 @@ def _worklist_row(r: sqlite3.Row, now: float, escalate_after_s: float) -> Workli
         ),
         reviewed_at=reviewed,
     )
+
+
+def content_digest(data: bytes) -> str:
+    """SHA-256 of an instance's dataset, without its file meta: the same instance sent again
+    through another door (STOW-RS, C-STORE) carries different file meta but the same dataset."""
+    start = 0
+    if data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00":
+        (group_length,) = struct.unpack_from("<I", data, 140)
+        if 144 + group_length <= len(data):
+            start = 144 + group_length
+    return hashlib.sha256(memoryview(data)[start:]).hexdigest()
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OS error's reason without the file name it carries (a server path)."""
+    return exc.strerror or type(exc).__name__
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -23,12 +23,14 @@ from urllib.parse import quote, urlencode
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from diagnostics.api.auth import SESSION_KEY, AuthPolicy, actor_of, client_actor
+from diagnostics.api.params import whole_number
 from diagnostics.api.session import COOKIE, LOGIN_COOKIE, Session, cookie_header, read_cookie
+from diagnostics.api.status import error_body
 from diagnostics.dicom.image import DicomImage
 from diagnostics.dicom.reader import read_instance
 from diagnostics.errors import DiagnosticsError, InputError, RequestError
@@ -74,8 +76,9 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             Route("/login", ui.login, methods=["POST"]),
             Route("/logout", ui.logout, methods=["POST"]),
             Route("/studies/{uid}", ui.study, methods=["GET"]),
-            Route("/studies/{uid}/image/{index:int}.png", ui.image, methods=["GET"]),
-            Route("/studies/{uid}/heatmap/{index:int}.png", ui.heatmap, methods=["GET"]),
+            # {index} as text: Starlette's int convertor raises (a 500) past 4300 digits.
+            Route("/studies/{uid}/image/{index}.png", ui.image, methods=["GET"]),
+            Route("/studies/{uid}/heatmap/{index}.png", ui.heatmap, methods=["GET"]),
             Route("/studies/{uid}/feedback", ui.feedback, methods=["POST"]),
             Route("/studies/{uid}/priority", ui.priority, methods=["POST"]),
             Route("/studies/{uid}/read", ui.read, methods=["POST"]),
@@ -268,8 +271,9 @@ class ReviewUI:
         runtime = self.runtime()
         if runtime is None:
             return Response(status_code=503)
-        uid, index = str(request.path_params["uid"]), int(request.path_params["index"])
+        uid = str(request.path_params["uid"])
         try:
+            index = whole_number(str(request.path_params["index"]), "the image number")
             window = DisplayWindow.parse(
                 request.query_params.get("wc"), request.query_params.get("ww")
             )
@@ -278,7 +282,7 @@ class ReviewUI:
                 functools.partial(self._image, runtime, uid, index, frame, window)
             )
         except RequestError as exc:
-            return Response(str(exc), status_code=400, media_type="text/plain")
+            return _bad_request(exc)
         if data is None:
             return Response("no such image", status_code=404, media_type="text/plain")
         return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
@@ -301,15 +305,16 @@ class ReviewUI:
         runtime = self.runtime()
         if runtime is None:
             return Response(status_code=503)
-        uid, index = str(request.path_params["uid"]), int(request.path_params["index"])
+        uid = str(request.path_params["uid"])
         # Each code once: a repeated code adds nothing but another full-size resample.
         codes = list(
             dict.fromkeys(c for c in request.query_params.get("codes", "").split(",") if c)
         )
         try:
-            version = int(request.query_params.get("version", "0"))
-        except ValueError:
-            return Response("version must be a number", status_code=400, media_type="text/plain")
+            index = whole_number(str(request.path_params["index"]), "the image number")
+            version = whole_number(request.query_params.get("version"), "version", default=0)
+        except RequestError as exc:
+            return _bad_request(exc)
         call = functools.partial(self._heatmap, runtime, uid, index, version, codes)
         data = await _in_thread(call)
         if data is None:
@@ -407,6 +412,9 @@ def _safe_next(target: str | None) -> str:
 def _index(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()):
-        raise RequestError(f"an image number is a whole number, not {raw[:20]!r}")
-    return int(raw)
+    return whole_number(raw, "an image number")
+
+
+def _bad_request(error: RequestError) -> Response:
+    """The image routes' 400: a JSON error like the API's (an <img> never shows it)."""
+    return JSONResponse(error_body(error), status_code=400, headers=SECURITY_HEADERS)

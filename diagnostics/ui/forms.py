@@ -7,6 +7,7 @@ import hmac
 import math
 from collections.abc import Mapping
 
+from diagnostics.api.params import whole_number
 from diagnostics.api.session import Session
 from diagnostics.errors import RequestError
 from diagnostics.intake.review import VERDICTS, FeedbackInput, Verdict
@@ -54,10 +55,7 @@ def feedback_input(study_instance_uid: str, form: Mapping[str, str]) -> Feedback
     verdict = text(form, "verdict", required=True)
     if verdict not in VERDICTS:
         raise RequestError(f"verdict must be one of {', '.join(VERDICTS)}")
-    try:
-        version = int(text(form, "version", required=True))
-    except ValueError:
-        raise RequestError("version must be a whole number") from None
+    version = whole_number(text(form, "version", required=True), "version", low=1)
     corners = [number(form, n) for n in ("x0", "y0", "x1", "y1")]
     box = None
     if all(c is not None for c in corners):

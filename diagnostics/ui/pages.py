@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
+from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
 from diagnostics.intake.evidence import InstanceMaps
@@ -97,9 +98,7 @@ class WorklistPage:
 def plain(store: IntakeStore, text: str | None) -> str | None:
     """A reason as a person reads it: without the server's storage paths (they mean nothing
     to a radiologist and tell a browser user how the server is laid out)."""
-    if text is None:
-        return None
-    return text.replace(f"{store.instances_dir}/", "").replace(f"{store.root}/", "")
+    return store.without_paths(text) if text is not None else None
 
 
 def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[WorklistFilter, int]:
@@ -115,12 +114,7 @@ def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[Workl
     read = query.get("read") or None
     if read is not None and read not in READ_FILTERS:
         raise RequestError("read must be read or unread")
-    try:
-        page = int(query.get("page") or "1")
-    except ValueError:
-        raise RequestError("page must be a whole number") from None
-    if page < 1:
-        raise RequestError("page must be at least 1")
+    page = whole_number(query.get("page"), "page", default=1, low=1)
     return (
         WorklistFilter(
             status=status,

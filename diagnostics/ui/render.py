@@ -29,6 +29,8 @@ from diagnostics.reports.overlay import HEAT_ALPHA
 MAX_IMAGE_SIDE = 2048
 """Larger images are sent scaled down to this; overlays use source pixels, so they still fit."""
 HEAT_SIDE = 384
+DEFAULT_CACHE_BYTES = 256 << 20
+"""What the review page's image cache may hold: a dozen decoded radiographs."""
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,30 @@ def heatmap_png(maps: Sequence[np.ndarray], rows: int, cols: int) -> bytes:
 
 
 class ImageCache:
-    """The last few decoded instances, so that dragging a window slider does not decode the
-    file again for every PNG. Instance files never change (they are named by our own ids)."""
+    """Recently decoded instances, so that dragging a window slider does not decode the file
+    again for every PNG. Instance files never change (they are named by our own ids).
 
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
+    Bounded in bytes, not entries, least recently used first out: four decoded float images
+    can be a few megabytes or several gigabytes. An image larger than the whole budget is
+    returned but not kept.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError("ImageCache.max_bytes must not be negative")
+        self.max_bytes = max_bytes
         self._items: OrderedDict[Path, DicomImage] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
     def get(self, path: Path, load: Callable[[Path], DicomImage]) -> DicomImage:
         with self._lock:
@@ -123,8 +142,14 @@ class ImageCache:
                 self._items.move_to_end(path)
                 return self._items[path]
         image = load(path)  # outside the lock: decoding may take a while
+        size = int(image.pixels.nbytes)
+        if size > self.max_bytes:
+            return image
         with self._lock:
-            self._items[path] = image
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if path not in self._items:
+                self._items[path] = image
+                self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= int(evicted.pixels.nbytes)
         return image

@@ -743,12 +743,12 @@ def _truncated_element_header(ws: Workspace) -> bytes:
     return ws.base_bytes[: slot.value_offset + slot.value_length + 5]
 
 
-@_malformed("truncated-native-pixel-data", _corrupt("truncated", "PixelData", header=False))
+@_malformed("truncated-native-pixel-data", _corrupt("truncated", "PixelData"))
 def _truncated_native(ws: Workspace) -> bytes:
     return ws.base_bytes[: len(ws.base_bytes) - 3000]
 
 
-@_malformed("short-native-pixel-data", _corrupt("truncated", "enough for 0", header=False))
+@_malformed("short-native-pixel-data", _corrupt("truncated", "enough for 0"))
 def _short_native(ws: Workspace) -> bytes:
     return _edited(ws, PixelData=phantom().tobytes()[:6000])
 
@@ -803,12 +803,12 @@ def _bits_allocated(ws: Workspace) -> bytes:
     return _edited(ws, BitsAllocated=12)
 
 
-@_malformed("frames-more-than-data", _corrupt("truncated", "3 frame(s)", header=False))
+@_malformed("frames-more-than-data", _corrupt("truncated", "3 frame(s)"))
 def _frames_more(ws: Workspace) -> bytes:
     return _edited(ws, NumberOfFrames=3)
 
 
-@_malformed("frames-fewer-than-data", _corrupt("NumberOfFrames", "says 2", header=False))
+@_malformed("frames-fewer-than-data", _corrupt("NumberOfFrames", "says 2"))
 def _frames_fewer(ws: Workspace) -> bytes:
     return _edited(ws, ws.multiframe, NumberOfFrames=2)
 
@@ -878,7 +878,7 @@ def _slope(ws: Workspace) -> bytes:
     return _edited(ws, RescaleSlope=0)
 
 
-@_malformed("excess-pixel-bytes", _corrupt("more than", header=False))
+@_malformed("excess-pixel-bytes", _corrupt("more than"))
 def _excess(ws: Workspace) -> bytes:
     return _edited(ws, PixelData=phantom().tobytes() + bytes(100))
 
@@ -1028,7 +1028,8 @@ def _hsv(ws: Workspace) -> bytes:
 
 
 @_malformed(
-    "dimension-bomb", Malformed(TooLargeError, ("65535 x 65535", "1000 frame", "would decode"))
+    "dimension-bomb",
+    Malformed(TooLargeError, ("65535 x 65535", "1000 frame", "would decode", "budget")),
 )
 def _bomb(ws: Workspace) -> bytes:
     return _edited(ws, Rows=65535, Columns=65535, NumberOfFrames=1000, PixelData=bytes(64))

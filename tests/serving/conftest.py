@@ -22,6 +22,8 @@ from diagnostics.synth.study import StudyTruth
 FIELD_OF_VIEW_MM = 409.6
 TOKEN = "serving-test-token-0123456789"
 MAX_REQUEST_BYTES = 2_000_000
+READ_TIMEOUT_S = 2.0
+"""Short, so that the slow-client test is quick; loopback uploads keep pace easily."""
 """Small enough for a 413 test, large enough for a few 384-pixel instances per request."""
 STARTUP_TIMEOUT_S = 90.0
 
@@ -82,6 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "DIAGNOSTICS_API_TOKEN": TOKEN,
         "DIAGNOSTICS_STABLE_SECONDS": "0.5",
         "DIAGNOSTICS_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+        "DIAGNOSTICS_REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
         "BENTOML_HOME": str(root / "bentoml"),  # its own metrics folder, which it clears
         "BENTOML_DO_NOT_TRACK": "True",
     }

@@ -6,8 +6,10 @@ studies, so the tests do not depend on each other's order.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import socket
 import time
 from pathlib import Path
 
@@ -172,6 +174,29 @@ def test_oversized_requests_get_413_declared_or_streamed(server: Server) -> None
     chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
     streamed = server.post("/dicomweb/studies", data=chunks, headers=DICOM)
     assert streamed.status_code == 413
+
+
+def test_a_client_trickling_its_body_is_cut_off(server: Server) -> None:
+    """Slowloris: one byte every half second, against the running BentoML service."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /dicomweb/studies HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/dicom\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    sent, answer = 0, b""
+    with socket.create_connection((host, int(port)), timeout=0.5) as sock:
+        sock.sendall(head)
+        while not answer and sent < 60:  # 30 s: far past the 2 s the service allows
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(65536)
+            if not answer:
+                sock.sendall(b"\0")
+                sent += 1
+        sock.settimeout(10)
+        while chunk := sock.recv(65536):  # to the end: the server closes the connection
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert sent < 60
 
 
 # -- STOW-RS -------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def test_filters_are_parsed_and_bad_ones_named() -> None:
         ({"status": "maybe"}, "status must be one of"),
         ({"finding": "fracture"}, "finding must be one of"),
         ({"from": "03/01/2024"}, "YYYY-MM-DD"),
-        ({"page": "0"}, "at least 1"),
+        ({"page": "0"}, "between 1 and"),
+        ({"page": "9" * 5000}, "between 1 and"),
         ({"read": "sometimes"}, "read or unread"),
         ({"to": "9999-12-31"}, "between 1900 and 9000"),
     ):
