@@ -101,7 +101,12 @@ class Runtime:
                 stable_s=config.stable_seconds,
                 destinations=config.results_to,
             ),
-            OutboxWorker(self.store, calling_ae=config.ae_title, token=config.results_token),
+            OutboxWorker(
+                self.store,
+                calling_ae=config.ae_title,
+                token=config.results_token,
+                auth_file=config.results_auth_file,
+            ),
         ]
         for loop in self.loops:
             loop.start()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
+from diagnostics.intake import fhir_reports
 from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.sender import Destination, SendError, send
 from diagnostics.intake.store import Claim, IntakeStore, OutboxItem
@@ -128,8 +129,20 @@ class ScreeningWorker(_Loop):
         """
         started = time.perf_counter()
         outcome, outputs = self._write_outputs(claim, self._screen(claim))
+        report = fhir_reports.prepare(
+            self.store,
+            outcome.result,
+            claim.paths,
+            self.screener.package.manifest,
+            self.destinations,
+        )
         recorded = self.store.complete(
-            claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
+            claim,
+            outcome.result,
+            [*outputs, *report.paths],
+            self.destinations,
+            maps=class_maps(outcome),
+            on_record=report.record,
         )
         if recorded is None:
             log.info(
@@ -227,6 +240,7 @@ class OutboxWorker(_Loop):
         *,
         calling_ae: str,
         token: str | None = None,
+        auth_file: Path | None = None,
         poll_s: float = 1.0,
         sender: Callable[[Path, Destination], None] | None = None,
     ) -> None:
@@ -234,10 +248,17 @@ class OutboxWorker(_Loop):
         self.store = store
         self.calling_ae = calling_ae
         self.token = token
+        self.auth_file = auth_file
         self._send = sender or self._default_send
 
     def _default_send(self, path: Path, destination: Destination) -> None:
-        send(path, destination, calling_ae=self.calling_ae, token=self.token)
+        send(
+            path,
+            destination,
+            calling_ae=self.calling_ae,
+            token=self.token,
+            auth_file=self.auth_file,
+        )
 
     def run_once(self) -> bool:
         items = self.store.due_outbox()
