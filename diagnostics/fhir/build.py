@@ -104,7 +104,7 @@ def build_bundle(
         "effectiveDateTime": effective,
         "issued": reader.read_at if reader is not None else result.created,
         "imagingStudy": [study],
-        "conclusion": conclusion_text(result, context.concepts, language),
+        "conclusion": conclusion_text(result, language),
     }
     codes = _conclusion_codes(result, context.concepts)
     if codes:

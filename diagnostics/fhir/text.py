@@ -7,10 +7,7 @@ want, and the report's `language` says which one it got.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from diagnostics.errors import ConfigurationError
-from diagnostics.fhir.context import Concept
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.results import FindingResult, StudyResult
 
@@ -18,11 +15,10 @@ LANGUAGES = ("en",)
 DEFAULT_LANGUAGE = "en"
 
 
-def conclusion_text(
-    result: StudyResult, concepts: Mapping[str, Concept], language: str = DEFAULT_LANGUAGE
-) -> str:
-    """The report's conclusion. A study that was not analysed says so plainly: it must never
-    read as a normal result."""
+def conclusion_text(result: StudyResult, language: str = DEFAULT_LANGUAGE) -> str:
+    """The report's conclusion, naming findings as the review UI does (the coded concepts are
+    in the Observations). A study that was not analysed says so plainly: it must never read as
+    a normal result."""
     _check(language)
     if result.status != "analyzed":
         what = "NOT ANALYSED" if result.status == "not_analyzed" else "FAILED"
@@ -30,8 +26,8 @@ def conclusion_text(
             f"AI pre-screening {what}: {result.reason}. No finding is reported and this is not a "
             "normal result: a radiologist must read the images."
         )
-    flagged = [_named(f, concepts) for f in result.flagged]
-    quiet = [_name(f, concepts) for f in result.findings if not f.flagged]
+    flagged = [_named(f) for f in result.flagged]
+    quiet = [f.display for f in result.findings if not f.flagged]
     parts = []
     if flagged:
         parts.append("AI pre-screening flagged: " + "; ".join(flagged) + ".")
@@ -53,14 +49,9 @@ def operating_point_text(threshold: float, language: str = DEFAULT_LANGUAGE) -> 
     return f"operating point: flagged at probability >= {threshold:.4f}"
 
 
-def _name(finding: FindingResult, concepts: Mapping[str, Concept]) -> str:
-    concept = concepts.get(finding.code)
-    return concept.display if concept is not None else finding.display
-
-
-def _named(finding: FindingResult, concepts: Mapping[str, Concept]) -> str:
+def _named(finding: FindingResult) -> str:
     return (
-        f"{_name(finding, concepts)} (probability {finding.probability:.2f}, operating point "
+        f"{finding.display} (probability {finding.probability:.2f}, operating point "
         f"{finding.threshold:.2f})"
     )
 
