@@ -32,7 +32,7 @@ def resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def full_url(bundle: dict[str, Any], resource: dict[str, Any]) -> str:
-    return next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is resource)
+    return str(next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is resource))
 
 
 def test_an_analysed_result_maps_every_finding(manifest: Manifest) -> None:
@@ -138,7 +138,7 @@ def test_a_failed_study_without_a_readable_header_still_reports(manifest: Manife
 
 
 def test_the_context_comes_from_the_header(manifest: Manifest) -> None:
-    header = pydicom.dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+    header = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")), stop_before_pixels=True)
     header.IssuerOfPatientID = "HOSPITAL-A"
     found = ReportContext.from_header(header, manifest)
     assert found.patient is not None and found.patient.id == str(header.PatientID)

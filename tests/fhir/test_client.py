@@ -69,7 +69,7 @@ def test_a_bundle_that_does_not_validate_is_never_sent(
     tmp_path: Path, server: FhirServer, manifest: Manifest
 ) -> None:
     bundle = build_bundle(analysed(manifest), 1, context(manifest))
-    bundle["entry"][-1]["resource"]["status"] = "normal"  # type: ignore[index]
+    bundle["entry"][-1]["resource"]["status"] = "normal"
     path = write(tmp_path / "bad.json", bundle)
     with pytest.raises(FhirBundleError, match="normal"):
         post_bundle(path, server.url, None)
