@@ -32,9 +32,15 @@ def validate_bundle(data: Mapping[str, Any]) -> None:
     """Raise `FhirBundleError` naming the first problems unless `data` is a valid R4 transaction."""
     try:
         Bundle.model_validate(dict(data))
-    except (ValidationError, ValueError, TypeError) as exc:
-        detail = " ".join(str(exc).split())[:600]
-        raise FhirBundleError(f"the FHIR bundle does not validate: {detail}") from exc
+    except ValidationError as exc:
+        # Where and what only: the offending values may be patient identifiers, and this
+        # message reaches logs, the audit table and the outbox's last error.
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise FhirBundleError(f"the FHIR bundle does not validate: {problems}") from exc
+    except (ValueError, TypeError) as exc:
+        raise FhirBundleError(f"the FHIR bundle does not validate ({type(exc).__name__})") from exc
     if data.get("type") != "transaction":
         raise FhirBundleError(f"the FHIR bundle is a {data.get('type')!r}, not a transaction")
     seen: set[str] = set()

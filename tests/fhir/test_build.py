@@ -167,6 +167,11 @@ def test_validation_refuses_what_fhir_does_not_allow(manifest: Manifest) -> None
     for case in cases:
         with pytest.raises(FhirBundleError):
             validate_bundle(case)
+    bad_patient = copy.deepcopy(bundle)
+    bad_patient["entry"][-1]["resource"]["subject"]["identifier"]["value"] = ["PAT-0042"]
+    with pytest.raises(FhirBundleError, match=r"subject\.identifier\.value") as error:
+        validate_bundle(bad_patient)
+    assert "PAT-0042" not in str(error.value)  # messages reach logs: no patient identifiers
 
 
 def test_conclusions_are_english_until_translations_exist(manifest: Manifest) -> None:
