@@ -223,6 +223,7 @@ def usage(config: ServiceConfig, model: str) -> str:
     lines += [
         "Results and worklist:",
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
+        f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>/fhir   # as the EMR gets it",
         f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
         f"Review in a browser: {base}/ui/ (sign in with an API token)",
         f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/",

@@ -41,7 +41,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS fhir_context (
     context TEXT NOT NULL,
     PRIMARY KEY (study_instance_uid, version)
 )"""
-"""Created on first use by this module (`CREATE ... IF NOT EXISTS` is a no-op afterwards)."""
+"""Created by the first result recorded with a context (`PreparedReport.record`); readers
+treat a missing table as "no context"."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,15 @@ def current_bundle(
 
 
 def _stored_context(db: sqlite3.Connection, study: str, version: int) -> ReportContext | None:
-    db.execute(SCHEMA)
-    row = db.execute(
-        "SELECT context FROM fhir_context WHERE study_instance_uid = ? AND version = ?",
-        (study, version),
-    ).fetchone()
+    try:
+        row = db.execute(
+            "SELECT context FROM fhir_context WHERE study_instance_uid = ? AND version = ?",
+            (study, version),
+        ).fetchone()
+    except sqlite3.OperationalError as exc:  # a store that has recorded no report yet
+        if "no such table" in str(exc):
+            return None
+        raise StoreError(f"cannot read the FHIR report context: {exc}") from exc
     return ReportContext.model_validate_json(row["context"]) if row is not None else None
 
 

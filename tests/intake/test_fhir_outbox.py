@@ -161,3 +161,24 @@ def test_without_a_fhir_destination_no_bundle_is_queued_but_one_can_be_read(
     assert current is not None
     kinds = [e["resource"]["resourceType"] for e in current[1]["entry"]]
     assert kinds.count("DiagnosticReport") == 1 and "Observation" in kinds
+
+
+def test_a_result_recorded_before_reports_gets_its_context_from_the_instances(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    truth = truths[4]
+    store = IntakeStore(tmp_path)
+    store.receive((folder / truth.file).read_bytes(), "test")
+    claim = store.claim_study(truth.study_instance_uid)
+    assert claim is not None
+    outcome = screener.screen(list(claim.paths)).outcomes[0]
+    assert store.complete(claim, outcome.result, [], []) == 1  # as older versions recorded it
+    current = fhir_reports.current_bundle(
+        store, truth.study_instance_uid, screener.package.manifest
+    )
+    assert current is not None
+    header = pydicom.dcmread(folder / truth.file, stop_before_pixels=True)
+    observations = [e["resource"] for e in current[1]["entry"] if "valueQuantity" in e["resource"]]
+    assert {o["subject"]["identifier"]["value"] for o in observations} == {str(header.PatientID)}
+    assert all(o["code"]["coding"][0]["system"] == "http://snomed.info/sct" for o in observations)
