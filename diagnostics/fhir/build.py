@@ -111,23 +111,8 @@ def build_bundle(
         report["conclusionCode"] = codes
     if subject:
         report["subject"] = subject
-    if context.accession_number:
-        report["basedOn"] = [
-            {
-                "type": "ServiceRequest",
-                "identifier": {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                "code": "ACSN",
-                            }
-                        ]
-                    },
-                    "value": context.accession_number,
-                },
-            }
-        ]
+    if context.accession_number:  # the order, as IHE's imaging reports name it
+        report["basedOn"] = [_order(context.accession_number)]
     if reader is not None:
         report["resultsInterpreter"] = [
             {"identifier": {"system": "urn:radiology-diagnostics:actor", "value": reader.actor}}
@@ -145,6 +130,14 @@ def _subject(context: ReportContext) -> dict[str, Any] | None:
     if context.patient is None:
         return None
     return {"type": "Patient", "identifier": context.patient.identifier()}
+
+
+def _order(accession_number: str) -> dict[str, Any]:
+    accession = {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}
+    return {
+        "type": "ServiceRequest",
+        "identifier": {"type": {"coding": [accession]}, "value": accession_number},
+    }
 
 
 def _device(model: ModelRef) -> dict[str, Any]:

@@ -186,3 +186,14 @@ def _unquoted(query: str) -> str:
     from urllib.parse import unquote_plus
 
     return unquote_plus(query)
+
+
+def test_the_order_is_named_by_its_accession_number(manifest: Manifest) -> None:
+    with_order = context(manifest).model_copy(update={"accession_number": "ACC-778"})
+    (report,) = resources(build_bundle(analysed(manifest), 1, with_order), "DiagnosticReport")
+    (order,) = report["basedOn"]
+    assert order["type"] == "ServiceRequest"
+    assert order["identifier"]["value"] == "ACC-778"
+    assert order["identifier"]["type"]["coding"][0]["code"] == "ACSN"
+    (plain,) = resources(build_bundle(analysed(manifest), 1, context(manifest)), "DiagnosticReport")
+    assert "basedOn" not in plain
