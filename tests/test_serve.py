@@ -111,6 +111,8 @@ def test_fhir_destinations_and_their_credentials_file(
     config = config_from_args(args, env)
     assert config.results_to == ("fhir+https://emr.example.org/fhir/",)
     assert config.results_auth_file == Path("x").resolve()
+    with pytest.raises(ConfigurationError, match="no host"):
+        config_from_args(parse("--results-to", "fhir+https:///fhir"), env)
     with pytest.raises(ConfigurationError, match="results auth file"):
         preflight(config.model_copy(update={"storage": tmp_path}))
     auth.write_text("emr-secret-token")

@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -46,7 +47,10 @@ class Destination:
     def parse(cls, text: str) -> Destination:
         text = text.strip()
         if text.startswith((FHIR_PREFIX + "http://", FHIR_PREFIX + "https://")):
-            return cls(text, fhir_url=text.removeprefix(FHIR_PREFIX).rstrip("/"))
+            url = text.removeprefix(FHIR_PREFIX).rstrip("/")
+            if not urlsplit(url).hostname:
+                raise ConfigurationError(f"destination {text!r}: the FHIR base URL has no host")
+            return cls(text, fhir_url=url)
         if text.startswith(("http://", "https://")):
             return cls(text, url=text.rstrip("/"))
         match = DIMSE_DESTINATION.match(text)
