@@ -158,7 +158,7 @@ class ScreeningWorker(_Loop):
             version=recorded,
             status=outcome.result.status,
             model=f"{model.name} {model.version} {model.sha256[:12]}",
-            outputs=[p.name for p in outputs],
+            outputs=[p.name for p in (*outputs, *report.paths)],
         )
         if self.on_result is not None:
             self.on_result(claim, recorded, time.perf_counter() - started)

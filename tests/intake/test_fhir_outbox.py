@@ -68,6 +68,9 @@ def test_a_screened_study_reaches_the_fhir_server_and_turns_final_when_read(
         d: {i.path.suffix for i in queued if i.destination == d} for d in (PACS, fhir)
     }
     assert by_destination == {PACS: {".dcm"}, fhir: {".json"}}
+    (screened,) = store.audit_entries("study_screened")
+    outputs = screened["detail"]["outputs"]  # type: ignore[index]
+    assert any(name.endswith(".json") for name in outputs)
     pacs_items = [i for i in queued if i.destination == PACS]
     with store.transaction() as db:  # the PACS is not under test here
         db.executemany(
