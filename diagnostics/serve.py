@@ -42,6 +42,7 @@ FLAGS: dict[str, str] = {
     "model": "--model",
     "allow_ae": "--allow-ae",
     "results_to": "--results-to",
+    "results_auth_file": "--results-auth-file",
     "stable_seconds": "--stable-seconds",
     "escalate_after_minutes": "--escalate-after-minutes",
     "screen_wait_seconds": "--screen-wait-seconds",
@@ -69,6 +70,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "  DIAGNOSTICS_API_TOKEN=$(openssl rand -hex 24) diagnostics serve --allow-ae PACS\n"
             "  diagnostics serve --port 8080 --storage /var/lib/diagnostics \\\n"
             "      --results-to PACS@pacs.example.org:104 --workers 2\n"
+            "  diagnostics serve --results-to fhir+https://emr.example.org/fhir \\\n"
+            "      --results-auth-file /etc/diagnostics/fhir-auth   # reports to the EMR\n"
             "  diagnostics serve --insecure-dev   # local development only"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,8 +95,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add(
         "--results-to",
         action="append",
-        metavar="AE@HOST:PORT|URL",
-        help="where SRs and overlays go (repeatable; DIAGNOSTICS_RESULTS_TO)",
+        metavar="AE@HOST:PORT|URL|fhir+URL",
+        help="where results go: a PACS (AE@HOST:PORT or STOW-RS URL) gets SRs and overlays, a "
+        "FHIR server (fhir+https://host/fhir) gets FHIR R4 reports (repeatable; "
+        "DIAGNOSTICS_RESULTS_TO)",
+    )
+    add(
+        "--results-auth-file",
+        type=Path,
+        metavar="FILE",
+        help="credentials for fhir+ destinations: one line, 'Bearer <token>' or "
+        "'Basic <user>:<password>' (DIAGNOSTICS_RESULTS_AUTH_FILE)",
     )
     add(
         "--stable-seconds",
@@ -146,7 +158,7 @@ def config_from_args(
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
     absolute = {"storage": config.storage.resolve(), "model": config.model.resolve()}
-    for name in ("tls_cert", "tls_key"):
+    for name in ("tls_cert", "tls_key", "results_auth_file"):
         path = getattr(config, name)
         if path is not None:
             absolute[name] = path.resolve()
@@ -155,9 +167,12 @@ def config_from_args(
 
 def preflight(config: ServiceConfig) -> str:
     """Everything that can be checked before starting; returns the model's name and version."""
+    from diagnostics.fhir.client import authorization
     from diagnostics.package import load_package
 
     config.require_auth()
+    if config.results_auth_file is not None:
+        authorization(config.results_auth_file)  # readable and well formed; never printed
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ConfigurationError("--tls-cert and --tls-key go together: give both or neither")
     for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key)):
@@ -217,6 +232,7 @@ def usage(config: ServiceConfig, model: str) -> str:
     lines += [
         "Results and worklist:",
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
+        f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>/fhir   # as the EMR gets it",
         f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
         f"Review in a browser: {base}/ui/ (sign in with an API token)",
         f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/",

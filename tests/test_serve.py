@@ -99,3 +99,27 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_fhir_destinations_and_their_credentials_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"DIAGNOSTICS_API_TOKEN": TOKEN}
+    auth = tmp_path / "fhir-auth"
+    auth.write_text("Bearer emr-secret-token\n")
+    args = parse("--results-to", "fhir+https://emr.example.org/fhir/", "--results-auth-file", "x")
+    config = config_from_args(args, env)
+    assert config.results_to == ("fhir+https://emr.example.org/fhir/",)
+    assert config.results_auth_file == Path("x").resolve()
+    with pytest.raises(ConfigurationError, match="no host"):
+        config_from_args(parse("--results-to", "fhir+https:///fhir"), env)
+    with pytest.raises(ConfigurationError, match="results auth file"):
+        preflight(config.model_copy(update={"storage": tmp_path}))
+    auth.write_text("emr-secret-token")
+    with pytest.raises(ConfigurationError, match="Bearer <token>") as error:
+        preflight(config.model_copy(update={"storage": tmp_path, "results_auth_file": auth}))
+    assert "emr-secret-token" not in str(error.value)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    help_text = capsys.readouterr().out
+    assert "fhir+https://" in help_text and "--results-auth-file" in help_text

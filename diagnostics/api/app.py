@@ -5,9 +5,10 @@ It is a FastAPI app only so that BentoML's OpenAPI page lists these routes besid
 (`diagnostics.api.openapi`); the handlers read the raw request themselves.
 
 Routes: `POST /v1/screen`, `POST /dicomweb/studies` (STOW-RS), `GET /v1/studies/{study_uid}`,
-`GET /v1/worklist`, and whatever the service adds (the review UI). Authentication and the
-size limit are middleware around the whole service (`diagnostics.api.auth`,
-`diagnostics.api.limits`); the actor they record is read from the request scope.
+`GET /v1/studies/{study_uid}/fhir`, `GET /v1/worklist`, and whatever the service adds (the
+review UI). Authentication and the size limit are middleware around the whole service
+(`diagnostics.api.auth`, `diagnostics.api.limits`); the actor they record is read from the
+request scope.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from diagnostics.api.endpoints import (
     worklist_reply,
 )
 from diagnostics.api.errors import JsonErrors
+from diagnostics.api.fhir import fhir_reply
 from diagnostics.api.metrics import ServiceMetrics
 from diagnostics.api.openapi import ROUTE_DOCS, TAG
 from diagnostics.errors import DiagnosticsError
@@ -117,6 +119,13 @@ def create_app(
         call = functools.partial(study_reply, current, uid, actor_of(request.scope))
         return await run(call)
 
+    async def fhir(request: Request) -> Response:
+        current = ready()
+        if current is None:
+            return render(not_ready())
+        uid = str(request.path_params["study_uid"])
+        return await run(functools.partial(fhir_reply, current, uid, actor_of(request.scope)))
+
     async def worklist(request: Request) -> Response:
         current = ready()
         if current is None:
@@ -131,6 +140,7 @@ def create_app(
         ("/v1/screen", screen, ["POST"]),
         ("/dicomweb/studies", stow, ["POST"]),
         ("/v1/studies/{study_uid}", study, ["GET", "HEAD"]),
+        ("/v1/studies/{study_uid}/fhir", fhir, ["GET", "HEAD"]),
         ("/v1/worklist", worklist, ["GET", "HEAD"]),
     ):
         app.add_api_route(path, handler, methods=methods, tags=[TAG], **ROUTE_DOCS[path])

@@ -132,6 +132,35 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             ]
         },
     },
+    "/v1/studies/{study_uid}/fhir": {
+        "summary": "The newest result as a FHIR R4 transaction Bundle",
+        "description": (
+            "What the EMR gets (`--results-to fhir+https://...`): a DiagnosticReport (preliminary "
+            "until a radiologist marks the study read, then final), one Observation per finding "
+            "and a Device for the model. A study that was not analysed gets a report that says "
+            "so, never a normal one."
+        ),
+        "responses": {
+            200: {
+                "description": "the Bundle",
+                "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+            },
+            202: _error("no result yet; poll again"),
+            404: _error("no instance of this study has been received"),
+            **_SERVICE_ERRORS,
+        },
+        "openapi_extra": {
+            "parameters": [
+                {
+                    "name": "study_uid",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "StudyInstanceUID",
+                }
+            ]
+        },
+    },
     "/v1/worklist": {
         "summary": "The worklist in priority order",
         "description": (

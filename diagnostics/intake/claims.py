@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
+from diagnostics.intake import fhir_reports
 from diagnostics.intake.evidence import InstanceMaps
 from diagnostics.intake.store import Claim, IntakeStore
 from diagnostics.reports import WrittenReports, write_reports
@@ -193,8 +194,21 @@ class ClaimScreening:
                 self.store.release(claim)
                 return None
             outcome, outputs = self._write_outputs(claim, outcome)
+        report = fhir_reports.prepare(
+            self.store,
+            outcome.result,
+            claim.paths,
+            self.screener.package.manifest,
+            self.destinations,
+        )
+        outputs = [*outputs, *report.paths]
         recorded = self.store.complete(
-            claim, outcome.result, outputs, self.destinations, maps=class_maps(outcome)
+            claim,
+            outcome.result,
+            outputs,
+            self.destinations,
+            maps=class_maps(outcome),
+            on_record=report.record,
         )
         if recorded is None:
             log.info(

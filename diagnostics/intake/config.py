@@ -31,9 +31,13 @@ class ServiceConfig(BaseModel):
     allow_ae: tuple[str, ...] = ()
     """Calling AE titles accepted by the DICOM listener; empty means no DICOM sender at all."""
     results_to: tuple[str, ...] = ()
-    """Where SRs and overlays go: AE@HOST:PORT or STOW-RS URLs."""
+    """Where results go: AE@HOST:PORT or STOW-RS URLs (SRs and overlays), or fhir+http(s)
+    FHIR server base URLs (FHIR reports)."""
     results_token: str | None = None
     """Bearer token for STOW-RS destinations that need one."""
+    results_auth_file: Path | None = None
+    """Credentials for the FHIR destinations: a file holding `Bearer <token>` or
+    `Basic <user>:<password>` (a file, so that the secret is on no command line)."""
     stable_seconds: float = Field(default=10.0, ge=0.0)
     """A study is screened once no instance has arrived for this long."""
     escalate_after_minutes: float = Field(default=60.0, gt=0.0)

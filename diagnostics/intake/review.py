@@ -22,6 +22,7 @@ from typing import Literal, get_args
 
 from diagnostics.dicom.reader import read_info
 from diagnostics.errors import InputError, RequestError
+from diagnostics.intake import fhir_reports
 from diagnostics.intake.priority import REQUESTED_PRIORITIES
 from diagnostics.intake.store import IntakeStore, audit_row
 from diagnostics.results import StudyResult
@@ -257,7 +258,8 @@ def set_requested_priority(
 
 
 def mark_read(store: IntakeStore, study_instance_uid: str, actor: str, read: bool = True) -> None:
-    """Mark a study read (it stops escalating) or unread again."""
+    """Mark a study read (it stops escalating) or unread again; a read mark queues the `final`
+    FHIR report for the FHIR destinations the result went to."""
     with store.transaction() as db:
         cursor = db.execute(
             "UPDATE studies SET reviewed_at = ? WHERE study_instance_uid = ?",
@@ -266,3 +268,5 @@ def mark_read(store: IntakeStore, study_instance_uid: str, actor: str, read: boo
         if cursor.rowcount == 0:
             raise RequestError(f"no study {study_instance_uid}")
         audit_row(db, actor, "study_read" if read else "study_unread", study=study_instance_uid)
+        if read:  # the EMR's report becomes final, with its reader
+            fhir_reports.queue_final(store, db, study_instance_uid, actor)

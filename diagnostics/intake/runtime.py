@@ -126,7 +126,12 @@ class Runtime:
                 destinations=config.results_to,
                 screening=screening,
             ),
-            OutboxWorker(self.store, calling_ae=config.ae_title, token=config.results_token),
+            OutboxWorker(
+                self.store,
+                calling_ae=config.ae_title,
+                token=config.results_token,
+                auth_file=config.results_auth_file,
+            ),
         ]
         for loop in self.loops:
             loop.start()

@@ -1,8 +1,9 @@
 """Sending results back to a PACS: C-STORE (SCU) or DICOMweb STOW-RS.
 
-Destinations are strings: `AE@HOST:PORT` for DIMSE, or an `http(s)://` STOW-RS URL (the
-studies endpoint of a DICOMweb server). Every failure is a `SendError` with the reason; the
-outbox decides when to retry.
+Destinations are strings: `AE@HOST:PORT` for DIMSE, an `http(s)://` STOW-RS URL (the
+studies endpoint of a DICOMweb server), or `fhir+http(s)://` and a FHIR server's base URL, which
+gets the result as a FHIR transaction Bundle (`diagnostics.fhir`) instead of the DICOM files.
+Every failure is a `SendError` with the reason; the outbox decides when to retry.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
 from diagnostics.errors import ConfigurationError, DiagnosticsError
+from diagnostics.fhir.client import FhirDeliveryError, authorization, post_bundle
+from diagnostics.fhir.validate import FhirBundleError
 
+FHIR_PREFIX = "fhir+"
+BUNDLE_SUFFIX = ".json"
+"""FHIR bundles are the only JSON files among a result's outputs."""
 DIMSE_DESTINATION = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>[^:@\s]+):(?P<port>\d{1,5})$")
 
 
@@ -34,25 +41,50 @@ class Destination:
     host: str | None = None
     port: int | None = None
     url: str | None = None
+    fhir_url: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Destination:
         text = text.strip()
+        if text.startswith((FHIR_PREFIX + "http://", FHIR_PREFIX + "https://")):
+            url = text.removeprefix(FHIR_PREFIX).rstrip("/")
+            if not urlsplit(url).hostname:
+                raise ConfigurationError(f"destination {text!r}: the FHIR base URL has no host")
+            return cls(text, fhir_url=url)
         if text.startswith(("http://", "https://")):
             return cls(text, url=text.rstrip("/"))
         match = DIMSE_DESTINATION.match(text)
         if match is None or not 0 < int(match["port"]) < 65536:
             raise ConfigurationError(
-                f"destination {text!r} is neither AE@HOST:PORT nor an http(s) STOW-RS URL"
+                f"destination {text!r} is neither AE@HOST:PORT, an http(s) STOW-RS URL nor a "
+                "fhir+http(s) FHIR server"
             )
         return cls(text, ae_title=match["ae"], host=match["host"], port=int(match["port"]))
 
 
+def carries(destination: str, path: Path) -> bool:
+    """Whether an output goes to a destination: FHIR servers get the bundles, PACSs the rest."""
+    return destination.strip().startswith(FHIR_PREFIX) == (path.suffix == BUNDLE_SUFFIX)
+
+
 def send(
-    path: Path, destination: Destination, *, calling_ae: str, token: str | None = None
+    path: Path,
+    destination: Destination,
+    *,
+    calling_ae: str,
+    token: str | None = None,
+    auth_file: Path | None = None,
 ) -> None:
-    """Deliver one DICOM file to `destination`, or raise `SendError`."""
-    if destination.url is not None:
+    """Deliver one output file to `destination`, or raise `SendError`.
+
+    `auth_file` holds the FHIR server's credentials (`diagnostics.fhir.client.authorization`).
+    """
+    if destination.fhir_url is not None:
+        try:
+            post_bundle(path, destination.fhir_url, authorization(auth_file))
+        except (FhirDeliveryError, FhirBundleError, ConfigurationError) as exc:
+            raise SendError(str(exc)) from exc
+    elif destination.url is not None:
         _stow(path, destination.url, token)
     else:
         _c_store(path, destination, calling_ae)

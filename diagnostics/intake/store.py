@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from diagnostics.intake.priority import (
     effective_priority,
     worklist_page,
 )
+from diagnostics.intake.sender import carries
 from diagnostics.results import StudyResult
 
 log = logging.getLogger(__name__)
@@ -529,9 +530,12 @@ class IntakeStore:
         outputs: Sequence[Path],
         destinations: Sequence[str],
         maps: Sequence[InstanceMaps] = (),
+        on_record: Callable[[sqlite3.Connection, int], None] | None = None,
     ) -> int | None:
         """Record a result (with the class activation maps behind it, for the review page) and
-        queue its outputs for every destination, in one transaction.
+        queue its outputs for every destination that carries them (`sender.carries`), in one
+        transaction. `on_record(db, version)` writes a companion module's records in it too
+        (the FHIR report context).
 
         Returns the new version, or None when instances arrived during screening: then the
         study waits again and the stale result is dropped (the next one will cover them).
@@ -570,8 +574,10 @@ class IntakeStore:
                     "INSERT INTO cams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     evidence.to_row(claim.study_instance_uid, version, item),
                 )
+            if on_record is not None:
+                on_record(db, version)
             for destination in destinations:
-                for path in outputs:
+                for path in (p for p in outputs if carries(destination, p)):
                     db.execute(
                         """INSERT INTO outbox (study_instance_uid, version, path, destination,
                            state, next_attempt) VALUES (?, ?, ?, ?, 'pending', ?)""",

@@ -145,6 +145,7 @@ class OutboxWorker(_Loop):
         *,
         calling_ae: str,
         token: str | None = None,
+        auth_file: Path | None = None,
         poll_s: float = 1.0,
         sender: Callable[[Path, Destination], None] | None = None,
     ) -> None:
@@ -152,10 +153,17 @@ class OutboxWorker(_Loop):
         self.store = store
         self.calling_ae = calling_ae
         self.token = token
+        self.auth_file = auth_file
         self._send = sender or self._default_send
 
     def _default_send(self, path: Path, destination: Destination) -> None:
-        send(path, destination, calling_ae=self.calling_ae, token=self.token)
+        send(
+            path,
+            destination,
+            calling_ae=self.calling_ae,
+            token=self.token,
+            auth_file=self.auth_file,
+        )
 
     def run_once(self) -> bool:
         items = self.store.due_outbox()

@@ -70,6 +70,7 @@ def test_everything_else_needs_a_valid_token_and_refusals_are_audited(server: Se
     assert wrong.status_code == 401
     assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
     assert requests.get(server.url + "/", timeout=10).status_code == 401  # the docs page too
+    assert requests.get(server.url + "/v1/studies/1.2.3/fhir", timeout=10).status_code == 401
 
     failures = IntakeStore(server.storage).audit_entries("auth_failed")
     paths = {(e["detail"]["path"], e["detail"]["reason"]) for e in failures}  # type: ignore[index]
@@ -96,6 +97,7 @@ def test_docs_page_still_works_with_a_token(server: Server) -> None:
     worklist = paths["/v1/worklist"]["get"]
     assert {p["name"] for p in worklist["parameters"]} == {"status", "finding", "limit", "offset"}
     assert "/v1/studies/{study_uid}" in paths
+    assert "application/fhir+json" in str(paths["/v1/studies/{study_uid}/fhir"]["get"])
     schemas = spec["components"]["schemas"]
     assert {"StudyResult", "WorklistPage", "StudyState", "ErrorBody"} <= set(schemas)
     assert not any(path.startswith("/ui") for path in paths)  # pages, not an API
