@@ -104,6 +104,15 @@ def _algorithm_rows(sr: pydicom.Dataset) -> set[str]:
     return found
 
 
+def test_every_group_has_a_tracking_identifier_and_uid(written: Written) -> None:
+    report = report_of(written.sr)
+    groups = [*report.get_planar_roi_measurement_groups(), *report.get_image_measurement_groups()]
+    assert len(groups) == len(written.case.outcome.result.findings)
+    uids = {str(group.tracking_uid) for group in groups}
+    assert len(uids) == len(groups)
+    assert all(group.tracking_identifier for group in groups)
+
+
 def test_algorithm_identification_has_only_tid_4019_rows(written: Written) -> None:
     rows = _algorithm_rows(pydicom.dcmread(written.sr))
     assert {"111001", "111003", "111002"} <= rows  # name, version, parameters
