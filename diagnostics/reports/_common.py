@@ -4,17 +4,18 @@ source headers they copy, and the one place where highdicom's own errors become 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
+from highdicom._standard_utils import is_attribute_in_iod  # private: the IOD tables it builds with
 from pydicom.dataset import Dataset
 
 import diagnostics
 from diagnostics.errors import ReportError
 from diagnostics.package import FindingSpec, Manifest, ModelPackage
+from diagnostics.reports._header import clean_header
 from diagnostics.results import FindingResult
 
 if TYPE_CHECKING:  # imported for types only: the screening package pulls in the ONNX runtime
@@ -24,20 +25,15 @@ MANUFACTURER = "radiology-diagnostics"
 DISCLAIMER = "AI pre-screening, not for diagnosis"
 _LO_MAX = 64
 
-# Patient and study attributes highdicom copies from the first evidence instance. They are type 2
-# (present, possibly empty) in every image IOD, but a lenient reader accepts headers that omit
-# them; the copy handed to highdicom gets empty values so that the output stays valid.
-_TYPE2_COPIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-)
+# Body Part Examined defined terms (PS3.16 Annex L) of structures that are not paired: for these
+# dciodvfy wants Laterality absent. For any other part, or none, it wants Laterality present.
+UNPAIRED_BODY_PARTS = frozenset(
+    {
+        "ABDOMEN", "ABDOMENPELVIS", "AORTA", "BRAIN", "CHEST", "CHESTABDOMEN", "CHESTABDPELVIS",
+        "COCCYX", "CSPINE", "CTSPINE", "HEAD", "HEADNECK", "HEART", "LSPINE", "LSSPINE", "NECK",
+        "PELVIS", "SKULL", "SPINE", "SSPINE", "STERNUM", "TLSPINE", "TSPINE", "WHOLEBODY",
+    }
+)  # fmt: skip
 
 # What highdicom raises when an argument or a header does not fit the IOD it builds. Caught only
 # around highdicom calls, so that callers see one error class with the reason in the message.
@@ -98,12 +94,8 @@ def fit_lo(text: str) -> str:
 
 
 def source_header(item: AnalysedInstance) -> Dataset:
-    """A copy of the source header that highdicom can read patient and study identity from."""
-    header = copy.deepcopy(item.image.info.dataset)
-    for keyword in _TYPE2_COPIED:
-        if keyword not in header:
-            setattr(header, keyword, "")
-    return header
+    """A cleaned copy of the source header (`clean_header`) for highdicom to copy from."""
+    return clean_header(item.image.info.dataset)
 
 
 def spec_for(manifest: Manifest, code: str) -> FindingSpec:
@@ -155,8 +147,16 @@ def rectangle(bbox: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def frame_numbers(item: AnalysedInstance) -> list[int] | None:
-    """Referenced Frame Number for a multi-frame source (1-based), None for a single frame."""
-    return [item.frame + 1] if item.image.info.frames > 1 else None
+    """Referenced Frame Number (1-based) of the analysed frame, or None.
+
+    None for a single frame, and for an instance whose IOD has no frames (a Secondary Capture or
+    DX that carries Number of Frames anyway): references to it may not name a frame, so they
+    point at the instance as a whole.
+    """
+    info = item.image.info
+    if info.frames > 1 and is_attribute_in_iod("NumberOfFrames", info.uids.sop_class_uid):
+        return [item.frame + 1]
+    return None
 
 
 def notice_text(manifest: Manifest) -> str:
@@ -181,11 +181,16 @@ def shown_findings(outcome: ScreeningOutcome, item: AnalysedInstance) -> list[Fi
 def copy_series_anatomy(header: Dataset, target: Dataset) -> None:
     """Body Part Examined and Laterality of the source onto a new series.
 
-    Laterality is type 2C: dciodvfy wants it absent for an unpaired body part, valued for a
-    paired one, and can only tell which from Body Part Examined, so both travel together.
+    Laterality is type 2C, required for a paired body part. dciodvfy can only tell from Body
+    Part Examined, so the two travel together: absent for a known unpaired part (CHEST), present
+    (the source's R or L, else empty) for a paired one or when the body part is not known.
     """
-    if header.get("BodyPartExamined"):
-        target.BodyPartExamined = header.BodyPartExamined
+    body_part = str(header.get("BodyPartExamined", "") or "")
+    if body_part:
+        target.BodyPartExamined = body_part
+        if body_part in UNPAIRED_BODY_PARTS:
+            return
+    target.Laterality = ""
     for keyword in ("Laterality", "ImageLaterality"):
         value = str(header.get(keyword, "") or "")
         if value in ("R", "L"):

@@ -3,9 +3,11 @@
 The overlay is a Secondary Capture (RGB, 8 bits): the source image windowed for display, the
 class activation heatmap blended over it, each flagged finding's box with its label and
 probability, and a burned-in notice that this is AI pre-screening. Because it is burned in, it
-survives viewers that show nothing else. The Grayscale Softcopy Presentation State
-(`presentation.py`, re-exported here) draws the same boxes and labels as vector graphics over the
-original pixels, for viewers that support it.
+survives viewers that show nothing else. A source larger than `MAX_OVERLAY_SIDE` pixels on its
+long side is drawn downscaled to that size, so that the overlay's memory and file size stay
+bounded whatever the detector (the SR and presentation state keep source coordinates). The
+presentation state (`presentation.py`, re-exported here) draws the same boxes and labels as
+vector graphics over the original pixels, for viewers that support it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from diagnostics.reports._common import (
     software_versions,
     source_header,
 )
+from diagnostics.reports._header import patient_orientation
 from diagnostics.reports.heatmap import heatmap
 from diagnostics.reports.presentation import (
     PRESENTATION_SERIES_NUMBER,
@@ -57,6 +60,9 @@ __all__ = [
 ]
 
 OVERLAY_SERIES_NUMBER = 9002
+MAX_OVERLAY_SIDE = 2048
+"""Longest side of an overlay in pixels; larger sources are downscaled to it."""
+_CHUNK_ROWS = 512
 
 HEAT_ALPHA = 0.55
 """Opacity of the heatmap where the evidence is strongest; it fades to nothing at neutral."""
@@ -70,25 +76,38 @@ def window_to_uint8(image: DicomImage, frame: int = 0) -> np.ndarray:
     """One frame as 8-bit grey for display, denser brighter (MONOCHROME2 convention).
 
     Uses the image's first VOI window (already in the decoded, MONOCHROME1-inverted units); an
-    image without one is stretched between its 1st and 99th percentiles.
+    image without one is stretched between its 1st and 99th percentiles, estimated on a grid of
+    about a million pixels. Works in blocks of rows, so that a large image needs no float copy.
     """
-    pixels = np.asarray(image.pixels[frame], dtype=np.float64)
+    pixels = image.pixels[frame]
     if image.windows:
         window = image.windows[0]
         low = window.center - window.width / 2.0
         high = window.center + window.width / 2.0
     else:
-        low, high = (float(v) for v in np.percentile(pixels, [1.0, 99.0]))
+        step = max(1, max(pixels.shape) // 1024)
+        sample = np.asarray(pixels[::step, ::step], dtype=np.float64)
+        low, high = (float(v) for v in np.percentile(sample, [1.0, 99.0]))
     if not high > low:
         high = low + 1.0
-    scaled = np.clip((pixels - low) / (high - low), 0.0, 1.0)
-    return np.round(scaled * 255.0).astype(np.uint8)
+    grey = np.empty(pixels.shape, dtype=np.uint8)
+    for start in range(0, pixels.shape[0], _CHUNK_ROWS):
+        block = np.asarray(pixels[start : start + _CHUNK_ROWS], dtype=np.float64)
+        scaled = np.clip((block - low) / (high - low), 0.0, 1.0)
+        grey[start : start + _CHUNK_ROWS] = np.round(scaled * 255.0)
+    return grey
+
+
+def overlay_size(rows: int, cols: int) -> tuple[int, int]:
+    """(rows, cols) of the overlay of a rows x cols source: the same, or downscaled to fit
+    `MAX_OVERLAY_SIDE` with its aspect ratio kept."""
+    scale = min(1.0, MAX_OVERLAY_SIDE / max(rows, cols))
+    return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
 def _combined_heat(
-    manifest: Manifest, item: AnalysedInstance, findings: list[FindingResult]
+    manifest: Manifest, item: AnalysedInstance, findings: list[FindingResult], rows: int, cols: int
 ) -> np.ndarray:
-    rows, cols = item.image.info.rows, item.image.info.columns
     codes_in_order = manifest.finding_codes
     if item.cams.ndim != 3 or item.cams.shape[0] != len(codes_in_order):
         raise ReportError(
@@ -104,12 +123,12 @@ def _combined_heat(
 
 def _blend(grey: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """Grey image with a red-to-yellow tint where the heatmap shows positive evidence (> 0.5)."""
-    strength = np.clip((heat.astype(np.float64) - 0.5) / 0.5, 0.0, 1.0)
+    strength = np.clip((heat.astype(np.float32) - 0.5) / 0.5, 0.0, 1.0)
     alpha = (HEAT_ALPHA * strength)[..., None]
     colour = np.stack([np.ones_like(strength), strength, np.zeros_like(strength)], axis=-1) * 255.0
-    base = np.repeat(grey[..., None].astype(np.float64), 3, axis=-1)
-    blended = base * (1.0 - alpha) + colour * alpha
-    return np.round(blended).astype(np.uint8)
+    base = np.repeat(grey[..., None].astype(np.float32), 3, axis=-1)
+    blended: np.ndarray = np.round(base * (1.0 - alpha) + colour * alpha).astype(np.uint8)
+    return blended
 
 
 def _font(rows: int, cols: int) -> _Font:
@@ -125,20 +144,26 @@ def _text_block(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font:
 
 
 def render_overlay(outcome: ScreeningOutcome, item: AnalysedInstance) -> np.ndarray:
-    """The overlay's RGB pixels (rows, cols, 3) uint8, the same size as the source image."""
+    """The overlay's RGB pixels (rows, cols, 3) uint8: the source's size, or `overlay_size`."""
     manifest = require_package(outcome).manifest
-    rows, cols = item.image.info.rows, item.image.info.columns
+    source_rows, source_cols = item.image.info.rows, item.image.info.columns
+    rows, cols = overlay_size(source_rows, source_cols)
     grey = window_to_uint8(item.image, item.frame)
+    if (rows, cols) != grey.shape:
+        grey = np.asarray(Image.fromarray(grey).resize((cols, rows), Image.Resampling.BOX))
     shown = shown_findings(outcome, item)
-    rgb = _blend(grey, _combined_heat(manifest, item, shown))
+    rgb = _blend(grey, _combined_heat(manifest, item, shown, rows, cols))
     canvas = Image.fromarray(rgb, mode="RGB")
     draw = ImageDraw.Draw(canvas)
     font = _font(rows, cols)
     line = max(2, min(rows, cols) // 256)
+    sx, sy = cols / source_cols, rows / source_rows
     for finding in shown:
         if not finding.flagged or finding.bbox is None:
             continue
-        x0, y0, x1, y1 = checked_bbox(finding, item)
+        bx0, by0, bx1, by1 = checked_bbox(finding, item)
+        x0, y0 = int(bx0 * sx), int(by0 * sy)
+        x1, y1 = max(x0 + 1, round(bx1 * sx)), max(y0 + 1, round(by1 * sy))
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=line)
         label = finding_label(finding)
         height = int(draw.textbbox((0, 0), label, font=font)[3])
@@ -149,19 +174,14 @@ def render_overlay(outcome: ScreeningOutcome, item: AnalysedInstance) -> np.ndar
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def _derivation(manifest: Manifest) -> str:
+def _derivation(manifest: Manifest, item: AnalysedInstance, size: tuple[int, int]) -> str:
+    source = (item.image.info.rows, item.image.info.columns)
+    scaled = "" if size == source else f" downscaled from {source[1]} x {source[0]} pixels,"
     return (
-        f"{DISCLAIMER}. Source image windowed to 8 bits with the class activation heatmap and "
-        f"finding boxes of {model_label(manifest)} (model.onnx sha256 {manifest.sha256}) "
-        "burned in."
+        f"{DISCLAIMER}. Source image windowed to 8 bits,{scaled} with the class activation "
+        f"heatmap and finding boxes of {model_label(manifest)} (model.onnx sha256 "
+        f"{manifest.sha256}) burned in."
     )
-
-
-def _patient_orientation(header: Dataset) -> list[str] | str:
-    value = header.get("PatientOrientation")
-    if value is None or value == "":
-        return ""
-    return [str(v) for v in value] if not isinstance(value, str) else value
 
 
 def _source_reference(item: AnalysedInstance) -> Dataset:
@@ -184,15 +204,16 @@ def _describe_overlay(
     overlay: Dataset, header: Dataset, item: AnalysedInstance, manifest: Manifest
 ) -> None:
     """What highdicom leaves out: burned-in text, provenance, model identity, orientation."""
-    overlay.PatientOrientation = _patient_orientation(header)
+    overlay.PatientOrientation = patient_orientation(header) or ""
     overlay.SoftwareVersions = software_versions(manifest)
     overlay.SecondaryCaptureDeviceManufacturer = MANUFACTURER
     overlay.SecondaryCaptureDeviceManufacturerModelName = manifest.name
     overlay.SecondaryCaptureDeviceSoftwareVersions = software_versions(manifest)
     overlay.BurnedInAnnotation = "YES"
     overlay.LossyImageCompression = "00"
-    overlay.DerivationDescription = _derivation(manifest)
-    overlay.ImageComments = _derivation(manifest)
+    derivation = _derivation(manifest, item, (overlay.Rows, overlay.Columns))
+    overlay.DerivationDescription = derivation
+    overlay.ImageComments = derivation
     overlay.SourceImageSequence = [_source_reference(item)]
     copy_series_anatomy(header, overlay)
 

@@ -1,12 +1,16 @@
 """The screening result as a DICOM Comprehensive SR following TID 1500 (Measurement Report).
 
 One measurement group per finding, in the result's order: the finding's coded concept (from the
-model manifest) as Finding Type, its calibrated probability as a numeric measurement, and the
-operating point's decision as the CAD Rendering Intent a mammography CAD SR uses for the same
-idea (DCM 111056: "Presentation Required" when flagged, "Presentation Optional" otherwise).
-Flagged findings with a box are planar ROI groups whose region is a POLYLINE rectangle on the
-source image; the others reference the source image as a whole. The model is identified by
-Algorithm Identification (TID 4019, its sha256 among the parameters) and as the device observer.
+model manifest) as Finding and its calibrated probability as a numeric measurement (TID 300).
+Flagged findings with a box are TID 1410 planar ROI groups whose region is a POLYLINE rectangle
+on the source image; the others are TID 1501 groups that reference the source image as a whole.
+The operating point's decision is a report-level qualitative evaluation (TID 1500 row 13), one
+per finding: the finding's concept valued with the CAD Rendering Intent a mammography CAD SR uses
+for the same idea (DCM 111150 "Presentation Required" when flagged, 111151 "Presentation
+Optional" otherwise). It is not in the groups because TID 1410 and 1501, as PixelMed's validator
+knows them, have no row for a qualitative evaluation. The model is identified by Algorithm
+Identification (TID 4019: name, version, parameters with its sha256 and operating point; the
+template has no manufacturer row) and as the device observer, which does name the manufacturer.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from diagnostics.reports._common import (
     source_header,
     spec_for,
 )
+from diagnostics.reports._header import UTF8
+from diagnostics.reports._library import image_library, insert_before_measurements
 from diagnostics.results import FindingResult
 
 if TYPE_CHECKING:
@@ -44,7 +50,6 @@ SR_SERIES_NUMBER = 9001
 
 PROBABILITY = hd.sr.CodedConcept("122157", "DCM", "Probability")
 PROBABILITY_UNIT = hd.sr.CodedConcept("{probability}", "UCUM", "probability")
-RENDERING_INTENT = hd.sr.CodedConcept("111056", "DCM", "Rendering Intent")
 FLAGGED = hd.sr.CodedConcept(
     "111150", "DCM", "Presentation Required: Rendering device is expected to present"
 )
@@ -86,7 +91,6 @@ def _algorithm(manifest: Manifest, finding: FindingResult) -> hd.sr.AlgorithmIde
     return hd.sr.AlgorithmIdentification(
         name=manifest.name,
         version=manifest.version,
-        manufacturer=MANUFACTURER,
         parameters=[
             sha256_parameter(manifest),
             f"operating point: flagged when probability >= {finding.threshold:.6g}",
@@ -100,8 +104,7 @@ def _finding_group(
     hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
     | hd.sr.MeasurementsAndQualitativeEvaluations
 ):
-    concept = spec_for(manifest, finding.code).concept
-    finding_type = hd.sr.CodedConcept(concept.value, concept.scheme, concept.meaning)
+    finding_type = finding_concept(manifest, finding)
     algorithm = _algorithm(manifest, finding)
     tracking = hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=finding.code)
     probability = hd.sr.Measurement(
@@ -109,9 +112,6 @@ def _finding_group(
         value=finding.probability,
         unit=PROBABILITY_UNIT,
         algorithm_id=algorithm,
-    )
-    decision = hd.sr.QualitativeEvaluation(
-        name=RENDERING_INTENT, value=FLAGGED if finding.flagged else NOT_FLAGGED
     )
     sop_class = str(item.image.uids.sop_class_uid)
     sop_instance = str(item.image.uids.sop_instance_uid)
@@ -128,33 +128,42 @@ def _finding_group(
             finding_type=finding_type,
             algorithm_id=algorithm,
             measurements=[probability],
-            qualitative_evaluations=[decision],
         )
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         finding_type=finding_type,
         algorithm_id=algorithm,
         measurements=[probability],
-        qualitative_evaluations=[decision],
         source_images=[hd.sr.SourceImageForMeasurementGroup(sop_class, sop_instance, frames)],
     )
 
 
-def _notice(manifest: Manifest) -> hd.sr.ContainerContentItem:
-    """TID 1500's Qualitative Evaluations container holding the disclaimer as text."""
-    container = hd.sr.ContainerContentItem(
-        name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+def finding_concept(manifest: Manifest, finding: FindingResult) -> hd.sr.CodedConcept:
+    concept = spec_for(manifest, finding.code).concept
+    return hd.sr.CodedConcept(concept.value, concept.scheme, concept.meaning)
+
+
+def _evaluations(manifest: Manifest, outcome: ScreeningOutcome) -> hd.sr.ContainerContentItem:
+    """TID 1500's Qualitative Evaluations: each finding's decision, then the disclaimer."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type=contains)
+    items: list[hd.sr.ContentItem] = [
+        hd.sr.CodeContentItem(
+            name=finding_concept(manifest, finding),
+            value=FLAGGED if finding.flagged else NOT_FLAGGED,
+            relationship_type=contains,
+        )
+        for finding in outcome.result.findings
+    ]
+    items.append(
+        hd.sr.TextContentItem(
+            name=COMMENT,
+            value=f"{DISCLAIMER}. Produced by {model_label(manifest)} "
+            f"(model.onnx sha256 {manifest.sha256}) for review by a radiologist.",
+            relationship_type=contains,
+        )
     )
-    container.ContentSequence = hd.sr.ContentSequence(
-        [
-            hd.sr.TextContentItem(
-                name=COMMENT,
-                value=f"{DISCLAIMER}. Produced by {model_label(manifest)} "
-                f"(model.onnx sha256 {manifest.sha256}) for review by a radiologist.",
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
-        ]
-    )
+    container.ContentSequence = hd.sr.ContentSequence(items)
     return container
 
 
@@ -184,9 +193,9 @@ def build_sr(
             observation_context=_observation_context(manifest),
             procedure_reported=IMAGING_PROCEDURE,
             imaging_measurements=groups,
-            referenced_images=evidence,
         )
-        report[0].ContentSequence.append(_notice(manifest))
+        insert_before_measurements(report[0], image_library(outcome))
+        report[0].ContentSequence.append(_evaluations(manifest, outcome))
         sr = hd.sr.ComprehensiveSR(
             evidence=evidence,
             content=report[0],
@@ -203,4 +212,5 @@ def build_sr(
         )
     dataset: Dataset = sr  # highdicom types this attribute as one string
     dataset.SoftwareVersions = software_versions(manifest)
+    dataset.SpecificCharacterSet = UTF8  # the copied names were decoded from the source's own
     return dataset

@@ -71,9 +71,52 @@ def test_every_finding_has_its_code_probability_and_flag(written: Written) -> No
         (measurement,) = group.get_measurements()
         assert measurement.name.value == "122157"
         assert measurement.value == pytest.approx(finding.probability, rel=1e-12)
-        (evaluation,) = group.get_qualitative_evaluations()
-        assert evaluation.name.value == "111056"
-        assert evaluation.value.value == ("111150" if finding.flagged else "111151")
+        assert group.get_qualitative_evaluations() == []  # no such row in TID 1410/1501
+        decision = _decisions(pydicom.dcmread(written.sr))[concept.value]
+        assert decision == ("111150" if finding.flagged else "111151")
+
+
+def _decisions(sr: pydicom.Dataset) -> dict[str, str]:
+    """Report-level Qualitative Evaluations (TID 1500 row 13): finding code -> decision code."""
+    (container,) = [
+        item
+        for item in sr.ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == "C0034375"
+    ]
+    return {
+        item.ConceptNameCodeSequence[0].CodeValue: item.ConceptCodeSequence[0].CodeValue
+        for item in container.ContentSequence
+        if item.ValueType == "CODE"
+    }
+
+
+def _algorithm_rows(sr: pydicom.Dataset) -> set[str]:
+    """Concept codes of every TEXT row anywhere under the Imaging Measurements container."""
+    found: set[str] = set()
+
+    def walk(items: pydicom.Sequence) -> None:
+        for item in items:
+            if item.ValueType == "TEXT":
+                found.add(item.ConceptNameCodeSequence[0].CodeValue)
+            walk(item.get("ContentSequence", []))
+
+    walk([i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010"])
+    return found
+
+
+def test_every_group_has_a_tracking_identifier_and_uid(written: Written) -> None:
+    report = report_of(written.sr)
+    groups = [*report.get_planar_roi_measurement_groups(), *report.get_image_measurement_groups()]
+    assert len(groups) == len(written.case.outcome.result.findings)
+    uids = {str(group.tracking_uid) for group in groups}
+    assert len(uids) == len(groups)
+    assert all(group.tracking_identifier for group in groups)
+
+
+def test_algorithm_identification_has_only_tid_4019_rows(written: Written) -> None:
+    rows = _algorithm_rows(pydicom.dcmread(written.sr))
+    assert {"111001", "111003", "111002"} <= rows  # name, version, parameters
+    assert "122405" not in rows  # Algorithm Manufacturer: not a TID 4019 row
 
 
 def test_flagged_finding_has_its_box_on_the_source_image(written: Written) -> None:
@@ -119,7 +162,7 @@ def test_model_identity_and_disclaimer_are_in_the_report(written: Written) -> No
     texts = texts_in(sr)
     assert manifest.name in texts  # Algorithm Name and Device Observer Name
     assert manifest.version in texts  # Algorithm Version
-    assert "radiology-diagnostics" in texts  # Algorithm Manufacturer
+    assert "radiology-diagnostics" in texts  # Device Observer Manufacturer
     assert f"model.onnx sha256 {manifest.sha256}" in texts  # Algorithm Parameters
     assert any(text.startswith(DISCLAIMER) for text in texts)
     assert manifest.sha256 in sr.SoftwareVersions
