@@ -1,4 +1,4 @@
-"""StudyResult: what screening says about one study (the JSON contract in DESIGN.md).
+"""StudyResult: what screening says about one study (the JSON contract in docs/architecture.md).
 
 Valid once built: the models check the fail-safe rule on construction, so no code path can
 produce an "analysed, nothing found" result for a study the model never read, or a "failed"

@@ -5,7 +5,7 @@ Run it with `diagnostics serve` (which validates the settings first and passes t
 
     DIAGNOSTICS_API_TOKEN=... bentoml serve serving/service.py:Diagnostics --working-dir .
 
-Routes (DESIGN.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
+Routes (docs/architecture.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
 DICOM bodies or GET parameters), `POST /v1/infer` (BentoML's adaptive batching, preprocessed
 tensors in, probabilities out), the review UI under `/ui` (`diagnostics.ui`), and BentoML's
