@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +78,20 @@ def _read_dicomdir(path: Path, inputs: Inputs) -> None:
     from pydicom.fileset import FileSet
 
     try:
-        fileset = FileSet(pydicom.dcmread(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fileset = FileSet(pydicom.dcmread(path))
         referenced = [Path(instance.path) for instance in fileset]
     except (InvalidDicomError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         inputs.rejected.append((path, InputError(f"{path}: not a usable DICOMDIR ({exc})")))
         return
     inputs.indexes.append(path)
+    # pydicom drops a record whose file is missing with a warning; a lost file must be named.
+    for warning in caught:
+        message = str(warning.message)
+        if "does not exist: " in message:
+            lost = Path(message.rsplit("does not exist: ", 1)[1])
+            inputs.rejected.append((lost, InputError(f"{lost}: listed in {path} but no such file")))
     for file in referenced:
         if file.is_file():
             inputs.files.append(file)
