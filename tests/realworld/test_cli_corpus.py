@@ -14,7 +14,7 @@ import pydicom
 import pytest
 
 from tests.realworld.checks import problems
-from tests.realworld.corpus import BY_NAME, CASES, Built, write_corpus
+from tests.realworld.corpus import CASES, Built, write_corpus
 from tests.validators import dciodvfy, pixelmed_sr
 
 pytestmark = pytest.mark.slow
