@@ -350,7 +350,9 @@ def _real_images(m: Manifest) -> list[str]:
     through = seen.get("let_through") or []
     counts = seen.get("flag_counts_if_forced")
     flag_text = (
-        ", ".join(f"{code} {n}" for code, n in counts.items()) if isinstance(counts, dict) else ""
+        ", ".join(f"{f.code} {_value(counts.get(f.code))}" for f in m.findings)
+        if isinstance(counts, dict)
+        else ""
     )
     lines = [
         "## Behaviour on real radiographs",

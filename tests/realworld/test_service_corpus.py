@@ -21,7 +21,7 @@ from pydicom import dcmread
 from tests.intake.conftest import Orthanc, orthanc, storescu  # noqa: F401
 from tests.realworld.checks import problems
 from tests.realworld.corpus import CASES, Built, write_corpus
-from tests.serving.conftest import TOKEN, Server, _stop, _wait_ready, free_port
+from tests.serving.conftest import TOKEN, Server, _stop, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,24 @@ def service(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Itera
         yield server
     finally:
         _stop(process)
+
+
+STARTUP_TIMEOUT_S = 300.0
+"""Generous: on a loaded 2-core CI machine the service's start can take minutes."""
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"the server exited: {server.log.read_text()[-3000:]}")
+        try:
+            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet
+        time.sleep(1)
+    raise AssertionError(f"not ready in {STARTUP_TIMEOUT_S} s: {server.log.read_text()[-3000:]}")
 
 
 def _multipart(files: list[Path]) -> tuple[bytes, str]:
