@@ -148,7 +148,8 @@ def results(service: Server, sent: dict[str, dict[str, Built]]) -> dict[str, dic
     for channel in CHANNELS:
         for built in sent[channel].values():
             remaining = max(5.0, deadline - time.monotonic())
-            out[built.study_uid] = service.wait_for_result(built.study_uid, timeout=remaining)
+            state = service.wait_for_result(built.study_uid, timeout=remaining)
+            out[built.study_uid] = dict(state["result"])  # type: ignore[call-overload]
     return out
 
 
