@@ -13,13 +13,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import diagnostics
 from diagnostics.errors import ConfigurationError, DiagnosticsError
-
-if TYPE_CHECKING:
-    from diagnostics.screening import ScreeningOutcome
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -122,79 +119,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         }
     )
     return EXIT_OK
-
-
-EXIT_INCOMPLETE = 1
-
-
-def _cmd_screen(args: argparse.Namespace) -> int:
-    from diagnostics.dicom import iter_files
-    from diagnostics.screening import ScreenBatch, Screener, failed_batch
-
-    files = list(iter_files(args.paths))
-    if not files:
-        raise ConfigurationError(f"no files found under {', '.join(map(str, args.paths))}")
-    try:
-        screener = Screener.load(args.model, threads=args.threads, max_batch=args.batch)
-    except DiagnosticsError as exc:
-        # Nothing can be analysed, but every study still gets a result that says why.
-        batch: ScreenBatch = failed_batch(files, f"the model could not be loaded: {exc}")
-    else:
-        batch = screener.screen(files)
-    args.out.mkdir(parents=True, exist_ok=True)
-    outputs: list[str] = []
-    outcomes = list(batch.outcomes)
-    if not args.no_dicom:
-        outcomes = [_write_outputs(outcome, args.out, outputs) for outcome in outcomes]
-    results = args.out / "results.jsonl"
-    _write_lines(results, [o.result.to_json() for o in outcomes])
-    rejected = [
-        json.dumps({"file": r.source, "error": type(r.error).__name__, "message": str(r.error)})
-        for r in batch.rejected
-    ]
-    _write_lines(args.out / "rejected.jsonl", rejected)
-    for line in rejected:
-        print(f"rejected: {line}", file=sys.stderr)
-    counts = {s: 0 for s in ("analyzed", "not_analyzed", "failed")}
-    for outcome in outcomes:
-        counts[outcome.result.status] += 1
-    urgent = sum(1 for o in outcomes if o.result.priority == "urgent")
-    output_failures = sum(len(o.result.output_failures) for o in outcomes)
-    _print_json(
-        {
-            "studies": len(batch.outcomes),
-            **counts,
-            "urgent": urgent,
-            "rejected_files": len(rejected),
-            "output_failures": output_failures,
-            "results": str(results),
-            "dicom_outputs": outputs,
-            "seconds": {k: round(v, 3) for k, v in batch.stage_seconds.items()},
-        }
-    )
-    return EXIT_INCOMPLETE if counts["failed"] or rejected or output_failures else EXIT_OK
-
-
-def _write_outputs(outcome: ScreeningOutcome, out: Path, written: list[str]) -> ScreeningOutcome:
-    """Write one study's DICOM outputs; what cannot be built is named in its result, and never
-    stops the other studies' outputs or results."""
-    from diagnostics.reports import write_reports
-    from diagnostics.results import OutputFailure
-    from diagnostics.screening import with_output_failures
-
-    try:
-        reports = write_reports(outcome, out)
-    except DiagnosticsError as exc:
-        return with_output_failures(outcome, [OutputFailure(output="sr", reason=str(exc))])
-    written.extend(str(p) for p in reports.paths)
-    return with_output_failures(outcome, reports.failures) if reports.failures else outcome
-
-
-def _write_lines(path: Path, lines: Sequence[str]) -> None:
-    """Write a JSON-lines file whole or not at all (a reader never sees half a result)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    partial.replace(path)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -351,6 +275,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from diagnostics.cli_screen import add_parser as add_screen_parser
+
     parser = argparse.ArgumentParser(
         prog="diagnostics",
         description="AI pre-screening for radiology: ingest DICOM, generate synthetic studies.",
@@ -408,33 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(handler=_cmd_synth)
 
-    screen = commands.add_parser(
-        "screen",
-        help="screen DICOM studies with a model package",
-        description=(
-            "Group the files under PATH into studies, screen each with the model and write\n"
-            "OUT/results.jsonl (one StudyResult per line), OUT/rejected.jsonl (files that are\n"
-            "not usable DICOM) and, per analysed study, a DICOM SR, overlay images and\n"
-            "presentation states under OUT/<study UID>/.\n\n"
-            "Exit status: 0 when every study was analysed or is out of scope, 1 when a study\n"
-            "failed or a file was rejected (the results say which and why), 2 on bad arguments."
-        ),
-        epilog=(
-            "examples:\n"
-            "  diagnostics screen incoming/ --out results/\n"
-            "  diagnostics screen a.dcm b.dcm --out results/ --model models/cxr-demo --no-dicom"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    screen.add_argument("paths", nargs="+", type=Path, help="DICOM files or folders")
-    screen.add_argument("--out", type=Path, required=True, help="output folder")
-    screen.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help=f"model package (default {DEFAULT_MODEL})"
-    )
-    screen.add_argument("--threads", type=_positive_int, help="inference threads (default: all)")
-    screen.add_argument("--batch", type=_positive_int, default=16, help="images per model call")
-    screen.add_argument("--no-dicom", action="store_true", help="write only the JSON results")
-    screen.set_defaults(handler=_cmd_screen)
+    add_screen_parser(commands, DEFAULT_MODEL, _positive_int)
 
     for name, summary, example in (
         (
@@ -506,18 +406,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+THIRD_PARTY_LOGGERS = (
+    "pydicom",
+    "highdicom",
+    "pynetdicom",
+    "onnxruntime",
+    "monai",
+    "PIL",
+    "torch",
+    "py.warnings",
+)
+"""Libraries that log (and print tracebacks of) failures this library already reports in its
+own words; heard only with -v."""
+
+
+def quiet_third_parties(verbose: bool, keep_tracebacks: bool = False) -> None:
+    """Logging for one CLI run: the contract allows one stderr line per error, never a traceback.
+
+    Third-party loggers and Python warnings are silenced unless -v; pydicom resets its logger's
+    level when first imported, so it is imported before its level is set.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.captureWarnings(True)
+    import pydicom.config  # noqa: F401
+
+    quiet = logging.ERROR if keep_tracebacks else logging.CRITICAL + 1
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else quiet)
+    if not verbose and not keep_tracebacks:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_no_traceback)
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    """Drop the traceback of a logged failure: the one-line message says what went wrong."""
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    # pydicom logs damage it tolerates at WARNING, and resets its logger's level when first
-    # imported; import it now, then quieten it: the contract allows one stderr line per error.
-    import pydicom.config  # noqa: F401
-
-    logging.getLogger("pydicom").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    # The service's log is for its operator: tracebacks of thread-level failures stay there.
+    quiet_third_parties(args.verbose, keep_tracebacks=args.command == "serve")
     handler: Handler = args.handler
     try:
         return handler(args)

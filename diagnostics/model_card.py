@@ -31,6 +31,8 @@ _TABLE_KEYS = (
     "threshold",
 )
 _KNOWN_KEYS = frozenset((*_TABLE_KEYS, NODULE_SIZE_KEY))
+REAL_IMAGES_KEY = "real_images"
+"""metrics.real_images: what the model did with real images (tests/realworld/observe.py)."""
 _MISSING = "n/a"
 
 
@@ -44,6 +46,7 @@ def render(manifest: Manifest) -> str:
         _preprocessing(manifest),
         _training(manifest),
         _performance(manifest),
+        _real_images(manifest),
         _limitations(manifest),
         _versions(manifest),
     ]
@@ -119,9 +122,19 @@ def _scope(m: Manifest) -> list[str]:
         "",
         f"- Modalities: {_joined(s.modalities)}",
         f"- Body parts: {_joined(s.body_parts)}",
+        f"- Other wording accepted for the body part: {_joined(s.body_part_words)} (matched "
+        "ignoring case, spaces, underscores, hyphens and apostrophe variants)",
         f"- Views: {_joined(s.views)}",
         f"- Photometric interpretations: {_joined(s.photometric_interpretations)}",
         f"- Minimum image size: {s.min_rows} rows x {s.min_columns} columns",
+        "",
+        "When Body Part Examined is missing or empty, an image is analysed only if the header "
+        "says the body part another way: an Anatomic Region Sequence code "
+        f"({_joined(s.body_part_codes)}) or the body part named in the Study or Series "
+        "Description or Protocol Name; otherwise it is not analysed and the reason asks for "
+        "Body Part Examined to be set at the modality. A missing View Position is likewise read "
+        f"from the View Code Sequence ({_joined(s.view_codes)}) or from descriptions that name "
+        f"{' or '.join(s.views)} and no other view.",
     ]
 
 
@@ -304,6 +317,8 @@ def _other_metrics(m: Manifest) -> Iterator[tuple[str, str]]:
     codes = set(m.finding_codes)
     split = _reported(m)[0]
     for key, value in m.metrics.items():
+        if key == REAL_IMAGES_KEY:
+            continue  # its own section
         if key == split and isinstance(value, dict):
             for code, per in value.items():
                 if code in codes and isinstance(per, dict):
@@ -324,6 +339,69 @@ def _flatten(prefix: str, value: JsonValue) -> Iterator[tuple[str, str]]:
             yield from _flatten(f"{prefix}.{key}", item)
     else:
         yield prefix, _value(value)
+
+
+def _real_images(m: Manifest) -> list[str]:
+    """What the model did with real images, in plain words, from the numbers measured."""
+    seen = m.metrics.get(REAL_IMAGES_KEY)
+    if not isinstance(seen, dict):
+        return []
+    images, refused = seen.get("images"), seen.get("refused_by_appearance")
+    through = seen.get("let_through") or []
+    counts = seen.get("flag_counts_if_forced")
+    flag_text = (
+        ", ".join(f"{f.code} {_value(counts.get(f.code))}" for f in m.findings)
+        if isinstance(counts, dict)
+        else ""
+    )
+    lines = [
+        "## Behaviour on real radiographs",
+        "",
+        "This model has only ever seen synthetic phantoms. Real radiographs look different: "
+        "other anatomy and body habitus, the detector's own image processing, collimation, "
+        "markers and text. Before the model runs, an appearance check compares each "
+        "preprocessed image with a profile of the training images (a coarse brightness map) "
+        'and refuses an image unlike them as `not_analyzed` ("the image does not look like '
+        '..."). On real images that refusal is the expected, safe outcome.',
+        "",
+        f"What was observed: {_value(seen.get('source'))}. Of {_value(images)} such images, "
+        f"{_value(refused)} were refused by the appearance check (scores "
+        f"{_value(seen.get('appearance_score_min'))} and up, median "
+        f"{_value(seen.get('appearance_score_median'))}; the limit is "
+        f"{_value(seen.get('appearance_limit'))}). The synthetic phantoms score at most "
+        f"{_value(seen.get('phantom_appearance_score_max'))} "
+        f"({_value(seen.get('phantoms_analyzed'))} of {_value(seen.get('phantoms'))} analysed).",
+        "",
+        "What it lets through: images whose coarse brightness layout resembles a phantom "
+        "chest, whatever their header or content. It does not recognise anatomy, so a real "
+        "frontal chest radiograph that happens to resemble the phantoms is analysed, and "
+        "being let through says nothing about whether the result is right. Let through here: "
+        f"{', '.join(map(str, through)) if isinstance(through, list) and through else 'none'}.",
+        "",
+        "Why its flags on real images mean nothing clinically: forced past the check, the "
+        f"model flagged {_value(seen.get('flagged_if_forced'))} of {_value(images)} of these "
+        f"images ({flag_text}), none of which shows a chest at all. A model trained only on "
+        "phantoms learns the phantoms' cues; its probabilities on real images were never "
+        "calibrated or measured against real labels. A flag, or the absence of one, on a real "
+        "radiograph carries no clinical meaning: do not use it for patients.",
+    ]
+    per_image = seen.get("per_image")
+    if isinstance(per_image, dict) and per_image:
+        rows = []
+        for name, item in per_image.items():
+            if isinstance(item, dict):
+                flags = item.get("flags_if_forced")
+                rows.append(
+                    [
+                        f"`{name}`",
+                        _value(item.get("appearance_score")),
+                        _value(item.get("status")),
+                        ", ".join(map(str, flags)) if isinstance(flags, list) and flags else "-",
+                    ]
+                )
+        header = ["Image", "Appearance score", "Status", "Flags if forced past the check"]
+        lines += ["", *_table(header, rows)]
+    return lines
 
 
 def _limitations(m: Manifest) -> list[str]:

@@ -153,6 +153,16 @@ class InputScope(BaseModel):
     photometric_interpretations: CodeStrings
     min_rows: int = Field(ge=1)
     min_columns: int = Field(ge=1)
+    body_part_words: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Other wording sites put in Body Part Examined for these body parts (THORAX, CHEST_PA, a
+    local language), matched ignoring case, spaces, underscores and apostrophe variants. The
+    package decides this, not the code: what counts as a chest is part of what was validated."""
+    body_part_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = []
+    """Anatomic Region Sequence code values (SNOMED CT) for these body parts, used when Body Part
+    Examined is missing or empty."""
+    view_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = []
+    """View Code Sequence code values (SNOMED CT, CID 4010) for these views, used when View
+    Position is missing or empty."""
 
     @field_validator("modalities", "body_parts", "views", "photometric_interpretations")
     @classmethod

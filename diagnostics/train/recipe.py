@@ -102,6 +102,23 @@ CHEST_RADIOGRAPHS = InputScope(
     photometric_interpretations=["MONOCHROME1", "MONOCHROME2"],
     min_rows=256,
     min_columns=256,
+    # Wording seen in real headers for a chest: vendors, lower case, Russian and Uzbek sites.
+    body_part_words=[
+        "THORAX",
+        "CHEST PA",
+        "CHEST AP",
+        "CHEST PA AP",
+        "ГРУДНАЯ КЛЕТКА",
+        "ГРУДНОЙ КЛЕТКИ",
+        "ГРУДЬ",
+        "ОГК",
+        "KO\u02bbKRAK",
+        "KO\u02bbKRAK QAFASI",
+        "КЎКРАК",
+        "КЎКРАК ҚАФАСИ",
+    ],
+    body_part_codes=["43799004", "51185008", "816094009"],  # SCT chest, thorax structure, thorax
+    view_codes=["272479007", "399348003"],  # SCT postero-anterior, antero-posterior (CID 4010)
 )
 
 

@@ -126,6 +126,9 @@ _STORESCU_OPTION = {
     "1.2.840.10008.1.2.4.90": "-xv",  # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.80": "-xt",  # JPEG-LS lossless
     "1.2.840.10008.1.2.4.70": "-xs",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.91": "-xw",  # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.50": "-xy",  # JPEG baseline
+    "1.2.840.10008.1.2.1.99": "-xd",  # deflated explicit VR little endian
 }
 
 

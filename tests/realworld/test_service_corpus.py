@@ -1,0 +1,215 @@
+"""The real-world header corpus through the service: `/v1/screen`, STOW-RS and C-STORE (DCMTK
+storescu), each with UIDs of its own; then the review page and its image, and the outbox's
+delivery of every analysed study's outputs to Orthanc."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from pydicom import dcmread
+
+from tests.intake.conftest import Orthanc, orthanc, storescu  # noqa: F401
+from tests.realworld.checks import problems
+from tests.realworld.corpus import CASES, Built, write_corpus
+from tests.serving.conftest import TOKEN, Server, _stop, free_port
+
+pytestmark = pytest.mark.slow
+
+CHANNELS = ("v1", "stow", "cstore")
+SCREEN_CHUNK = 12
+"""Cases per /v1/screen request: a burst of requests, none of them huge."""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Server]:  # noqa: F811
+    root = tmp_path_factory.mktemp("realworld-service")
+    port, dicom_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DIAGNOSTICS_API_TOKEN": TOKEN,
+        "DIAGNOSTICS_STABLE_SECONDS": "1",
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    for name in ("DIAGNOSTICS_API_TOKEN_FILE", "DIAGNOSTICS_INSECURE_DEV", "DIAGNOSTICS_ALLOW_AE"):
+        env.pop(name, None)
+    command = [
+        sys.executable,
+        "-m",
+        "diagnostics.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--dicom-port",
+        str(dicom_port),
+        "--storage",
+        str(root / "storage"),
+        "--workers",
+        "1",
+        "--allow-ae",
+        "STORESCU",
+        "--results-to",
+        f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",
+    ]
+    log = root / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", root / "storage", log, process)
+    server.dicom_port = dicom_port  # type: ignore[attr-defined]
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+STARTUP_TIMEOUT_S = 300.0
+"""Generous: on a loaded 2-core CI machine the service's start can take minutes."""
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"the server exited: {server.log.read_text()[-3000:]}")
+        try:
+            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet
+        time.sleep(1)
+    raise AssertionError(f"not ready in {STARTUP_TIMEOUT_S} s: {server.log.read_text()[-3000:]}")
+
+
+def _multipart(files: list[Path]) -> tuple[bytes, str]:
+    boundary = "realworld-corpus-boundary"
+    body = b"".join(
+        b"--"
+        + boundary.encode()
+        + b"\r\nContent-Type: application/dicom\r\n\r\n"
+        + f.read_bytes()
+        + b"\r\n"
+        for f in files
+    )
+    body += b"--" + boundary.encode() + b"--\r\n"
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def _screen(server: Server, chunk: list[Built]) -> requests.Response:
+    body, content_type = _multipart([f for b in chunk for f in b.files])
+    return requests.post(
+        server.url + "/v1/screen",
+        data=body,
+        headers={**server.auth, "Content-Type": content_type},
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def sent(service: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Built]]:
+    """Every case written three times (one set of UIDs per channel) and sent in a burst."""
+    root = tmp_path_factory.mktemp("realworld-corpus")
+    built = {ch: {b.case.name: b for b in write_corpus(root / ch, ch)} for ch in CHANNELS}
+    client = DICOMwebClient(url=service.url + "/dicomweb", headers=service.auth)
+    stow = [dcmread(f) for b in built["stow"].values() for f in b.files]
+    cstore = [f for b in built["cstore"].values() for f in b.files]
+    v1 = list(built["v1"].values())
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        screens = [
+            pool.submit(_screen, service, v1[i : i + SCREEN_CHUNK])
+            for i in range(0, len(v1), SCREEN_CHUNK)
+        ]
+        stored = pool.submit(client.store_instances, stow)
+        sending = pool.submit(storescu, service.dicom_port, cstore)  # type: ignore[attr-defined]
+        for future in screens:
+            response = future.result()
+            assert response.status_code == 200, response.text[:2000]
+        stored.result()
+        done = sending.result()
+        assert done.returncode == 0, done.stderr[-2000:]
+    return built
+
+
+@pytest.fixture(scope="module")
+def results(service: Server, sent: dict[str, dict[str, Built]]) -> dict[str, dict[str, Any]]:
+    """The latest result of every study of every channel, once all are final."""
+    out: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 900
+    for channel in CHANNELS:
+        for built in sent[channel].values():
+            remaining = max(5.0, deadline - time.monotonic())
+            state = service.wait_for_result(built.study_uid, timeout=remaining)
+            out[built.study_uid] = dict(state["result"])  # type: ignore[call-overload]
+    return out
+
+
+def test_nothing_sent_was_refused(sent: dict[str, dict[str, Built]]) -> None:
+    assert {len(cases) for cases in sent.values()} == {len(CASES)}
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_case(
+    sent: dict[str, dict[str, Built]],
+    results: dict[str, dict[str, Any]],
+    channel: str,
+    name: str,
+) -> None:
+    built = sent[channel][name]
+    found = problems(built, results[built.study_uid])
+    assert not found, found
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_review_page_and_image(
+    service: Server,
+    sent: dict[str, dict[str, Built]],
+    results: dict[str, dict[str, Any]],
+    name: str,
+) -> None:
+    built = sent["stow"][name]
+    page = service.get(f"/ui/studies/{built.study_uid}")
+    assert page.status_code == 200, page.text[:500]
+    assert "Traceback" not in page.text
+    image = service.get(f"/ui/studies/{built.study_uid}/image/0.png")
+    assert image.status_code == 200, image.text[:500]
+    assert image.content.startswith(b"\x89PNG")
+
+
+def test_outbox_delivers_every_analysed_study_to_orthanc(
+    orthanc: Orthanc,  # noqa: F811
+    sent: dict[str, dict[str, Built]],
+    results: dict[str, dict[str, Any]],
+) -> None:
+    analysed = [b for ch in CHANNELS for b in sent[ch].values() if b.case.expect == "analyzed"]
+
+    def delivered() -> list[str]:
+        missing = []
+        for built in analysed:
+            found = orthanc.post(
+                "/tools/find",
+                {
+                    "Level": "Series",
+                    "Query": {"StudyInstanceUID": built.study_uid, "Modality": "SR"},
+                },
+            )
+            if not found:
+                missing.append(built.case.name)
+        return missing
+
+    deadline = time.monotonic() + 300
+    missing = delivered()
+    while missing and time.monotonic() < deadline:
+        time.sleep(2)
+        missing = delivered()
+    assert not missing, f"{len(missing)} analysed studies have no SR in Orthanc: {missing[:10]}"
