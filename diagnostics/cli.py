@@ -1,7 +1,7 @@
 """The `diagnostics` command line: the researcher's and administrator's face of the library.
 
-Contract (DESIGN.md): results as JSON on stdout with exit 0; for input that cannot be used, one
-line `error: <ErrorClass>: <message>` on stderr and exit 2; never a traceback.
+Contract (docs/architecture.md): results as JSON on stdout with exit 0; for input that cannot
+be used, one line `error: <ErrorClass>: <message>` on stderr and exit 2; never a traceback.
 """
 
 from __future__ import annotations

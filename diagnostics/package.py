@@ -1,10 +1,11 @@
 """The model package: the only form in which a model reaches serving.
 
-A package is a folder with `model.onnx`, `manifest.json` and `MODEL_CARD.md` (DESIGN.md, "Model
-package"). The manifest says everything serving must know that the graph cannot: finding codes,
-preprocessing, calibration, operating points, input scope. Loading verifies the sha256 of
-`model.onnx` against the manifest and the manifest against its schema, so a package that was
-edited, truncated or built for another contract is refused before it can produce a result.
+A package is a folder with `model.onnx`, `manifest.json` and `MODEL_CARD.md`
+(docs/architecture.md, "Model package"). The manifest says everything serving must know that
+the graph cannot: finding codes, preprocessing, calibration, operating points, input scope.
+Loading verifies the sha256 of `model.onnx` against the manifest and the manifest against its
+schema, so a package that was edited, truncated or built for another contract is refused
+before it can produce a result.
 Nothing here unpickles: ONNX is protobuf and the manifest is JSON.
 """
 
