@@ -190,18 +190,21 @@ def store_upload(
 # -- GET /v1/studies/{uid} -----------------------------------------------------------------
 
 
+def unknown_study(study_instance_uid: str) -> Reply:
+    """404 for a study of which no instance has been received."""
+    body = {
+        "error": "NotFound",
+        "message": "no instance of this study has been received",
+        "study_instance_uid": study_instance_uid,
+    }
+    return Reply(404, body)
+
+
 def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
     """200 with the newest result; 202 with the state while (re)screening is due; 404 if unknown."""
     state = runtime.store.study_state(study_instance_uid)
     if state is None:
-        return Reply(
-            404,
-            {
-                "error": "NotFound",
-                "message": "no instance of this study has been received",
-                "study_instance_uid": study_instance_uid,
-            },
-        )
+        return unknown_study(study_instance_uid)
     runtime.store.audit(actor, "result_read", study=study_instance_uid)
     latest = runtime.store.latest_result(study_instance_uid)
     version, result = latest if latest is not None else (0, None)

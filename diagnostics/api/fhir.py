@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from diagnostics.api.endpoints import Reply
+from diagnostics.api.endpoints import Reply, unknown_study
 from diagnostics.fhir.client import FHIR_JSON
 from diagnostics.intake import fhir_reports
 from diagnostics.intake.runtime import Runtime
@@ -15,14 +15,7 @@ def fhir_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
     """200 with the bundle; 202 while the study has no result yet; 404 for an unknown study."""
     state = runtime.store.study_state(study_instance_uid)
     if state is None:
-        return Reply(
-            404,
-            {
-                "error": "NotFound",
-                "message": "no instance of this study has been received",
-                "study_instance_uid": study_instance_uid,
-            },
-        )
+        return unknown_study(study_instance_uid)
     screener = runtime.screener
     manifest = screener.package.manifest if screener is not None else None
     current = fhir_reports.current_bundle(runtime.store, study_instance_uid, manifest)

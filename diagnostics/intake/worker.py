@@ -181,6 +181,13 @@ class OutboxWorker(_Loop):
             log.warning("outbox: %s (retry in %.0f s)", exc, wait)
             self.store.mark_failed(item, str(exc), wait)
             return
+        # One item's unforeseen failure (a peer's odd answer breaking a library) must back off
+        # that item alone: raised to the loop, it would end every round before the items behind.
+        except Exception as exc:
+            wait = backoff(item.attempts + 1)
+            log.exception("outbox: unexpected error sending a result (retry in %.0f s)", wait)
+            self.store.mark_failed(item, f"internal error ({type(exc).__name__})", wait)
+            return
         self.store.mark_sent(item)
         self.store.audit(
             "outbox-worker",

@@ -258,6 +258,29 @@ def test_a_destination_that_is_down_keeps_the_result_and_retries(
     assert store.due_outbox() == []  # backing off, not hammering the destination
 
 
+def test_an_unforeseen_send_failure_backs_off_that_item_alone(
+    store: IntakeStore, studies: Studies, screener: Screener
+) -> None:
+    study = _receive(store, studies)
+    _worker(store, screener).run_once()
+    assert _recorded(store, study).status == "analyzed"
+    items = store.due_outbox()
+    assert len(items) >= 2
+    poisoned = items[0].path
+    sent: list[Path] = []
+
+    def send(path: Path, destination: object) -> None:
+        if path == poisoned:
+            raise ValueError("a peer's answer broke the client")
+        sent.append(path)
+
+    assert OutboxWorker(store, calling_ae="DIAGNOSTICS", sender=send).run_once()
+    assert sorted(sent) == sorted(i.path for i in items[1:])  # the rest went out
+    rows = store.connection().execute("SELECT state, last_error FROM outbox").fetchall()
+    failed = [r for r in rows if r["state"] == "pending"]
+    assert len(failed) == 1 and failed[0]["last_error"] == "internal error (ValueError)"
+
+
 def test_a_study_that_keeps_killing_the_screener_is_failed_not_retried(
     tmp_path: Path, studies: Studies, screener: Screener
 ) -> None:
