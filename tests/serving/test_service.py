@@ -185,20 +185,25 @@ def test_a_client_trickling_its_body_is_cut_off(server: Server) -> None:
         f"POST /dicomweb/studies HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
         "Content-Type: application/dicom\r\nContent-Length: 100000\r\n\r\n"
     ).encode()
-    sent, answer = 0, b""
+    sent, answer, reset = 0, b"", False
     with socket.create_connection((host, int(port)), timeout=0.5) as sock:
         sock.sendall(head)
-        while not answer and sent < 60:  # 30 s: far past the 2 s the service allows
-            with contextlib.suppress(TimeoutError):
-                answer = sock.recv(65536)
-            if not answer:
-                sock.sendall(b"\0")
-                sent += 1
-        sock.settimeout(10)
-        while chunk := sock.recv(65536):  # to the end: the server closes the connection
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
-    assert sent < 60
+        try:
+            while not answer and sent < 60:  # 30 s: far past the 2 s the service allows
+                with contextlib.suppress(TimeoutError):
+                    answer = sock.recv(65536)
+                if not answer:
+                    sock.sendall(b"\0")
+                    sent += 1
+            sock.settimeout(10)
+            while chunk := sock.recv(65536):  # to the end: the server closes the connection
+                answer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            # A byte sent after the server answered and closed makes the peer reset the
+            # connection, and the kernel may drop the unread 408 with it: cut off all the same.
+            reset = True
+    assert sent < 60, "the service kept reading a trickling body"
+    assert answer.startswith(b"HTTP/1.1 408") or (reset and not answer), answer[:300]
 
 
 # -- STOW-RS -------------------------------------------------------------------------------
