@@ -64,6 +64,14 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+_STUDY_UID = {
+    "name": "study_uid",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "StudyInstanceUID",
+}
+
 ROUTE_DOCS: dict[str, dict[str, Any]] = {
     "/v1/screen": {
         "summary": "Screen a study now and return its result",
@@ -120,17 +128,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             404: _error("no instance of this study has been received"),
             **_SERVICE_ERRORS,
         },
-        "openapi_extra": {
-            "parameters": [
-                {
-                    "name": "study_uid",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "StudyInstanceUID",
-                }
-            ]
-        },
+        "openapi_extra": {"parameters": [_STUDY_UID]},
     },
     "/v1/studies/{study_uid}/fhir": {
         "summary": "The newest result as a FHIR R4 transaction Bundle",
@@ -149,17 +147,7 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
             404: _error("no instance of this study has been received"),
             **_SERVICE_ERRORS,
         },
-        "openapi_extra": {
-            "parameters": [
-                {
-                    "name": "study_uid",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "StudyInstanceUID",
-                }
-            ]
-        },
+        "openapi_extra": {"parameters": [_STUDY_UID]},
     },
     "/v1/worklist": {
         "summary": "The worklist in priority order",
