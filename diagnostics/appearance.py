@@ -13,7 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from diagnostics.strict import StrictModel
 
 GRID = 16
 """The profile's grid side: coarse enough to ignore findings and noise, fine enough for layout."""
@@ -23,10 +25,8 @@ THRESHOLD_QUANTILE = 0.995
 THRESHOLD_MARGIN = 1.25
 
 
-class AppearanceProfile(BaseModel):
+class AppearanceProfile(StrictModel):
     """Per-cell mean and spread of the training images' thumbnails, and the refusal threshold."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     grid: int = Field(ge=2, le=64)
     mean: list[float]

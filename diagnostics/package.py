@@ -14,11 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +29,6 @@ import onnx
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     JsonValue,
     ValidationError,
@@ -43,8 +39,10 @@ from pydantic import (
 
 from diagnostics import model_card
 from diagnostics.appearance import AppearanceProfile
+from diagnostics.durable import publish_folder, staging_folder
 from diagnostics.errors import ModelPackageError
 from diagnostics.preprocess import PreprocessSpec
+from diagnostics.strict import STRICT
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +68,13 @@ _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "diagnostics": ("radiology-diagnostics",),
 }
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
 CodeStrings = Annotated[list[str], Field(min_length=1)]
 
 
 class CodedConcept(BaseModel):
     """A code from a terminology (SNOMED CT "SCT", "RADLEX", ...), as DICOM SR writes it."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     value: str = Field(min_length=1, max_length=64)
     scheme: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_.-]{0,15}$")
@@ -89,7 +86,7 @@ class CodedConcept(BaseModel):
 class FindingSpec(BaseModel):
     """One output of the model: its code (the key everywhere else) and what it means."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
     display: str = Field(min_length=1, max_length=64)
@@ -104,7 +101,7 @@ class Calibration(BaseModel):
     chosen on.
     """
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     method: Literal["temperature", "platt", "none"]
     a: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
@@ -129,7 +126,7 @@ class Calibration(BaseModel):
 class OperatingPoint(BaseModel):
     """The probability threshold that flags a finding, and what it achieved where it was chosen."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     threshold: float = Field(ge=0.0, le=1.0)
     target_sensitivity: float = Field(ge=0.0, le=1.0)
@@ -146,7 +143,7 @@ class InputScope(BaseModel):
     read as "anything", so a scope can never be silently wide open.
     """
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     modalities: CodeStrings
     body_parts: CodeStrings
@@ -179,7 +176,7 @@ class InputScope(BaseModel):
 class DataSummary(BaseModel):
     """One data split, in the numbers a reader of the model card needs to judge it."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     description: str = Field(min_length=1)
     studies: int = Field(ge=0)
@@ -201,7 +198,7 @@ class DataSummary(BaseModel):
 class TrainingSummary(BaseModel):
     """The splits; `test` must be given, as null when there was no held-out test set."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     train: DataSummary
     validation: DataSummary
@@ -211,7 +208,7 @@ class TrainingSummary(BaseModel):
 class InputTensor(BaseModel):
     """The ONNX input the preprocessing produces: `image`, float32 [N, channels, height, width]."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     name: Literal["image"] = "image"
     channels: int = Field(ge=1)
@@ -241,7 +238,7 @@ class Manifest(BaseModel):
     names the field to fix, e.g. `calibration: no calibration for finding 'nodule'`.
     """
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     schema_version: Literal[1]
     name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)
@@ -548,24 +545,18 @@ def write_package(
     if not source.is_file():
         raise ModelPackageError(f"{source}: no ONNX model file here to package")
     _check_destination(out_dir, overwrite=overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
-    )
-    staging.chmod(0o755)  # mkdtemp makes it private; a package is meant to be read by services
-    try:
+    with staging_folder(out_dir) as staging:
+        staging.chmod(0o755)  # mkdtemp makes it private; a package is meant to be read by services
         shutil.copyfile(source, staging / MODEL_FILE)
         text = _complete_manifest(manifest_fields, sha256_file(staging / MODEL_FILE)).to_json()
         (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
         written = Manifest.from_json(text)  # the card shows the file, key order included
         (staging / CARD_FILE).write_text(model_card.render(written), encoding="utf-8")
-        for name in (MODEL_FILE, MANIFEST_FILE, CARD_FILE, "."):
-            _fsync(staging / name)
         verified = load_package(staging)
-        _publish(staging, out_dir, overwrite=overwrite)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        try:
+            publish_folder(staging, out_dir, replace=overwrite)
+        except OSError as exc:
+            raise ModelPackageError(f"{out_dir}: could not publish the package ({exc})") from exc
     return ModelPackage(path=out_dir, manifest=verified.manifest)
 
 
@@ -589,33 +580,6 @@ def _complete_manifest(fields: ManifestFields, digest: str) -> Manifest:
         return Manifest.model_validate(data)
     except ValidationError as exc:
         raise ModelPackageError(f"manifest: {describe_errors(exc)}") from exc
-
-
-def _fsync(path: Path) -> None:
-    """Flush to disk before the rename, so a power cut cannot publish empty files."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _publish(staging: Path, out_dir: Path, *, overwrite: bool) -> None:
-    """Rename into place. Replacing takes two renames: a crash between them leaves the old and the
-    new package each complete (the old one in a hidden `.old` sibling), never a mix."""
-    retired = None
-    if overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
-        retired = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex}.old")
-        out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except OSError as exc:
-        if retired is not None:
-            retired.rename(out_dir)
-        raise ModelPackageError(f"{out_dir}: could not publish the package ({exc})") from exc
-    _fsync(out_dir.parent)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def library_versions() -> dict[str, str]:

@@ -20,18 +20,17 @@ from monai.transforms import (
     ScaleIntensityRange,
     ScaleIntensityRangePercentiles,
 )
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from diagnostics.dicom.image import DicomImage
+from diagnostics.strict import StrictModel
 
 
-class Augmentation(BaseModel):
+class Augmentation(StrictModel):
     """Random training-time perturbations, each applied with probability `probability`.
 
     No flips: the heart's side is anatomy, and a mirrored chest is not a valid radiograph.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     probability: float = Field(default=0.8, ge=0.0, le=1.0)
     rotate_degrees: float = Field(default=6.0, ge=0.0, le=45.0)
@@ -50,10 +49,8 @@ class Augmentation(BaseModel):
         return self
 
 
-class PreprocessSpec(BaseModel):
+class PreprocessSpec(StrictModel):
     """Everything needed to turn a decoded radiograph into the model's input tensor."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     size: tuple[int, int] = (256, 256)
     """Model input (height, width) in pixels; the whole image is resampled to it."""

@@ -10,27 +10,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from diagnostics.strict import StrictModel
 
 Status = Literal["analyzed", "not_analyzed", "failed"]
 InstanceStatus = Literal["analyzed", "not_analyzed", "failed"]
 Priority = Literal["urgent", "routine"]
 
 
-class ModelRef(BaseModel):
+class ModelRef(StrictModel):
     """Which model package produced a result: enough to find the exact file again."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class FindingResult(BaseModel):
+class FindingResult(StrictModel):
     """One finding for the study: the strongest evidence over its analysed instances."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str = Field(min_length=1)
     display: str = Field(min_length=1)
@@ -57,10 +55,8 @@ class FindingResult(BaseModel):
         return self
 
 
-class InstanceResult(BaseModel):
+class InstanceResult(StrictModel):
     """What happened to one instance of the study, so that nothing is silently skipped."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     sop_instance_uid: str = Field(min_length=1)
     status: InstanceStatus
@@ -81,14 +77,12 @@ class InstanceResult(BaseModel):
 OutputKind = Literal["sr", "overlay", "presentation_state"]
 
 
-class OutputFailure(BaseModel):
+class OutputFailure(StrictModel):
     """A DICOM output that could not be built for an analysed study.
 
     The findings still stand (the model ran); the failure is named so that a person knows the
     PACS did not get that object, instead of the result silently lacking it.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     output: OutputKind
     sop_instance_uid: str | None = None
@@ -96,10 +90,8 @@ class OutputFailure(BaseModel):
     reason: str = Field(min_length=1)
 
 
-class StudyResult(BaseModel):
+class StudyResult(StrictModel):
     """The screening outcome of one study."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     study_instance_uid: str = Field(min_length=1)
     status: Status

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,11 +26,13 @@ from pathlib import Path
 import pydicom
 
 import diagnostics
+from diagnostics.constants import DATABASE_FILE
 from diagnostics.deid.dates import shift_timestamp
 from diagnostics.deid.engine import Deidentifier, patient_key
 from diagnostics.deid.keys import Keys
 from diagnostics.deid.quarantine import quarantine_reason
 from diagnostics.dicom.reader import PARSER_FAILURES
+from diagnostics.durable import publish_folder, staging_folder
 from diagnostics.errors import ConfigurationError, StoreError
 from diagnostics.intake.store import open_read_only
 from diagnostics.results import StudyResult
@@ -109,7 +109,7 @@ class _Snapshot:
 def export_research(options: ExportOptions) -> ExportSummary:
     """Write a de-identified export of the store to `options.out`; see the module docstring."""
     out = options.out
-    db_path = options.storage / "intake.sqlite3"
+    db_path = options.storage / DATABASE_FILE
     if not db_path.is_file():
         raise ConfigurationError(f"--storage {options.storage}: no intake database there")
     if out.exists():
@@ -118,16 +118,11 @@ def export_research(options: ExportOptions) -> ExportSummary:
         raise ConfigurationError("--salt-file must be outside --out: the salt is the secret")
     keys = Keys.from_file(options.salt_file) if options.salt_file else Keys.ephemeral()
     snapshot = _read_store(options.storage, options.studies)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with staging_folder(out) as staging:
         summary = _write(staging, snapshot, keys, options)
         if out.exists():
             raise ConfigurationError(f"--out {out} appeared while exporting; nothing replaced")
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        publish_folder(staging, out)
     return ExportSummary(out, *summary)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from diagnostics.constants import MANUFACTURER
 from diagnostics.dicom.sopclass import sop_class_name
 
 RECONSTRUCTED_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
@@ -39,9 +40,6 @@ ULTRASOUND_CLASSES = frozenset(
     }
 )
 ULTRASOUND_MODALITIES = frozenset({"US", "IVUS"})
-OWN_MANUFACTURER = "radiology-diagnostics"
-"""`diagnostics.reports._common.MANUFACTURER`, repeated so that exporting does not import the
-report builders (highdicom); a test asserts the two stay equal."""
 
 
 def quarantine_reason(ds: Dataset) -> str | None:
@@ -52,7 +50,7 @@ def quarantine_reason(ds: Dataset) -> str | None:
         str(ds.get("Manufacturer", "") or "").strip(),
         str(ds.get("SecondaryCaptureDeviceManufacturer", "") or "").strip(),
     }
-    if OWN_MANUFACTURER in makers:
+    if MANUFACTURER in makers:
         return "an overlay or report image made by this service: its annotations are burned in"
     if sop_class in SECONDARY_CAPTURE_CLASSES:
         return f"{name}: screen captures may show patient details burned into the pixels"

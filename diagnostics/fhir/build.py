@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+from diagnostics.constants import MANUFACTURER
 from diagnostics.fhir.context import Concept, Reader, ReportContext
 from diagnostics.fhir.text import (
     DEFAULT_LANGUAGE,
@@ -25,7 +26,7 @@ from diagnostics.fhir.text import (
     operating_point_text,
 )
 from diagnostics.fhir.validate import validate_bundle
-from diagnostics.reports._common import DISCLAIMER, MANUFACTURER
+from diagnostics.reports._common import DISCLAIMER
 from diagnostics.results import FindingResult, ModelRef, StudyResult
 
 LOINC = "http://loinc.org"

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pydicom.dataset import Dataset
 
 from diagnostics.package import CodedConcept, Manifest
+from diagnostics.strict import STRICT
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 SYSTEMS: Mapping[str, str] = {
@@ -28,7 +28,7 @@ SYSTEMS: Mapping[str, str] = {
 class Concept(BaseModel):
     """A coded concept as FHIR writes it: a system URI rather than a DICOM designator."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     system: str = Field(min_length=1)
     code: str = Field(min_length=1)
@@ -43,7 +43,7 @@ class Concept(BaseModel):
 class PatientIdentity(BaseModel):
     """The patient identifier from the study's header; the EMR resolves it to its Patient."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     id: str = Field(min_length=1)
     issuer: str | None = None
@@ -66,7 +66,7 @@ class PatientIdentity(BaseModel):
 class Reader(BaseModel):
     """The radiologist who marked the study read: the report becomes `final` with them."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     actor: str = Field(min_length=1)
     read_at: str = Field(min_length=1)
@@ -76,7 +76,7 @@ class Reader(BaseModel):
 class ReportContext(BaseModel):
     """Everything a report copies from outside the StudyResult."""
 
-    model_config = _FROZEN
+    model_config = STRICT
 
     patient: PatientIdentity | None = None
     """None when no stored instance could be read (a failed study): the report still goes."""

@@ -10,18 +10,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.intake.sender import Destination
+from diagnostics.strict import StrictModel
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
 
 
-class ServiceConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ServiceConfig(StrictModel):
     port: int = Field(default=3000, ge=1, le=65535)
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     """0 picks a free port (tests)."""

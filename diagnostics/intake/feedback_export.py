@@ -38,15 +38,16 @@ from __future__ import annotations
 import csv
 import shutil
 import sqlite3
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from diagnostics.constants import DATABASE_FILE
 from diagnostics.dicom.image import InstanceInfo
 from diagnostics.dicom.reader import read_info
+from diagnostics.durable import publish_folder, staging_folder
 from diagnostics.errors import ConfigurationError, InputError, StoreError
 from diagnostics.intake.review import Feedback, feedback_from_row
 from diagnostics.intake.store import open_read_only
@@ -95,20 +96,15 @@ def export_feedback(storage: Path, out: Path, unreviewed: Unreviewed = "model") 
     if out.exists():
         raise ConfigurationError(f"--out {out} already exists: an export is never overwritten")
     snapshot = _read(storage)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with staging_folder(out) as staging:
         summary = _write(staging, snapshot, unreviewed)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        publish_folder(staging, out)
     return FeedbackExport(out, *summary)
 
 
 def _read(storage: Path) -> _Snapshot:
     """One read transaction on a read-only connection: a consistent snapshot (WAL)."""
-    db_path = storage / "intake.sqlite3"
+    db_path = storage / DATABASE_FILE
     if not db_path.is_file():
         raise ConfigurationError(f"--storage {storage}: no intake database there")
     db = open_read_only(storage)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
 import uuid
@@ -26,10 +25,11 @@ from pydicom.dataset import Dataset
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.reader import read_info
+from diagnostics.durable import write_file
 from diagnostics.errors import InputError, StoreError
 from diagnostics.fhir import FhirBundleError, Reader, ReportContext, build_bundle
 from diagnostics.intake.sender import FHIR_PREFIX
-from diagnostics.intake.store import IntakeStore, _fsync_dir, _write_durably, audit_row
+from diagnostics.intake.store import IntakeStore, audit_row
 from diagnostics.package import Manifest
 from diagnostics.results import StudyResult
 
@@ -215,9 +215,5 @@ def _header(paths: Sequence[Path], limits: ReadLimits) -> Dataset | None:
 def _write(folder: Path, name: str, bundle: dict[str, Any]) -> Path:
     """Write a bundle durably: the outbox row that points at it may be committed next."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    partial = folder / f"{name}.json.partial"
-    _write_durably(partial, json.dumps(bundle, indent=1, sort_keys=True).encode("utf-8"))
-    os.replace(partial, path)
-    _fsync_dir(folder)
-    return path
+    data = json.dumps(bundle, indent=1, sort_keys=True).encode("utf-8")
+    return write_file(folder / f"{name}.json", data)

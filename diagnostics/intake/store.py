@@ -30,8 +30,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnostics.constants import DATABASE_FILE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.dicom.reader import read_info
+from diagnostics.durable import replace_synced, write_synced
 from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.intake import evidence
 from diagnostics.intake.evidence import InstanceMaps
@@ -194,7 +196,7 @@ class OutboxItem:
 
 def open_read_only(storage: Path) -> sqlite3.Connection:
     """A read-only connection to a store's database, for exports that must never write it."""
-    db_path = storage / "intake.sqlite3"
+    db_path = storage / DATABASE_FILE
     try:
         db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30.0)
     except sqlite3.Error as exc:
@@ -220,7 +222,7 @@ class IntakeStore:
         self.incoming_dir = self.root / "incoming"
         for folder in (self.instances_dir, self.results_dir, self.incoming_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "intake.sqlite3"
+        self.db_path = self.root / DATABASE_FILE
         self.limits = limits or ReadLimits()
         self._local = threading.local()
         # executescript commits any open transaction itself, so it cannot run inside one;
@@ -310,7 +312,7 @@ class IntakeStore:
         name = f"{uuid.uuid4().hex}.dcm"
         partial = self.incoming_dir / (name + ".partial")
         try:
-            _write_durably(partial, data)
+            write_synced(partial, data)
         except OSError as exc:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 partial.unlink(missing_ok=True)
@@ -332,8 +334,8 @@ class IntakeStore:
                         uids.sop_instance_uid, uids.study_instance_uid, True, uids.sop_class_uid
                     )
                 self._check_study_budget(db, uids.study_instance_uid, info.image_bytes)
-                os.replace(partial, self.instances_dir / name)
-                _fsync_dir(self.instances_dir)  # the file exists before the row says so
+                # the file exists before the row says so
+                replace_synced(partial, self.instances_dir / name)
                 db.execute(
                     """INSERT INTO instances (sop_instance_uid, study_instance_uid,
                        series_instance_uid, sop_class_uid, path, size, received_at, source,
@@ -852,18 +854,3 @@ def content_digest(data: bytes) -> str:
 def _os_reason(exc: OSError) -> str:
     """An OS error's reason without the file name it carries (a server path)."""
     return exc.strerror or type(exc).__name__
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,7 +7,6 @@ send datasets without writing files (STOW-RS, C-STORE).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,6 +17,7 @@ from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 
+from diagnostics.durable import save_file
 from diagnostics.errors import ReportError
 from diagnostics.reports._common import DISCLAIMER, findings_on, require_package
 from diagnostics.reports.heatmap import heatmap
@@ -72,18 +72,10 @@ def _check_study(outcome: ScreeningOutcome) -> str:
     return study_uid
 
 
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def _save(dataset: Dataset, path: Path) -> Path:
-    """Write through a temporary name, so that a reader never sees half a file."""
-    partial = path.with_name(path.name + ".partial")
+    """Publish durably: an outbox row may point at the file as soon as this returns."""
     try:
-        dataset.save_as(partial, enforce_file_format=True)
-        _fsync(partial)  # durable before an outbox row may point at it
-        os.replace(partial, path)
+        save_file(path, partial(dataset.save_as, enforce_file_format=True))
     except OSError as exc:
         raise ReportError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
     return path

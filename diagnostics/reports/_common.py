@@ -13,6 +13,7 @@ from highdicom._standard_utils import is_attribute_in_iod  # private: the IOD ta
 from pydicom.dataset import Dataset
 
 import diagnostics
+from diagnostics.constants import MANUFACTURER
 from diagnostics.errors import ReportError
 from diagnostics.package import FindingSpec, Manifest, ModelPackage
 from diagnostics.reports._header import clean_header
@@ -21,7 +22,6 @@ from diagnostics.results import FindingResult
 if TYPE_CHECKING:  # imported for types only: the screening package pulls in the ONNX runtime
     from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
 
-MANUFACTURER = "radiology-diagnostics"
 DISCLAIMER = "AI pre-screening, not for diagnosis"
 _LO_MAX = 64
 

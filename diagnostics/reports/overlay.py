@@ -21,12 +21,12 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from diagnostics.constants import MANUFACTURER
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import ReportError
 from diagnostics.package import Manifest
 from diagnostics.reports._common import (
     DISCLAIMER,
-    MANUFACTURER,
     building,
     checked_bbox,
     copy_series_anatomy,

@@ -20,10 +20,10 @@ from PIL import ImageCms
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from diagnostics.constants import MANUFACTURER
 from diagnostics.package import Manifest
 from diagnostics.reports._common import (
     DISCLAIMER,
-    MANUFACTURER,
     building,
     checked_bbox,
     copy_series_anatomy,

@@ -22,10 +22,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from diagnostics.constants import MANUFACTURER
 from diagnostics.package import Manifest
 from diagnostics.reports._common import (
     DISCLAIMER,
-    MANUFACTURER,
     building,
     checked_bbox,
     fit_lo,

@@ -11,8 +11,6 @@ import tomllib
 from pathlib import Path
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,6 +23,7 @@ from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import REGISTRY
 from diagnostics.package import InputScope
 from diagnostics.preprocess import PreprocessSpec
+from diagnostics.strict import StrictModel
 from diagnostics.train.calibration import Method
 
 
@@ -32,11 +31,7 @@ def _anchor(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SynthData(_Strict):
+class SynthData(StrictModel):
     """How to generate the data folders when they are missing."""
 
     train_studies: int = Field(ge=10)
@@ -48,7 +43,7 @@ class SynthData(_Strict):
     spacing_mm: float = 0.8
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     train: Path
     """Dataset root (for synth: a folder of DICOM studies with labels.csv); the layout's
     "train" split is read from it and validation is split off that by patient."""
@@ -78,7 +73,7 @@ class DataConfig(_Strict):
         return self
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=32, ge=1)
     learning_rate: float = Field(default=2e-3, gt=0.0)
@@ -89,7 +84,7 @@ class TrainingConfig(_Strict):
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
 
 
-class CalibrationConfig(_Strict):
+class CalibrationConfig(StrictModel):
     method: Method = "temperature"
     target_sensitivity: float = Field(default=0.9, gt=0.0, lt=1.0)
     """Operating points are chosen on validation data to reach at least this sensitivity."""
@@ -122,7 +117,7 @@ CHEST_RADIOGRAPHS = InputScope(
 )
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     model: str

@@ -133,7 +133,11 @@ def sent(service: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         sending = pool.submit(storescu, service.dicom_port, cstore)  # type: ignore[attr-defined]
         for future in screens:
             response = future.result()
-            assert response.status_code == 200, response.text[:2000]
+            # 202 is the contract when screening outlasts the request's wait (a loaded CI
+            # machine): everything was stored and `results` below waits for each study.
+            assert response.status_code in (200, 202), response.text[:2000]
+            if response.status_code == 202:
+                assert response.json()["pending"], response.text[:2000]
         stored.result()
         done = sending.result()
         assert done.returncode == 0, done.stderr[-2000:]
