@@ -30,15 +30,14 @@ from diagnostics.package.manifest import (
 logger = logging.getLogger(__name__)
 
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-
-
 _VERIFIED = object()
 """Held by this module alone: `ModelPackage` refuses to be built without it."""
 
 
 @dataclass(frozen=True)
 class ModelPackage:
-    """A verified package: only `load_package` makes one, after checking what it claims.
+    """A verified package: only `load_package` makes one, after checking what it claims
+    (`write_package` returns the one it loaded from its staging folder, moved into place).
 
     Serving trusts a `ModelPackage` (sha256, schema, graph) without checking again, so building
     one from a path and a manifest by hand would skip exactly the checks that refuse a tampered
