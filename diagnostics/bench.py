@@ -40,11 +40,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import diagnostics
 from diagnostics.errors import ConfigurationError
-from diagnostics.export import export_checked
 from diagnostics.nets import CamNet, build_model
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.screening.engine import OnnxEngine, default_threads
 from diagnostics.screening.pipeline import ScreenBatch, Screener
+from diagnostics.train.onnx_export import export_checked
 
 log = logging.getLogger(__name__)
 

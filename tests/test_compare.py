@@ -32,12 +32,12 @@ from diagnostics.compare import (
 from diagnostics.datasets import LAYOUTS, load_dataset
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError, DatasetError
-from diagnostics.export import export_checked
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, load_package, write_package
 from diagnostics.preprocess import preprocess_image
 from diagnostics.synth import SynthConfig, generate, iter_label_rows
 from diagnostics.train.metrics import auroc
+from diagnostics.train.onnx_export import export_checked
 from tests.datasets.fixtures import write_image, write_nih
 
 BUNDLED = Path(__file__).resolve().parents[1] / "models" / "cxr-demo"

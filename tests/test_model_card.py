@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from diagnostics.model_card import SYNTHETIC_WARNING, render
 from diagnostics.package import Manifest
+from diagnostics.package.card import SYNTHETIC_WARNING, render
 from tests.test_package import CODES, example_fields
 
 

@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 
-from diagnostics import model_card
 from diagnostics.errors import ModelPackageError
 from diagnostics.package import (
     CARD_FILE,
@@ -23,11 +22,13 @@ from diagnostics.package import (
     MODEL_FILE,
     Calibration,
     Manifest,
+    ModelPackage,
     library_versions,
     load_package,
     sha256_file,
     write_package,
 )
+from diagnostics.package import card as model_card
 
 CODES = ("nodule", "consolidation", "cardiomegaly")
 CONCEPTS = {
@@ -230,6 +231,13 @@ def test_write_accepts_a_manifest(published: Path, models: dict[str, Path], tmp_
     original = load_package(published).manifest
     again = write_package(tmp_path / "again", models["good"], original)
     assert again.manifest == original
+
+
+def test_a_package_is_made_only_by_loading_or_writing(published: Path, tmp_path: Path) -> None:
+    loaded = load_package(published)
+    with pytest.raises(TypeError, match="only by load_package or write_package"):
+        ModelPackage(path=tmp_path, manifest=loaded.manifest)  # nothing here was verified
+    assert loaded == load_package(published)  # the token takes no part in equality
 
 
 def test_nan_metrics_are_written_as_null(models: dict[str, Path], tmp_path: Path) -> None:

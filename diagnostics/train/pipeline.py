@@ -19,7 +19,6 @@ import torch
 
 from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.datasets import load_dataset
-from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
@@ -43,6 +42,7 @@ from diagnostics.train.metrics import (
     roc_curve,
     sensitivity_by_group,
 )
+from diagnostics.train.onnx_export import export_checked
 from diagnostics.train.plots import plot_reliability, plot_roc
 from diagnostics.train.recipe import Recipe
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from diagnostics import model_card
+from diagnostics.package import card as model_card
 from diagnostics.package import load_package
 from tests.realworld.observe import BUNDLED, observe
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from diagnostics.errors import InferenceError, ModelPackageError
-from diagnostics.package import ModelPackage
+from diagnostics.package import ModelPackage, load_package
 from diagnostics.screening.engine import OnnxEngine, choose_providers
 from tests.screening.conftest import broken_package, nan_logits, out_of_range_gather
 
@@ -72,7 +73,8 @@ def test_timeout_stops_the_run(bundled: ModelPackage) -> None:
 
 
 def test_model_file_missing_at_load(bundled: ModelPackage, tmp_path: Path) -> None:
-    gone = ModelPackage(path=tmp_path, manifest=bundled.manifest)
+    gone = load_package(shutil.copytree(bundled.path, tmp_path / "pkg"))
+    gone.onnx_path.unlink()  # removed after it was verified
     with pytest.raises(ModelPackageError, match="cannot load"):
         OnnxEngine(gone)
 

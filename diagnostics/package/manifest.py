@@ -1,34 +1,22 @@
-"""The model package: the only form in which a model reaches serving.
+"""`manifest.json`: the schema of what serving must know that the graph cannot.
 
-A package is a folder with `model.onnx`, `manifest.json` and `MODEL_CARD.md`
-(docs/architecture.md, "Model package"). The manifest says everything serving must know that
-the graph cannot: finding codes, preprocessing, calibration, operating points, input scope.
-Loading verifies the sha256 of `model.onnx` against the manifest and the manifest against its
-schema, so a package that was edited, truncated or built for another contract is refused
-before it can produce a result.
-Nothing here unpickles: ONNX is protobuf and the manifest is JSON.
+Finding codes, preprocessing, calibration, operating points, input scope, the appearance
+profile, training data summary and metrics (docs/architecture.md, "Model package"). Parsing is
+strict: unknown fields, duplicate JSON keys and cross-field contradictions are refused with the
+field path, so a manifest built for another contract never reaches serving. This module is the
+package's base: loading, writing and the card import it, never the other way round.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import re
-import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
-from pathlib import Path
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
 from pydantic import (
-    BaseModel,
     Field,
     JsonValue,
     ValidationError,
@@ -37,14 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from diagnostics import model_card
 from diagnostics.appearance import AppearanceProfile
-from diagnostics.durable import publish_folder, staging_folder
 from diagnostics.errors import ModelPackageError
 from diagnostics.preprocess import PreprocessSpec
-from diagnostics.strict import STRICT
-
-logger = logging.getLogger(__name__)
+from diagnostics.strict import StrictModel
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -52,29 +36,17 @@ CARD_FILE = "MODEL_CARD.md"
 SCHEMA_VERSION = 1
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "cam")
-_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _SEMVER = (
     r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
 _DICOM_CODE_STRING = r"^[A-Z0-9_ ]{1,16}$"  # CS value representation, as the gate compares them
-_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "torch": ("torch",),
-    "monai": ("monai",),
-    "onnx": ("onnx",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "numpy": ("numpy",),
-    "pydicom": ("pydicom",),
-    "diagnostics": ("radiology-diagnostics",),
-}
 
 CodeStrings = Annotated[list[str], Field(min_length=1)]
 
 
-class CodedConcept(BaseModel):
+class CodedConcept(StrictModel):
     """A code from a terminology (SNOMED CT "SCT", "RADLEX", ...), as DICOM SR writes it."""
-
-    model_config = STRICT
 
     value: str = Field(min_length=1, max_length=64)
     scheme: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_.-]{0,15}$")
@@ -83,25 +55,21 @@ class CodedConcept(BaseModel):
     """DICOM Code Meaning is LO (64 characters), so longer meanings could not be written."""
 
 
-class FindingSpec(BaseModel):
+class FindingSpec(StrictModel):
     """One output of the model: its code (the key everywhere else) and what it means."""
-
-    model_config = STRICT
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
     display: str = Field(min_length=1, max_length=64)
     concept: CodedConcept
 
 
-class Calibration(BaseModel):
+class Calibration(StrictModel):
     """Maps a raw logit to a probability: `sigmoid(a * logit + b)`.
 
     `temperature` is the special case b = 0 (a = 1/T); `none` is a = 1, b = 0. The slope must be
     positive: otherwise calibration would flatten or invert the ranking the operating point was
     chosen on.
     """
-
-    model_config = STRICT
 
     method: Literal["temperature", "platt", "none"]
     a: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
@@ -123,10 +91,8 @@ class Calibration(BaseModel):
         return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float64)
 
 
-class OperatingPoint(BaseModel):
+class OperatingPoint(StrictModel):
     """The probability threshold that flags a finding, and what it achieved where it was chosen."""
-
-    model_config = STRICT
 
     threshold: float = Field(ge=0.0, le=1.0)
     target_sensitivity: float = Field(ge=0.0, le=1.0)
@@ -135,7 +101,7 @@ class OperatingPoint(BaseModel):
     chosen_on: str = Field(min_length=1)
 
 
-class InputScope(BaseModel):
+class InputScope(StrictModel):
     """What the model was trained for; the gate refuses everything else as not analysed.
 
     Values are DICOM code strings (Modality, Body Part Examined, View Position, Photometric
@@ -143,22 +109,26 @@ class InputScope(BaseModel):
     read as "anything", so a scope can never be silently wide open.
     """
 
-    model_config = STRICT
-
     modalities: CodeStrings
     body_parts: CodeStrings
     views: CodeStrings
     photometric_interpretations: CodeStrings
     min_rows: int = Field(ge=1)
     min_columns: int = Field(ge=1)
-    body_part_words: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    body_part_words: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list
+    )
     """Other wording sites put in Body Part Examined for these body parts (THORAX, CHEST_PA, a
     local language), matched ignoring case, spaces, underscores and apostrophe variants. The
     package decides this, not the code: what counts as a chest is part of what was validated."""
-    body_part_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = []
+    body_part_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default_factory=list
+    )
     """Anatomic Region Sequence code values (SNOMED CT) for these body parts, used when Body Part
     Examined is missing or empty."""
-    view_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = []
+    view_codes: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default_factory=list
+    )
     """View Code Sequence code values (SNOMED CT, CID 4010) for these views, used when View
     Position is missing or empty."""
 
@@ -173,10 +143,8 @@ class InputScope(BaseModel):
         return values
 
 
-class DataSummary(BaseModel):
+class DataSummary(StrictModel):
     """One data split, in the numbers a reader of the model card needs to judge it."""
-
-    model_config = STRICT
 
     description: str = Field(min_length=1)
     studies: int = Field(ge=0)
@@ -195,20 +163,16 @@ class DataSummary(BaseModel):
         return self
 
 
-class TrainingSummary(BaseModel):
+class TrainingSummary(StrictModel):
     """The splits; `test` must be given, as null when there was no held-out test set."""
-
-    model_config = STRICT
 
     train: DataSummary
     validation: DataSummary
     test: DataSummary | None
 
 
-class InputTensor(BaseModel):
+class InputTensor(StrictModel):
     """The ONNX input the preprocessing produces: `image`, float32 [N, channels, height, width]."""
-
-    model_config = STRICT
 
     name: Literal["image"] = "image"
     channels: int = Field(ge=1)
@@ -231,14 +195,12 @@ def _check_keys(what: str, keys: set[str], codes: list[str]) -> None:
         raise ValueError("; ".join(problems))
 
 
-class Manifest(BaseModel):
+class Manifest(StrictModel):
     """`manifest.json`: everything serving needs to use `model.onnx` exactly as it was validated.
 
     Cross-field rules are field validators (fields validate in declaration order), so an error
     names the field to fix, e.g. `calibration: no calibration for finding 'nodule'`.
     """
-
-    model_config = STRICT
 
     schema_version: Literal[1]
     name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)
@@ -259,7 +221,7 @@ class Manifest(BaseModel):
     scope: InputScope
     training: TrainingSummary
     metrics: dict[str, JsonValue]
-    """Free-form: per finding code (auroc, auroc_ci_95, ...) and overall; see model_card."""
+    """Free-form: per finding code (auroc, auroc_ci_95, ...) and overall; see the card."""
     library_versions: dict[str, str]
     intended_use: str = Field(min_length=1)
     limitations: list[str]
@@ -384,212 +346,3 @@ def describe_errors(exc: ValidationError, limit: int = 5) -> str:
     if len(errors) > limit:
         parts.append(f"and {len(errors) - limit} more")
     return "; ".join(parts)
-
-
-@dataclass(frozen=True)
-class ModelPackage:
-    """A verified package: construct it with `load_package`, which checks what it claims."""
-
-    path: Path
-    manifest: Manifest
-
-    @property
-    def onnx_path(self) -> Path:
-        return self.path / MODEL_FILE
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST_FILE
-
-    @property
-    def card_path(self) -> Path:
-        return self.path / CARD_FILE
-
-    @property
-    def finding_codes(self) -> tuple[str, ...]:
-        return self.manifest.finding_codes
-
-
-def sha256_file(path: Path) -> str:
-    """Streamed, so a large model is never held in memory just to be hashed."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _require_file(path: Path) -> Path:
-    if not path.is_file():
-        raise ModelPackageError(f"{path}: missing; a model package needs {path.name}")
-    return path
-
-
-def read_manifest(path: Path) -> Manifest:
-    """Read and validate one `manifest.json`."""
-    _require_file(path)
-    if path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise ModelPackageError(f"{path}: larger than {_MAX_MANIFEST_BYTES} bytes; not a manifest")
-    return Manifest.from_json(path.read_bytes(), source=str(path))
-
-
-def load_package(path: str | Path, *, check_onnx: bool = True) -> ModelPackage:
-    """Load and verify a package; any problem raises `ModelPackageError` and nothing is returned.
-
-    `check_onnx=False` skips parsing the graph (the sha256 is always checked), for callers that
-    will build an inference session from the file immediately anyway.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise ModelPackageError(
-            f"{root}: not a folder; a model package is a folder with {MODEL_FILE}"
-        )
-    manifest = read_manifest(root / MANIFEST_FILE)
-    model_path = _require_file(root / MODEL_FILE)
-    digest = sha256_file(model_path)
-    if digest != manifest.sha256:
-        raise ModelPackageError(
-            f"{model_path}: sha256 is {digest} but the manifest says {manifest.sha256}; the model "
-            "file is tampered or corrupt. Copy the package again from its source or re-export it."
-        )
-    if check_onnx:
-        check_onnx_graph(model_path, manifest)
-    if not (root / CARD_FILE).is_file():
-        logger.warning("%s: no %s; the package is usable but undocumented", root, CARD_FILE)
-    return ModelPackage(path=root, manifest=manifest)
-
-
-def check_onnx_graph(model_path: Path, manifest: Manifest) -> None:
-    """Refuse a graph whose inputs/outputs do not match the contract or the manifest."""
-    try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except (DecodeError, OSError, ValueError) as exc:
-        raise ModelPackageError(f"{model_path}: not a readable ONNX model ({exc})") from exc
-    problems = _external_data_problems(model.graph) + _io_problems(model.graph, manifest)
-    if problems:
-        raise ModelPackageError(
-            f"{model_path}: does not match the model package contract: " + "; ".join(problems)
-        )
-
-
-def _external_data_problems(graph: onnx.GraphProto) -> list[str]:
-    """External tensors would escape the sha256, which covers `model.onnx` alone."""
-    external = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        return [
-            f"{len(external)} weight tensor(s) stored outside model.onnx (e.g. {external[0]!r})"
-        ]
-    return []
-
-
-def _io_problems(graph: onnx.GraphProto, manifest: Manifest) -> list[str]:
-    weights = {t.name for t in graph.initializer}  # older IRs list weights as inputs too
-    inputs = {v.name: v for v in graph.input if v.name not in weights}
-    outputs = {v.name: v for v in graph.output}
-    problems = []
-    if set(inputs) != {INPUT_NAME}:
-        problems.append(f"inputs are {sorted(inputs)}, expected exactly ['{INPUT_NAME}']")
-    if set(outputs) != set(OUTPUT_NAMES):
-        problems.append(f"outputs are {sorted(outputs)}, expected exactly {sorted(OUTPUT_NAMES)}")
-    k = len(manifest.findings)
-    tensor = manifest.input
-    expected: dict[str, list[int | None]] = {
-        INPUT_NAME: [None, tensor.channels, tensor.height, tensor.width],
-        "logits": [None, k],
-        "cam": [None, k, None, None],
-    }
-    for name, value in {**inputs, **outputs}.items():
-        if name in expected:
-            problems += _tensor_problems(value, expected[name], dynamic_batch=name == INPUT_NAME)
-    return problems
-
-
-def _tensor_problems(
-    value: onnx.ValueInfoProto, expected: list[int | None], *, dynamic_batch: bool
-) -> list[str]:
-    """float32, the expected rank, and static sizes that agree with the manifest where given."""
-    name = value.name
-    if not value.type.HasField("tensor_type"):
-        return [f"{name} is not a tensor"]
-    tensor = value.type.tensor_type
-    if tensor.elem_type != onnx.TensorProto.FLOAT:
-        return [f"{name} is {onnx.TensorProto.DataType.Name(tensor.elem_type)}, expected FLOAT"]
-    if not tensor.HasField("shape"):
-        return [f"{name} declares no shape, expected rank {len(expected)}"]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    if len(dims) != len(expected):
-        return [f"{name} has rank {len(dims)}, expected {len(expected)}"]
-    problems = []
-    if dynamic_batch and dims[0] is not None:
-        problems.append(f"{name} has a fixed batch size {dims[0]}; export it with a dynamic axis 0")
-    for axis, (got, want) in enumerate(zip(dims, expected, strict=True)):
-        if axis > 0 and got is not None and want is not None and got != want:
-            problems.append(f"{name} axis {axis} is {got} but the manifest implies {want}")
-    return problems
-
-
-ManifestFields = Mapping[str, Any] | Manifest
-
-
-def write_package(
-    out_dir: Path,
-    onnx_model_path: Path,
-    manifest_fields: ManifestFields,
-    *,
-    overwrite: bool = False,
-) -> ModelPackage:
-    """Build a package atomically: staged in a sibling folder, verified, then renamed into place.
-
-    `sha256` is always computed here (any given value is replaced). From a mapping,
-    `schema_version`, `created` (now, UTC) and `library_versions` (this environment) are filled
-    in when absent. A crash or a refused package leaves no folder at `out_dir`.
-    """
-    out_dir, source = Path(out_dir), Path(onnx_model_path)
-    if not source.is_file():
-        raise ModelPackageError(f"{source}: no ONNX model file here to package")
-    _check_destination(out_dir, overwrite=overwrite)
-    with staging_folder(out_dir) as staging:
-        staging.chmod(0o755)  # mkdtemp makes it private; a package is meant to be read by services
-        shutil.copyfile(source, staging / MODEL_FILE)
-        text = _complete_manifest(manifest_fields, sha256_file(staging / MODEL_FILE)).to_json()
-        (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
-        written = Manifest.from_json(text)  # the card shows the file, key order included
-        (staging / CARD_FILE).write_text(model_card.render(written), encoding="utf-8")
-        verified = load_package(staging)
-        try:
-            publish_folder(staging, out_dir, replace=overwrite)
-        except OSError as exc:
-            raise ModelPackageError(f"{out_dir}: could not publish the package ({exc})") from exc
-    return ModelPackage(path=out_dir, manifest=verified.manifest)
-
-
-def _check_destination(out_dir: Path, *, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ModelPackageError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ModelPackageError(
-            f"{out_dir}: already exists and is not empty; choose a new folder (packages are "
-            "immutable once published) or pass overwrite=True"
-        )
-
-
-def _complete_manifest(fields: ManifestFields, digest: str) -> Manifest:
-    data: dict[str, Any] = fields.model_dump() if isinstance(fields, Manifest) else dict(fields)
-    data["sha256"] = digest
-    data.setdefault("schema_version", SCHEMA_VERSION)
-    data.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
-    data.setdefault("library_versions", library_versions())
-    try:
-        return Manifest.model_validate(data)
-    except ValidationError as exc:
-        raise ModelPackageError(f"manifest: {describe_errors(exc)}") from exc
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape a model's numbers; those not installed are omitted."""
-    versions = {}
-    for name, distributions in _DISTRIBUTIONS.items():
-        for distribution in distributions:
-            try:
-                versions[name] = metadata.version(distribution)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    return versions

@@ -14,13 +14,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import diagnostics.export as export_module
+import diagnostics.train.onnx_export as export_module
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ModelPackageError
-from diagnostics.export import PARITY_TOLERANCE, export_checked
 from diagnostics.nets import LSE_SHARPNESS, CamNet, build_model
 from diagnostics.preprocess import PreprocessSpec, preprocess_image
 from diagnostics.synth.study import SynthConfig, generate
+from diagnostics.train.onnx_export import PARITY_TOLERANCE, export_checked
 
 SPEC = PreprocessSpec(size=(64, 64))
 FINDINGS = 3

@@ -1,5 +1,6 @@
 """MODEL_CARD.md: the manifest rendered for the people who decide whether to trust a model.
 
+The card reads the manifest and nothing else (`write.py` calls it; it never imports back).
 Generated, never hand-edited, so the card cannot drift from what serving actually loads. The
 `metrics` section of a manifest is free-form JSON, so it is read defensively: known keys fill the
 tables, anything else is listed verbatim under "Other metrics" rather than dropped.
@@ -11,12 +12,10 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-if TYPE_CHECKING:  # package.py imports this module to write the card; no runtime cycle
-    from diagnostics.package import DataSummary, Manifest
+from diagnostics.package.manifest import DataSummary, Manifest
 
 SYNTHETIC_WARNING = "trained on synthetic phantoms; a demonstration, not a clinical device"
 NODULE_SIZE_KEY = "nodule_sensitivity_by_size"
