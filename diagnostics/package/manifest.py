@@ -227,6 +227,10 @@ class Manifest(StrictModel):
     limitations: list[str]
     appearance: AppearanceProfile | None = None
     """Optional image-level scope check; packages without one rely on the header scope alone."""
+    precision: Literal["fp32", "int8"] = "fp32"
+    """Numeric precision of the graph's weights and activations: an `int8` package is a variant
+    of an fp32 one, accepted only after an accuracy check on held-out studies
+    (`diagnostics.train.precision`), whose numbers are in `metrics["precision_check"]`."""
 
     @field_validator("created")
     @classmethod
