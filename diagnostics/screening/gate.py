@@ -1,8 +1,12 @@
-"""The header gate: which instances the model package says it may read.
+"""The gate: which instances the model package says it may read (stages 1 and 3).
+
+`gate_headers` judges each instance by its header before anything is decoded; `gate_appearance`
+judges the preprocessed pixels against the package's appearance profile (`diagnostics.appearance`)
+once `prepare` has made them. A refused instance is `not_analyzed` with the reason below; it never
+fails its study.
 
 Each refusal is a sentence a technologist or radiologist can act on, e.g. "CT is outside this
-model's scope: it reads DX or CR images of the CHEST in PA or AP view". The image-level
-appearance check (`diagnostics.appearance`) runs later, on the preprocessed pixels.
+model's scope: it reads DX or CR images of the CHEST in PA or AP view".
 
 What counts as "the chest" is the model package's decision (its manifest scope), not this
 module's. The rules, in order (README "Scope" says the same in plain words):
@@ -22,15 +26,22 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 
+from diagnostics.appearance import AppearanceProfile
+from diagnostics.dicom.grouping import Study
 from diagnostics.dicom.image import InstanceInfo
 from diagnostics.package import InputScope
+from diagnostics.results import InstanceResult
+from diagnostics.screening.stages import Gated, Prepared, PreparedImage, SourceInstance
 
 DESCRIPTIONS = ("StudyDescription", "SeriesDescription", "ProtocolName")
 """Free-text attributes consulted only when the coded attribute is missing."""
+APPEARANCE_LIMIT = 1.0
+"""Appearance scores are scaled so that the profile's threshold is 1.0; above it is refused."""
 OTHER_VIEWS = ("LAT", "LATERAL", "LL", "RL", "LLD", "RLD", "OBL", "OBLIQUE", "LEFT", "RIGHT")
 """View words that, in a description, mean the image may not be frontal."""
 _APOSTROPHES = re.compile("[\u02bb\u02bc\u2018\u2019\u0060\u00b4\u02b9\u02c8\u2032]")
@@ -149,3 +160,43 @@ def out_of_scope_reason(info: InstanceInfo, scope: InputScope) -> str | None:
             f"{scope.min_columns} x {scope.min_rows} this model needs"
         )
     return None
+
+
+def gate_headers(study: Study[SourceInstance], scope: InputScope) -> Gated:
+    """Header gate: out-of-scope instances are settled `not_analyzed` and never decoded."""
+    admitted: list[SourceInstance] = []
+    settled: dict[str, InstanceResult] = {}
+    for item in study.instances:
+        reason = out_of_scope_reason(item.info, scope)
+        if reason is None:
+            admitted.append(item)
+            continue
+        uid = item.uids.sop_instance_uid
+        settled[uid] = InstanceResult(sop_instance_uid=uid, status="not_analyzed", reason=reason)
+    return Gated(study, tuple(admitted), settled)
+
+
+def gate_appearance(
+    prepared: Prepared, profile: AppearanceProfile | None, scope: InputScope
+) -> Prepared:
+    """Appearance gate: each prepared image gets its score; one unlike the training images is
+    settled `not_analyzed` with that score. Without a profile the study passes unchanged."""
+    if profile is None:
+        return prepared
+    described = describe_scope(scope)
+    kept: list[PreparedImage] = []
+    settled = dict(prepared.settled)
+    for image in prepared.images:
+        score = float(profile.score(image.tensor.unsqueeze(0))[0])
+        if not score > APPEARANCE_LIMIT:
+            kept.append(replace(image, appearance=score))
+            continue
+        reason = (
+            f"the image does not look like the {described} this model was trained on "
+            f"(appearance score {score:.2f}, limit {APPEARANCE_LIMIT:.2f}); check the body part, "
+            "view and orientation"
+        )
+        settled[image.uid] = InstanceResult(
+            sop_instance_uid=image.uid, status="not_analyzed", reason=reason, appearance_score=score
+        )
+    return replace(prepared, images=tuple(kept), settled=settled)

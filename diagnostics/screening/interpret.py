@@ -1,19 +1,25 @@
-"""From model outputs to findings: calibrated probabilities, flags, and boxes from the CAM.
+"""Stage 5, interpret: model outputs -> findings -> the study's `ScreeningOutcome`.
 
 A study's finding is its strongest evidence: the highest calibrated probability over the
 instances that were analysed, flagged at the package's operating point, located on the instance
-it came from.
+it came from (a box from the CAM). `interpret` assembles the StudyResult: `analyzed` only when
+the model ran on the study; `not_analyzed` when every image was refused; `failed` when any image
+failed, with the images that were not reported saying so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage
 
-from diagnostics.package import Manifest
-from diagnostics.results import FindingResult
+from diagnostics.dicom.grouping import Study
+from diagnostics.package import Manifest, ModelPackage
+from diagnostics.results import FindingResult, InstanceResult, ModelRef, StudyResult
+from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
+from diagnostics.screening.stages import Inferred, SourceInstance, failed_instance
 
 CAM_UPSAMPLE = 4
 """The CAM grid is refined this many times (bilinear) before the box is traced."""
@@ -23,6 +29,16 @@ Chosen on 300 held-out synthetic studies with the bundled model: at 0.6 the boxe
 nodules hold the true centre 96 % of the time (median box 1.6 % of the image), and flagged
 consolidation boxes overlap the true region with a median IoU of 0.42 (0.5 gives 0.50 for
 consolidation but nodule boxes a quarter of the image; 0.7 misses 14 % of nodule centres)."""
+INTERPRET_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError,
+    ArithmeticError,
+    IndexError,
+    KeyError,
+    TypeError,
+)
+"""What numpy and the interpretation raise on model outputs they cannot use (a wrong shape, a
+NaN that slipped through): that study fails, the others in the batch stand."""
+NOT_REPORTED = "not reported because another image of this study failed"
 
 
 def probabilities(manifest: Manifest, logits: np.ndarray) -> np.ndarray:
@@ -93,3 +109,109 @@ def study_findings(
             )
         )
     return findings
+
+
+def model_ref(package: ModelPackage) -> ModelRef:
+    """How a result names the model that produced it."""
+    manifest = package.manifest
+    return ModelRef(name=manifest.name, version=manifest.version, sha256=manifest.sha256)
+
+
+def interpret(inferred: Inferred, package: ModelPackage) -> ScreeningOutcome:
+    """The study's outcome; output that cannot be interpreted fails the study, never hides."""
+    try:
+        return _assemble(inferred, package)
+    except INTERPRET_FAILURES as exc:
+        reason = f"the model's output could not be interpreted ({type(exc).__name__}: {exc})"
+        settled = dict(inferred.settled)
+        for image in inferred.images:
+            settled[image.uid] = failed_instance(image.uid, reason)
+        return _failed(replace(inferred, settled=settled, failure=reason), package)
+
+
+def _assemble(inferred: Inferred, package: ModelPackage) -> ScreeningOutcome:
+    if inferred.failure is not None:
+        return _failed(inferred, package)
+    study = inferred.study
+    if not inferred.images:
+        instances = _instances(study, inferred.settled)
+        return ScreeningOutcome(
+            StudyResult(
+                study_instance_uid=study.study_instance_uid,
+                status="not_analyzed",
+                reason=_not_analysed_reason(instances),
+                model=model_ref(package),
+                instances=instances,
+            )
+        )
+    manifest = package.manifest
+    pairs = list(zip(inferred.images, inferred.outputs, strict=True))
+    uids = [image.uid for image, _ in pairs]
+    logits = np.stack([output.logits for _, output in pairs])
+    cams = np.stack([output.cams for _, output in pairs])
+    probs = probabilities(manifest, logits)
+    settled = dict(inferred.settled)
+    analysed = []
+    for index, (image, _) in enumerate(pairs):
+        settled[image.uid] = InstanceResult(
+            sop_instance_uid=image.uid, status="analyzed", appearance_score=image.appearance
+        )
+        analysed.append(
+            AnalysedInstance(
+                image=image.image,
+                frame=0,
+                probabilities={
+                    spec.code: float(probs[index, k]) for k, spec in enumerate(manifest.findings)
+                },
+                cams=cams[index],
+                appearance_score=image.appearance or 0.0,
+            )
+        )
+    findings = study_findings(
+        manifest, uids, probs, cams, [(a.image.info.rows, a.image.info.columns) for a in analysed]
+    )
+    result = StudyResult(
+        study_instance_uid=study.study_instance_uid,
+        status="analyzed",
+        priority="urgent" if any(f.flagged for f in findings) else "routine",
+        model=model_ref(package),
+        findings=findings,
+        instances=_instances(study, settled),
+    )
+    return ScreeningOutcome(result, tuple(analysed), package)
+
+
+def _failed(inferred: Inferred, package: ModelPackage) -> ScreeningOutcome:
+    """A failed study: its images that were prepared but not failed are not reported."""
+    settled = dict(inferred.settled)
+    for image in inferred.images:
+        settled.setdefault(
+            image.uid,
+            InstanceResult(sop_instance_uid=image.uid, status="not_analyzed", reason=NOT_REPORTED),
+        )
+    instances = _instances(inferred.study, settled)
+    failed = sum(1 for r in instances if r.status == "failed")
+    return ScreeningOutcome(
+        StudyResult(
+            study_instance_uid=inferred.study.study_instance_uid,
+            status="failed",
+            reason=f"{failed} of {len(instances)} images failed: {inferred.failure}",
+            model=model_ref(package),
+            instances=instances,
+        )
+    )
+
+
+def _instances(
+    study: Study[SourceInstance], settled: Mapping[str, InstanceResult]
+) -> list[InstanceResult]:
+    return [settled[item.uids.sop_instance_uid] for item in study.instances]
+
+
+def _not_analysed_reason(instances: Sequence[InstanceResult]) -> str:
+    reasons = list(dict.fromkeys(r.reason for r in instances if r.reason))
+    if not reasons:
+        return "the study holds no images"
+    if len(instances) == 1:
+        return reasons[0]
+    return f"none of the {len(instances)} images is in scope: " + "; ".join(reasons)
