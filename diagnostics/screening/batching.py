@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diagnostics.errors import InferenceError
-from diagnostics.screening.engine import EngineOutput, OnnxEngine
+from diagnostics.screening.engine import Engine, EngineOutput
 
 
 @dataclass
@@ -27,10 +27,11 @@ class _Request:
 
 
 class MicroBatcher:
-    """Wraps an `OnnxEngine`; `run` may be called from many threads at once."""
+    """Wraps an engine (`OnnxEngine`, `OpenVinoEngine`); `run` may be called from many threads
+    at once."""
 
     def __init__(
-        self, engine: OnnxEngine, *, max_batch: int | None = None, max_wait_s: float = 0.005
+        self, engine: Engine, *, max_batch: int | None = None, max_wait_s: float = 0.005
     ) -> None:
         self.engine = engine
         self.package = engine.package

@@ -159,20 +159,22 @@ class OnnxEngine:
         finally:
             if timer is not None:
                 timer.cancel()
-        return self._checked(chunk, np.asarray(logits), np.asarray(cams))
+        return check_outputs(len(chunk), self.findings, np.asarray(logits), np.asarray(cams))
 
-    def _checked(
-        self, chunk: np.ndarray, logits: np.ndarray, cams: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        n, k = len(chunk), self.findings
-        if logits.shape != (n, k) or cams.ndim != 4 or cams.shape[:2] != (n, k):
-            raise InferenceError(
-                f"model outputs have the wrong shape: logits {logits.shape}, cam {cams.shape} "
-                f"for {n} images and {k} findings"
-            )
-        if not (np.isfinite(logits).all() and np.isfinite(cams).all()):
-            raise InferenceError("the model produced NaN or infinite outputs")
-        return logits.astype(np.float32, copy=False), cams.astype(np.float32, copy=False)
+
+def check_outputs(
+    n: int, k: int, logits: np.ndarray, cams: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A runtime's outputs for `n` images and `k` findings, or `InferenceError` when their
+    shapes are wrong or any value is NaN or infinite (never a silent "no findings")."""
+    if logits.shape != (n, k) or cams.ndim != 4 or cams.shape[:2] != (n, k):
+        raise InferenceError(
+            f"model outputs have the wrong shape: logits {logits.shape}, cam {cams.shape} "
+            f"for {n} images and {k} findings"
+        )
+    if not (np.isfinite(logits).all() and np.isfinite(cams).all()):
+        raise InferenceError("the model produced NaN or infinite outputs")
+    return logits.astype(np.float32, copy=False), cams.astype(np.float32, copy=False)
 
 
 def _terminate(options: ort.RunOptions) -> None:

@@ -22,7 +22,8 @@ from diagnostics.dicom.reader import Source
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.results import InstanceResult, StudyResult
 from diagnostics.screening.batching import MicroBatcher
-from diagnostics.screening.engine import Engine, OnnxEngine
+from diagnostics.screening.engine import Engine
+from diagnostics.screening.engines import EngineChoice, open_engine
 from diagnostics.screening.gate import gate_appearance, gate_headers
 from diagnostics.screening.infer import infer
 from diagnostics.screening.ingest import read_headers
@@ -102,17 +103,20 @@ class Screener:
         timeout_s: float | None = 120.0,
         limits: ReadLimits | None = None,
         batch_wait_s: float | None = None,
+        engine: EngineChoice = "onnxruntime",
     ) -> Screener:
         """Load and verify a package (ModelPackageError when it is unusable) and its engine.
 
         With `batch_wait_s`, concurrent `screen` calls share model calls (`MicroBatcher`).
+        `engine` picks the runtime (`diagnostics.screening.engines`).
         """
         loaded = package if isinstance(package, ModelPackage) else load_package(package)
-        onnx = OnnxEngine(loaded, threads=threads, max_batch=max_batch, timeout_s=timeout_s)
-        engine: Engine = onnx
+        runner = open_engine(
+            loaded, engine, threads=threads, max_batch=max_batch, timeout_s=timeout_s
+        )
         if batch_wait_s is not None:
-            engine = MicroBatcher(onnx, max_wait_s=batch_wait_s)
-        return cls(loaded, engine, limits=limits)
+            runner = MicroBatcher(runner, max_wait_s=batch_wait_s)
+        return cls(loaded, runner, limits=limits)
 
     def warm_up(self) -> None:
         """One inference on a blank image, so the first real study does not pay for start-up."""
