@@ -19,6 +19,7 @@ import torch
 
 from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.records import Example
 from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
@@ -31,7 +32,7 @@ from diagnostics.train.calibration import (
     choose_operating_point,
     fit_calibration,
 )
-from diagnostics.train.data import CachedDataset, Example, split_by_patient
+from diagnostics.train.data import CachedDataset, split_by_patient
 from diagnostics.train.loop import FitResult, fit, predict_logits
 from diagnostics.train.metrics import (
     FloatArray,
