@@ -19,6 +19,7 @@ import torch
 
 from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.labelled import LABELS_FILE
 from diagnostics.datasets.records import Example
 from diagnostics.export import export_checked
 from diagnostics.findings import KNOWN_FINDINGS
@@ -75,7 +76,7 @@ def ensure_data(recipe: Recipe, workers: int = 1) -> None:
     if recipe.data.test is not None and synth.test_studies and synth.test_seed is not None:
         targets.append((recipe.data.test, synth.test_studies, synth.test_seed))
     for folder, count, seed in targets:
-        if not (folder / "labels.csv").is_file():
+        if not (folder / LABELS_FILE).is_file():
             log.info("generating %d synthetic studies (seed %d) in %s", count, seed, folder)
             generate(folder, count, seed, config, workers=workers)
 
