@@ -30,11 +30,12 @@ import numpy as np
 import numpy.typing as npt
 
 from diagnostics.datasets import get_layout, load_dataset
+from diagnostics.datasets.records import UNKNOWN_LABEL, Example
 from diagnostics.errors import ConfigurationError, DatasetError
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.preprocess import to_model_input
 from diagnostics.screening.engine import OnnxEngine
-from diagnostics.train.data import UNKNOWN_LABEL, Example, preprocess_file
+from diagnostics.train.data import preprocess_file
 from diagnostics.train.metrics import _auroc_from_counts, auroc, expected_calibration_error
 
 Verdict = Literal["better", "not different", "worse"]

@@ -14,10 +14,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from diagnostics.datasets.labelled import FINDING_CODES
 from diagnostics.dicom import read_instance
 from diagnostics.package import load_package
 from diagnostics.preprocess import preprocess_image
-from diagnostics.synth import FINDING_CODES, SynthConfig, generate
+from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.metrics import auroc
 from diagnostics.train.recipe import load_recipe
 

@@ -30,12 +30,13 @@ from diagnostics.compare import (
     verdict_for,
 )
 from diagnostics.datasets import LAYOUTS, load_dataset
+from diagnostics.datasets.labelled import iter_label_rows
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError, DatasetError
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, load_package, write_package
 from diagnostics.preprocess import preprocess_image
-from diagnostics.synth import SynthConfig, generate, iter_label_rows
+from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.metrics import auroc
 from diagnostics.train.onnx_export import export_checked
 from tests.datasets.fixtures import write_image, write_nih

@@ -49,7 +49,7 @@ from diagnostics.datasets.common import (
     missing_policy,
     read_csv,
 )
-from diagnostics.train.data import UNKNOWN_LABEL, Example
+from diagnostics.datasets.records import UNKNOWN_LABEL, Example
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from diagnostics.datasets.records import Box
 from diagnostics.errors import ConfigurationError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 Split = Literal["all", "train", "test"]
 SPLITS: tuple[Split, ...] = ("all", "train", "test")
 Missing = Literal["error", "skip"]
-Box = tuple[float, float, float, float]
-"""(x0, y0, x1, y1) as fractions of the image width and height, as `Example.boxes` holds them."""
 
 BOX_TOLERANCE_PX = 1.0
 """Boxes may overshoot the image by this much (rounding in the annotation tools)."""

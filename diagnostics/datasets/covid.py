@@ -57,8 +57,8 @@ from diagnostics.datasets.common import (
     read_csv,
     read_lines,
 )
+from diagnostics.datasets.records import UNKNOWN_LABEL, Example
 from diagnostics.errors import ConfigurationError, DatasetError
-from diagnostics.train.data import UNKNOWN_LABEL, Example
 
 log = logging.getLogger(__name__)
 

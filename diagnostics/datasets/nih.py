@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diagnostics.datasets.common import (
-    Box,
     ImageCheck,
     Row,
     Split,
@@ -48,9 +47,9 @@ from diagnostics.datasets.common import (
     read_list,
     require_file,
 )
+from diagnostics.datasets.records import Box, Example
 from diagnostics.errors import DatasetError, InputError
 from diagnostics.images import plain_image_size
-from diagnostics.train.data import Example
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from diagnostics.datasets import chexpert, covid, nih, rsna, synth
 from diagnostics.datasets.common import SPLITS, Split, choice
+from diagnostics.datasets.records import UNKNOWN_LABEL, Example
 from diagnostics.errors import ConfigurationError, DatasetError
 from diagnostics.findings import KNOWN_FINDINGS
-from diagnostics.train.data import UNKNOWN_LABEL, Example
 
 OptionValue = str | int | float | bool
 Loader = Callable[..., list[Example]]

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnostics.datasets.common import (
-    Box,
     ImageCheck,
     Row,
     Split,
@@ -41,9 +40,9 @@ from diagnostics.datasets.common import (
     pixel_box,
     read_csv,
 )
+from diagnostics.datasets.records import Box, Example
 from diagnostics.dicom import read_info
 from diagnostics.errors import ConfigurationError, DatasetError, InputError
-from diagnostics.train.data import Example
 
 LAYOUT = "rsna"
 LABELS_FILE = "stage_2_train_labels.csv"

@@ -1,10 +1,11 @@
-"""The project's own layout: a folder of DICOM studies and `labels.csv` (`diagnostics synth`).
+"""The project's own layout: a labelled folder of DICOM studies and `labels.csv`.
 
-Columns `study_instance_uid`, one 0/1 column per finding code (nodule, consolidation,
-cardiomegaly), optional `patient_id`, and location columns that become boxes; the mapping is the
-identity. Every study is frontal (PA or AP). Synthetic data are generated as separate train and
-test folders, so a folder is a split: `split` selects the whole folder whatever its value, and
-the validation set is split off by patient during training.
+The contract (columns, values, locations) is `diagnostics.datasets.labelled`'s; `diagnostics
+synth` and `diagnostics feedback export` write it. The layout labels the findings synth draws
+(nodule, consolidation, cardiomegaly); the mapping is the identity. Every study is frontal (PA or
+AP). Synthetic data are generated as separate train and test folders, so a folder is a split:
+`split` selects the whole folder whatever its value, and the validation set is split off by
+patient during training.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diagnostics.datasets.common import Split
-from diagnostics.synth.study import FINDING_CODES
-from diagnostics.train.data import Example, load_labelled_folder
+from diagnostics.datasets.labelled import FINDING_CODES, load_labelled_folder
+from diagnostics.datasets.records import Example
 
 LAYOUT = "synth"
 MAPPING = {code: code for code in FINDING_CODES}

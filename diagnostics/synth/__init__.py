@@ -1,21 +1,19 @@
-"""Synthetic chest radiograph studies with ground truth: the project's own data."""
+"""Synthetic chest radiograph studies with ground truth: the project's own data.
+
+`generate` writes a labelled folder; its contract (columns, reader, writer) is
+`diagnostics.datasets.labelled`'s.
+"""
 
 from diagnostics.synth.contact_sheet import write_contact_sheet
 from diagnostics.synth.study import (
-    FINDING_CODES,
-    LABEL_COLUMNS,
     StudyTruth,
     SynthConfig,
     generate,
-    iter_label_rows,
 )
 
 __all__ = [
-    "FINDING_CODES",
-    "LABEL_COLUMNS",
     "StudyTruth",
     "SynthConfig",
     "generate",
-    "iter_label_rows",
     "write_contact_sheet",
 ]

@@ -1,5 +1,7 @@
 """Generate synthetic chest radiograph studies with ground truth: DICOM files plus labels.csv.
 
+The folder is a labelled folder (`diagnostics.datasets.labelled` owns its contract).
+
 Every study is a pure function of (seed, index): generating 10 studies gives the first 10 of a
 100-study run, and studies can be made in parallel processes without changing the result.
 Some patients have more than one study, so that splits by patient are meaningful.
@@ -7,9 +9,7 @@ Some patients have more than one study, so that splits by patient are meaningful
 
 from __future__ import annotations
 
-import csv
 import multiprocessing
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -18,6 +18,11 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+# FINDING_CODES and LABEL_COLUMNS are re-exported for importers not yet switched to
+# diagnostics.datasets.labelled (the feedback export).
+from diagnostics.datasets.labelled import FINDING_CODES as FINDING_CODES
+from diagnostics.datasets.labelled import LABEL_COLUMNS as LABEL_COLUMNS
+from diagnostics.datasets.labelled import LABELS_FILE, write_labels
 from diagnostics.synth.anatomy import Geometry, Habitus, render_chest, sample_habitus
 from diagnostics.synth.dx import COMPRESSED_SYNTAXES, Acquisition, Patient, build_dx
 from diagnostics.synth.exposure import expose
@@ -27,29 +32,6 @@ from diagnostics.synth.findings import (
     add_consolidation,
     add_nodule,
     sample_nodule_diameter_mm,
-)
-
-FINDING_CODES: tuple[str, ...] = ("nodule", "consolidation", "cardiomegaly")
-"""Finding codes, in the order of the 0/1 columns of labels.csv."""
-
-LABEL_COLUMNS: tuple[str, ...] = (
-    "study_instance_uid",
-    *FINDING_CODES,
-    "patient_id",
-    "view",
-    "file",
-    "nodule_diameter_mm",
-    "nodule_x",
-    "nodule_y",
-    "nodule_contrast",
-    "consolidation_x0",
-    "consolidation_y0",
-    "consolidation_x1",
-    "consolidation_y1",
-    "consolidation_extent",
-    "ctr",
-    "photometric_interpretation",
-    "transfer_syntax",
 )
 
 NORMAL_CTR = (0.36, 0.48)
@@ -244,17 +226,5 @@ def generate(
             truths.extend(pool.map(_write_one, jobs, chunksize=4))
     else:
         truths.extend(map(_write_one, jobs))
-    write_labels(out / "labels.csv", truths)
+    write_labels(out / LABELS_FILE, (truth.label_row() for truth in truths), LABEL_COLUMNS)
     return truths
-
-
-def write_labels(path: Path, truths: list[StudyTruth]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)
-        writer.writeheader()
-        writer.writerows(truth.label_row() for truth in truths)
-
-
-def iter_label_rows(path: Path) -> Iterator[dict[str, str]]:
-    with path.open(newline="") as handle:
-        yield from csv.DictReader(handle)

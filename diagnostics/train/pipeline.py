@@ -19,6 +19,8 @@ import torch
 
 from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.labelled import LABELS_FILE
+from diagnostics.datasets.records import Example
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
@@ -30,7 +32,7 @@ from diagnostics.train.calibration import (
     choose_operating_point,
     fit_calibration,
 )
-from diagnostics.train.data import CachedDataset, Example, split_by_patient
+from diagnostics.train.data import CachedDataset, split_by_patient
 from diagnostics.train.loop import FitResult, fit, predict_logits
 from diagnostics.train.metrics import (
     FloatArray,
@@ -74,7 +76,7 @@ def ensure_data(recipe: Recipe, workers: int = 1) -> None:
     if recipe.data.test is not None and synth.test_studies and synth.test_seed is not None:
         targets.append((recipe.data.test, synth.test_studies, synth.test_seed))
     for folder, count, seed in targets:
-        if not (folder / "labels.csv").is_file():
+        if not (folder / LABELS_FILE).is_file():
             log.info("generating %d synthetic studies (seed %d) in %s", count, seed, folder)
             generate(folder, count, seed, config, workers=workers)
 

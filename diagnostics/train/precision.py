@@ -30,10 +30,11 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from diagnostics.compare import Comparison, compare_on_dataset
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.records import Example
 from diagnostics.errors import ModelPackageError
 from diagnostics.package import INPUT_NAME, MODEL_FILE, ModelPackage, load_package, write_package
 from diagnostics.preprocess import to_model_input
-from diagnostics.train.data import Example, preprocess_file
+from diagnostics.train.data import preprocess_file
 
 AUROC_DROP_LIMIT = 0.005
 ECE_RISE_LIMIT = 0.01

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.records import UNKNOWN_LABEL
 from diagnostics.errors import ConfigurationError, DatasetError
-from diagnostics.train.data import UNKNOWN_LABEL
 from tests.datasets.fixtures import CHEXPERT_HEADER, chest, chexpert_row, write_image, write_rows
 
 CODES = ["cardiomegaly", "effusion", "pneumonia"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.records import UNKNOWN_LABEL
 from diagnostics.errors import ConfigurationError, DatasetError
-from diagnostics.train.data import UNKNOWN_LABEL
 from tests.datasets.fixtures import COVID_HEADER, chest, write_image, write_rows
 
 CODES = ["pneumonia", "covid19"]

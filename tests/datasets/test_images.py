@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diagnostics.datasets.records import Example
 from diagnostics.errors import DatasetError, ImageFileError, InputError
 from diagnostics.images import (
     LUMA,
@@ -23,7 +24,7 @@ from diagnostics.images import (
     read_plain_image,
 )
 from diagnostics.preprocess import PreprocessSpec, preprocess_image
-from diagnostics.train.data import CachedDataset, Example, preprocess_file
+from diagnostics.train.data import CachedDataset, preprocess_file
 from tests.datasets.fixtures import chest, write_dicom, write_image
 
 SPEC = PreprocessSpec(size=(32, 32))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from diagnostics.datasets import LAYOUTS, get_layout, load_dataset, parse_option
+from diagnostics.datasets.labelled import FINDING_CODES, load_labelled_folder
 from diagnostics.errors import ConfigurationError, DatasetError
 from diagnostics.findings import KNOWN_FINDINGS
-from diagnostics.synth.study import FINDING_CODES, SynthConfig, generate
-from diagnostics.train.data import load_labelled_folder
+from diagnostics.synth.study import SynthConfig, generate
 
 
 def test_every_layout_is_registered_with_coded_findings() -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from diagnostics.cli import main
+from diagnostics.datasets.labelled import load_labelled_folder
 from diagnostics.errors import ConfigurationError
 from diagnostics.intake.feedback_export import export_feedback
 from diagnostics.intake.review import FeedbackInput, record_feedback
 from diagnostics.intake.store import IntakeStore
 from diagnostics.synth.study import StudyTruth
-from diagnostics.train.data import load_labelled_folder
 from tests.intake.reviewed import CODES, screened
 
 Studies = tuple[Path, list[StudyTruth]]

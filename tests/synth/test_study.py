@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diagnostics.datasets.labelled import FINDING_CODES, LABEL_COLUMNS, iter_label_rows
 from diagnostics.dicom import read_instance
-from diagnostics.synth import FINDING_CODES, LABEL_COLUMNS, SynthConfig, generate, iter_label_rows
+from diagnostics.synth import SynthConfig, generate
 from diagnostics.synth.dx import COMPRESSED_SYNTAXES
 from diagnostics.synth.findings import sample_nodule_diameter_mm
 from diagnostics.synth.study import assign_patients, make_study

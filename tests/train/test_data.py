@@ -1,16 +1,12 @@
-"""Labelled datasets: labels meet the right images, splits keep patients apart, caches are real.
+"""Training data: splits keep patients apart, caches are real.
 
-Each mismatch between labels.csv and the files must stop training, because a model trained on
-mislabelled images still produces confident numbers; and the cache must be provably used, or
-every epoch would silently pay full preprocessing.
+The cache must be provably used, or every epoch would silently pay full preprocessing. (The
+labelled folder the examples come from is tested in tests/datasets/test_labelled.py.)
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +14,13 @@ import pytest
 import torch
 
 import diagnostics.train.data as data_module
+from diagnostics.datasets.labelled import FINDING_CODES, load_labelled_folder
+from diagnostics.datasets.records import Example
 from diagnostics.dicom import DicomImage, read_instance
 from diagnostics.errors import DatasetError
 from diagnostics.preprocess import Augmentation, PreprocessSpec, preprocess_image
-from diagnostics.synth.study import FINDING_CODES, StudyTruth, SynthConfig, generate
-from diagnostics.train.data import (
-    CachedDataset,
-    Example,
-    load_labelled_folder,
-    split_by_patient,
-)
+from diagnostics.synth.study import StudyTruth, SynthConfig, generate
+from diagnostics.train.data import CachedDataset, split_by_patient
 
 CONFIG = SynthConfig(rows=96, columns=96, spacing_mm=4.0)
 SPEC = PreprocessSpec(size=(64, 64))
@@ -41,121 +34,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Stud
 
 
 @pytest.fixture(scope="module")
-def stranger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One study from another seed: a DICOM file that the first folder's labels know nothing of."""
-    folder = tmp_path_factory.mktemp("stranger")
-    (truth,) = generate(folder, 1, seed=32, config=CONFIG)
-    return folder / truth.file
-
-
-@pytest.fixture()
-def folder(generated: tuple[Path, list[StudyTruth]], tmp_path: Path) -> Path:
-    """A private copy of the generated folder that a test may damage."""
-    return Path(shutil.copytree(generated[0], tmp_path / "data"))
-
-
-@pytest.fixture(scope="module")
 def examples(generated: tuple[Path, list[StudyTruth]]) -> list[Example]:
     return load_labelled_folder(generated[0], FINDING_CODES)
-
-
-def _rewrite_labels(folder: Path, edit: Callable[[list[dict[str, str]]], None]) -> None:
-    path = folder / "labels.csv"
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows, columns = list(reader), list(reader.fieldnames or [])
-    edit(rows)
-    columns = [c for c in columns if c in rows[0]]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-# ---- load_labelled_folder -------------------------------------------------------------------
-
-
-def test_labels_are_matched_to_their_files(
-    generated: tuple[Path, list[StudyTruth]], examples: list[Example]
-) -> None:
-    folder, truths = generated
-    assert len(examples) == STUDIES
-    for example, truth in zip(examples, truths, strict=True):
-        assert example.study_instance_uid == truth.study_instance_uid
-        assert example.path == folder / truth.file
-        assert example.patient_id == truth.patient_id
-        assert example.labels == tuple(truth.findings[code] for code in FINDING_CODES)
-        # the file really is that study, read independently of the scan
-        assert read_instance(example.path).uids.study_instance_uid == truth.study_instance_uid
-    assert any(sum(e.labels) for e in examples)  # the data is not trivially all-negative
-
-
-def test_labels_follow_the_requested_codes_and_their_order(
-    generated: tuple[Path, list[StudyTruth]],
-) -> None:
-    folder, truths = generated
-    examples = load_labelled_folder(folder, ["cardiomegaly", "nodule"])
-    assert [e.labels for e in examples] == [
-        (t.findings["cardiomegaly"], t.findings["nodule"]) for t in truths
-    ]
-
-
-def test_missing_labels_file_is_refused(folder: Path) -> None:
-    (folder / "labels.csv").unlink()
-    with pytest.raises(DatasetError, match="no labels file"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-def test_missing_finding_column_is_refused(folder: Path) -> None:
-    def edit(rows: list[dict[str, str]]) -> None:
-        for row in rows:
-            del row["consolidation"]
-
-    _rewrite_labels(folder, edit)
-    with pytest.raises(DatasetError, match=r"missing column.*consolidation"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-@pytest.mark.parametrize("value", ["2", "", "yes", "1.0"])
-def test_a_label_that_is_not_0_or_1_is_refused_with_its_line(folder: Path, value: str) -> None:
-    def edit(rows: list[dict[str, str]]) -> None:
-        rows[4]["nodule"] = value
-
-    _rewrite_labels(folder, edit)
-    with pytest.raises(DatasetError, match=f"line 6: nodule must be 0 or 1, not '{value}'"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-def test_a_labelled_study_without_its_file_is_refused(
-    folder: Path, generated: tuple[Path, list[StudyTruth]]
-) -> None:
-    victim = generated[1][3]
-    (folder / victim.file).unlink()
-    with pytest.raises(DatasetError, match=f"no DICOM file.*{victim.study_instance_uid}"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-def test_a_study_without_a_labels_row_is_refused(folder: Path, stranger: Path) -> None:
-    shutil.copy(stranger, folder / "extra.dcm")
-    uid = read_instance(stranger).uids.study_instance_uid
-    with pytest.raises(DatasetError, match=f"no row in labels.csv.*{uid}"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-def test_a_study_labelled_twice_is_refused(folder: Path) -> None:
-    """Two rows for one study (possibly disagreeing) mean the labels file is not one per study."""
-
-    def edit(rows: list[dict[str, str]]) -> None:
-        rows.append(dict(rows[2], nodule="1" if rows[2]["nodule"] == "0" else "0"))
-
-    _rewrite_labels(folder, edit)
-    with pytest.raises(DatasetError, match="more than once"):
-        load_labelled_folder(folder, FINDING_CODES)
-
-
-def test_stray_non_dicom_files_are_skipped(folder: Path) -> None:
-    (folder / "README.txt").write_text("notes")
-    assert len(load_labelled_folder(folder, FINDING_CODES)) == STUDIES
 
 
 # ---- split_by_patient -----------------------------------------------------------------------
@@ -334,25 +214,3 @@ def test_evaluation_items_are_not_augmented(examples: list[Example]) -> None:
         expected = torch.from_numpy(dataset.arrays[index].astype(np.float32))
         assert torch.equal(dataset[index][0], expected)
         assert torch.equal(dataset[index][0], expected)  # and the same every time
-
-
-def test_boxes_come_from_the_label_columns_as_image_fractions(tmp_path: Path) -> None:
-    """The nodule box is centred on the labelled centre and as wide as the labelled diameter."""
-    config = SynthConfig(rows=96, columns=80, spacing_mm=4.5)
-    truths = generate(tmp_path, 24, seed=77, config=config)
-    examples = {e.study_instance_uid: e for e in load_labelled_folder(tmp_path, FINDING_CODES)}
-    checked = 0
-    for truth in truths:
-        example = examples[truth.study_instance_uid]
-        nodule_box, consolidation_box, cardiomegaly_box = example.boxes
-        assert cardiomegaly_box is None  # a size, not a place
-        assert (nodule_box is None) == (truth.nodule is None)
-        assert (consolidation_box is None) == (truth.consolidation is None)
-        if truth.nodule is not None and nodule_box is not None:
-            x, y = truth.nodule.centre_px
-            assert (nodule_box[0] + nodule_box[2]) / 2 == pytest.approx(x / 80, abs=1e-3)
-            assert (nodule_box[1] + nodule_box[3]) / 2 == pytest.approx(y / 96, abs=1e-3)
-            width_mm = (nodule_box[2] - nodule_box[0]) * 80 * 4.5
-            assert width_mm == pytest.approx(truth.nodule.diameter_mm, rel=0.01)
-            checked += 1
-    assert checked

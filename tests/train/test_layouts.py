@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from diagnostics.datasets import load_dataset
+from diagnostics.datasets.records import UNKNOWN_LABEL
 from diagnostics.errors import ConfigurationError
 from diagnostics.package import load_package
 from diagnostics.preprocess import PreprocessSpec
-from diagnostics.train.data import UNKNOWN_LABEL, split_by_patient
+from diagnostics.train.data import split_by_patient
 from diagnostics.train.loop import classification_loss, mean_auroc
 from diagnostics.train.metrics import auroc
 from diagnostics.train.pipeline import run_recipe

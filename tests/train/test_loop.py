@@ -15,11 +15,12 @@ import pytest
 import torch
 
 import diagnostics.train.loop as loop_module
+from diagnostics.datasets.labelled import FINDING_CODES, load_labelled_folder
 from diagnostics.errors import CheckpointError
 from diagnostics.nets import CamNet, build_model
 from diagnostics.preprocess import PreprocessSpec
-from diagnostics.synth.study import FINDING_CODES, SynthConfig, generate
-from diagnostics.train.data import CachedDataset, load_labelled_folder, split_by_patient
+from diagnostics.synth.study import SynthConfig, generate
+from diagnostics.train.data import CachedDataset, split_by_patient
 from diagnostics.train.loop import (
     BEST,
     LAST,

@@ -20,8 +20,8 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from diagnostics.api.auth import token_actor
+from diagnostics.datasets.labelled import load_labelled_folder
 from diagnostics.intake.feedback_export import export_feedback
-from diagnostics.train.data import load_labelled_folder
 from tests.ui.conftest import TOKEN, Prefilled
 
 pytestmark = pytest.mark.slow
