@@ -1,4 +1,5 @@
-"""`diagnostics research-export`: the command-line face of `export_research`."""
+"""`diagnostics research-export`: the command-line face of `export_research` (de-identified
+studies, results and feedback to share for research)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diagnostics.cli.common import Commands
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from diagnostics.deid.export import ExportOptions, export_research
 
     summary = export_research(
@@ -26,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
     """Register the subcommand on the `diagnostics` parser's subparsers object."""
     parser = commands.add_parser(
         "research-export",
@@ -62,4 +66,4 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--studies", nargs="+", metavar="UID", help="export only these Study Instance UIDs"
     )
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=run)
