@@ -1,8 +1,8 @@
 """The `diagnostics` command line, run as a real subprocess the way people and scripts run it.
 
-The contract under test (diagnostics/cli/): JSON on stdout and exit 0 on success; for input that cannot
-be used, exit 2 and exactly one line `error: <ErrorClass>: <message>` on stderr, never a
-traceback. A subprocess is the only honest check of that: it includes interpreter start-up,
+The contract under test (`diagnostics.cli`): JSON on stdout and exit 0 on success; for input
+that cannot be used, exit 2 and exactly one line `error: <ErrorClass>: <message>` on stderr,
+never a traceback. A subprocess is the only honest check of that: it includes interpreter start-up,
 logging set-up and whatever a library prints to stderr on its own.
 """
 
