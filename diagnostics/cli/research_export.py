@@ -4,10 +4,10 @@ studies, results and feedback to share for research)."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from diagnostics.cli.common import EXIT_OK, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -25,9 +25,8 @@ def run(args: argparse.Namespace) -> int:
             studies=tuple(args.studies or ()),
         )
     )
-    json.dump(summary.as_dict(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+    print_json(summary.as_dict())
+    return EXIT_OK
 
 
 def add_parser(commands: Commands) -> None:
