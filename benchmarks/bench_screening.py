@@ -1,6 +1,6 @@
 """Screening throughput on this machine: `diagnostics bench` under the benchmarks/ folder's name.
 
-The measuring code lives in `diagnostics/bench.py` (typed, tested, shared with the CLI); this
+The measuring code lives in `diagnostics/bench/` (typed, tested, shared with the CLI); this
 script only forwards its arguments, so both ways of running it give the same report.
 
     .venv/bin/python benchmarks/bench_screening.py [--quick] [--json PATH] [--iterations N]

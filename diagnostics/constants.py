@@ -6,6 +6,8 @@ manufacturer our DICOM outputs and the de-identifier both recognise).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 MANUFACTURER = "radiology-diagnostics"
 """Manufacturer (0008,0070) of every DICOM object we create; the research export recognises it."""
 
@@ -14,3 +16,7 @@ DATABASE_FILE = "intake.sqlite3"
 
 DEFAULT_AE_TITLE = "DIAGNOSTICS"
 """The service's own DICOM application entity title unless configured."""
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cxr-demo"
+"""The bundled model package, beside the `diagnostics` package in a source checkout; an installed
+wheel does not carry it (give a model package's path instead)."""

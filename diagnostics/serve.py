@@ -3,7 +3,7 @@
 Every flag defaults from its `DIAGNOSTICS_*` variable (`ServiceConfig.from_env`), so the
 command line, a systemd unit or a container can configure the service the same way. The
 settings are validated, and the model package verified, before anything starts; the service
-process (`bentoml serve serving/service.py:Diagnostics`) gets them in its environment
+process (`bentoml serve diagnostics.serving.service:Diagnostics`) gets them in its environment
 (`ServiceConfig.to_env`). SIGTERM and SIGINT are forwarded to it and its exit status returned.
 
 Tokens are read only from `DIAGNOSTICS_API_TOKEN` or `DIAGNOSTICS_API_TOKEN_FILE`: a token on
@@ -23,13 +23,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from diagnostics.intake.config import ServiceConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICE = "serving/service.py:Diagnostics"
+LIBRARY_ROOT = Path(__file__).resolve().parent.parent
+"""The folder holding this `diagnostics` package (a source checkout or site-packages): the
+server process imports the service, and the library, from the same copy as this command."""
+SERVICE = "diagnostics.serving.service:Diagnostics"
 SERVICE_NAME = "diagnostics"
 GRACEFUL_SHUTDOWN_S = 5
 """Seconds the HTTP server waits for requests in flight after SIGTERM."""
@@ -184,15 +187,15 @@ def preflight(config: ServiceConfig) -> str:
         raise ConfigurationError(f"--storage {config.storage}: {exc.strerror}") from None
     if not os.access(config.storage, os.W_OK):
         raise ConfigurationError(f"--storage {config.storage}: not writable")
+    if config.model == BUNDLED_MODEL and not BUNDLED_MODEL.is_dir():
+        raise ConfigurationError(
+            f"--model: no model package given and no bundled model at {BUNDLED_MODEL} (it is "
+            "only in a source checkout): give --model PATH or DIAGNOSTICS_MODEL"
+        )
     manifest = load_package(config.model).manifest
     _check_port("--port", config.port)
     if config.allow_ae and config.dicom_port:
         _check_port("--dicom-port", config.dicom_port)
-    if not (REPO_ROOT / SERVICE.split(":")[0]).is_file():
-        raise ConfigurationError(
-            f"{REPO_ROOT / SERVICE.split(':')[0]} not found: run from a source checkout, or "
-            "serve a built Bento with `bentoml serve`"
-        )
     return f"{manifest.name} {manifest.version}"
 
 
@@ -252,7 +255,7 @@ def server_command(config: ServiceConfig) -> list[str]:
         "--port",
         str(config.port),
         "--working-dir",
-        str(REPO_ROOT),
+        str(LIBRARY_ROOT),
         # Requests waiting on a screening answer at SIGTERM (`stop_on_signals`); this bounds
         # any other request, so a stopping service ends in seconds, not minutes.
         "--timeout-graceful-shutdown",

@@ -1,8 +1,8 @@
 """The `diagnostics` command line, run as a real subprocess the way people and scripts run it.
 
-The contract under test (cli.py): JSON on stdout and exit 0 on success; for input that cannot
-be used, exit 2 and exactly one line `error: <ErrorClass>: <message>` on stderr, never a
-traceback. A subprocess is the only honest check of that: it includes interpreter start-up,
+The contract under test (`diagnostics.cli`): JSON on stdout and exit 0 on success; for input
+that cannot be used, exit 2 and exactly one line `error: <ErrorClass>: <message>` on stderr,
+never a traceback. A subprocess is the only honest check of that: it includes interpreter start-up,
 logging set-up and whatever a library prints to stderr on its own.
 """
 
@@ -130,3 +130,46 @@ def test_synth_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
         "--rows", "4", "--columns", "4", "--spacing", "-1",
     )  # fmt: skip
     _assert_refused(result, "ConfigurationError")
+
+
+COMMAND_NAMES = [
+    "inspect", "studies", "synth", "screen", "train", "export",
+    "bench", "compare", "feedback", "serve", "research-export",
+]  # fmt: skip
+
+
+def test_each_command_is_one_module_with_add_parser_and_run() -> None:
+    """`diagnostics/cli/<command>.py` registers the command and its `run` handles it."""
+    import argparse
+
+    from diagnostics.cli.main import COMMANDS, build_parser
+
+    [commands] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    assert list(commands.choices) == COMMAND_NAMES
+    assert [m.__name__.rsplit(".", 1)[1] for m in COMMANDS] == [
+        name.replace("-", "_") for name in COMMAND_NAMES
+    ]
+    for module, (name, parser) in zip(COMMANDS, commands.choices.items(), strict=True):
+        if name == "feedback":
+            [actions] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            parser = actions.choices["export"]
+        assert parser.get_default("handler") is module.run, name
+
+
+def test_building_the_parser_imports_no_command_work() -> None:
+    """`--help` and a mistyped flag stay fast: no heavy library is imported to build the parser."""
+    script = (
+        "import sys; from diagnostics.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'monai', 'pydicom', 'bentoml') "
+        "if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[]"

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from diagnostics.cli import COMPARE_LAYOUTS, main
+from diagnostics.cli import main
+from diagnostics.cli.compare import COMPARE_LAYOUTS
 from diagnostics.compare import (
     RULE,
     FindingComparison,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.cli import build_parser, main
-from diagnostics.errors import ConfigurationError
+from diagnostics.errors import ConfigurationError, DiagnosticsError
 from diagnostics.serve import (
     config_from_args,
     preflight,
@@ -79,7 +79,7 @@ def test_the_server_gets_the_settings_but_the_usage_never_shows_the_token(tmp_pa
     assert Path(child["DIAGNOSTICS_STORAGE"]).is_absolute()
     assert "services.diagnostics.workers=2" in child["BENTOML_CONFIG_OPTIONS"]
     command = server_command(config)
-    assert command[2:5] == ["bentoml", "serve", "serving/service.py:Diagnostics"]
+    assert command[2:5] == ["bentoml", "serve", "diagnostics.serving.service:Diagnostics"]
     text = usage(config, "cxr-demo 1.0.0")
     assert TOKEN not in text
     assert "/v1/screen" in text and "$DIAGNOSTICS_API_TOKEN" in text
@@ -123,3 +123,18 @@ def test_fhir_destinations_and_their_credentials_file(
         build_parser().parse_args(["serve", "--help"])
     help_text = capsys.readouterr().out
     assert "fhir+https://" in help_text and "--results-auth-file" in help_text
+
+
+def test_without_the_bundled_model_the_error_asks_for_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An installed wheel has no models/cxr-demo beside it: `--model PATH` is then required."""
+    absent = tmp_path / "models" / "cxr-demo"
+    monkeypatch.setattr("diagnostics.serve.BUNDLED_MODEL", absent)
+    args = parse("--storage", str(tmp_path), "--insecure-dev", "--port", str(_free_port()))
+    config = config_from_args(args, {}).model_copy(update={"model": absent})
+    with pytest.raises(ConfigurationError, match="give --model PATH or DIAGNOSTICS_MODEL"):
+        preflight(config)
+    with pytest.raises(DiagnosticsError, match="not a folder") as given:
+        preflight(config.model_copy(update={"model": tmp_path / "elsewhere"}))
+    assert "give --model" not in str(given.value)  # a path was given: the loader's own words

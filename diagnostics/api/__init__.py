@@ -1,5 +1,5 @@
 """The HTTP face of the library: request parsing, STOW-RS responses, authentication, size
-limits, metrics and the endpoint logic that `serving/service.py` wires to BentoML.
+limits, metrics and the endpoint logic that `diagnostics/serving/service.py` wires to BentoML.
 
 Everything here runs and is tested without a server.
 """

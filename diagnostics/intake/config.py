@@ -12,12 +12,11 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
 
+from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.intake.sender import Destination
 from diagnostics.strict import StrictModel
-
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
 
 
 class ServiceConfig(StrictModel):

@@ -1,6 +1,6 @@
 """The running service's engine room: store, screener, listener and background loops.
 
-The HTTP layer (serving/service.py) and `diagnostics serve` both drive this object. Several
+The HTTP layer (diagnostics.serving) and `diagnostics serve` both drive this object. Several
 HTTP worker processes may share one storage folder; the DICOM listener and the background loops
 run in exactly one of them, the one that holds the storage folder's lock.
 """

@@ -20,7 +20,7 @@ import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 
-from diagnostics.intake.config import BUNDLED_MODEL
+from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.intake.store import IntakeStore
 from diagnostics.package import load_package
 from diagnostics.synth.study import StudyTruth

@@ -3,7 +3,7 @@
 Run it with `diagnostics serve` (which validates the settings first and passes them on in
 `DIAGNOSTICS_*` variables), or directly:
 
-    DIAGNOSTICS_API_TOKEN=... bentoml serve serving/service.py:Diagnostics --working-dir .
+    DIAGNOSTICS_API_TOKEN=... bentoml serve diagnostics.serving.service:Diagnostics
 
 Routes (docs/architecture.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
@@ -130,11 +130,13 @@ class Diagnostics:
     def __metrics__(self, content: str) -> str:
         return content + render_store_gauges(self.runtime.store)
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def shutdown(self) -> None:
         self.runtime.stop()
 
-    @bentoml.api(route="/v1/infer", batchable=True, max_batch_size=16, max_latency_ms=200)
+    @bentoml.api(  # type: ignore[untyped-decorator]
+        route="/v1/infer", batchable=True, max_batch_size=16, max_latency_ms=200
+    )
     def infer(self, images: Tensors) -> np.ndarray:
         """Preprocessed float32 images [N, C, H, W] -> calibrated probabilities [N, K]."""
         screener = self.runtime.screener
@@ -144,7 +146,8 @@ class Diagnostics:
 
 
 # The first added is the outermost: every error below it, ours or BentoML's, answers JSON.
-Diagnostics.add_asgi_middleware(JsonErrors)
-Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)
-Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)
-Diagnostics.add_asgi_middleware(BodyReadTimeout, pace=_read_pace)
+# (`bentoml.service` made the class a Service object; mypy still sees the class.)
+Diagnostics.add_asgi_middleware(JsonErrors)  # type: ignore[attr-defined]
+Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)  # type: ignore[attr-defined]
+Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)  # type: ignore[attr-defined]
+Diagnostics.add_asgi_middleware(BodyReadTimeout, pace=_read_pace)  # type: ignore[attr-defined]

@@ -1,15 +1,19 @@
-"""`diagnostics research-export`: the command-line face of `export_research`."""
+"""`diagnostics research-export`: the command-line face of `export_research` (de-identified
+studies, results and feedback to share for research)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from diagnostics.cli.common import EXIT_OK, print_json
+
+if TYPE_CHECKING:
+    from diagnostics.cli.common import Commands
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from diagnostics.deid.export import ExportOptions, export_research
 
     summary = export_research(
@@ -21,12 +25,11 @@ def _run(args: argparse.Namespace) -> int:
             studies=tuple(args.studies or ()),
         )
     )
-    json.dump(summary.as_dict(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+    print_json(summary.as_dict())
+    return EXIT_OK
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
     """Register the subcommand on the `diagnostics` parser's subparsers object."""
     parser = commands.add_parser(
         "research-export",
@@ -62,4 +65,4 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--studies", nargs="+", metavar="UID", help="export only these Study Instance UIDs"
     )
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=run)

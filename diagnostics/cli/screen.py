@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diagnostics.cli.common import EXIT_OK, positive_int
+from diagnostics.constants import BUNDLED_MODEL
+from diagnostics.durable import write_file
 from diagnostics.errors import ConfigurationError, DiagnosticsError, InputError, NotDicomError
 
 if TYPE_CHECKING:
+    from diagnostics.cli.common import Commands
     from diagnostics.screening import ScreeningOutcome
 
-EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 """Names that claim DICOM: such a file that is not DICOM is rejected, not skipped."""
@@ -127,7 +130,7 @@ def plainly_not_dicom(path: str, error: InputError) -> bool:
     return file.suffix.lower() not in DICOM_SUFFIXES and not _has_marker(file)
 
 
-def run_screen(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from diagnostics.screening import ScreenBatch, Screener, failed_batch
 
     inputs = gather(args.paths)
@@ -204,12 +207,10 @@ def _write_outputs(outcome: ScreeningOutcome, out: Path, written: list[str]) -> 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
     """Write a JSON-lines file whole or not at all (a reader never sees half a result)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    partial.replace(path)
+    write_file(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
-def add_parser(commands: Any, default_model: Path, positive_int: Any) -> None:
+def add_parser(commands: Commands) -> None:
     screen = commands.add_parser(
         "screen",
         help="screen DICOM studies with a model package",
@@ -234,9 +235,9 @@ def add_parser(commands: Any, default_model: Path, positive_int: Any) -> None:
     screen.add_argument("paths", nargs="+", type=Path, help="DICOM files, folders or DICOMDIRs")
     screen.add_argument("--out", type=Path, required=True, help="output folder")
     screen.add_argument(
-        "--model", type=Path, default=default_model, help=f"model package (default {default_model})"
+        "--model", type=Path, default=BUNDLED_MODEL, help=f"model package (default {BUNDLED_MODEL})"
     )
     screen.add_argument("--threads", type=positive_int, help="inference threads (default: all)")
     screen.add_argument("--batch", type=positive_int, default=16, help="images per model call")
     screen.add_argument("--no-dicom", action="store_true", help="write only the JSON results")
-    screen.set_defaults(handler=run_screen)
+    screen.set_defaults(handler=run)

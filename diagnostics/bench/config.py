@@ -1,0 +1,90 @@
+"""What `diagnostics bench` measures and for how long, and the goals its ratios are held to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless
+
+from diagnostics.constants import BUNDLED_MODEL
+from diagnostics.errors import ConfigurationError
+
+BATCHES = (1, 8)
+OUTPUTS = ["logits", "cam"]
+GOALS: dict[str, float] = {
+    "ort_vs_eager_batch8": 1.8,
+    "densenet121_share_of_matmul_peak": 0.80,
+    "pipeline_vs_model_uncompressed": 0.7,
+}
+"""Each goal is met when the measured ratio is at least this value."""
+PIPELINE_SYNTAXES: dict[str, UID] = {
+    "uncompressed": ExplicitVRLittleEndian,
+    "jpeg2000": JPEG2000Lossless,
+}
+BUSY_LOAD = 0.5
+"""A 1-minute load average above this at the start means something else is running."""
+
+Report = dict[str, Any]
+Runner = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and for how long; the defaults are the full run (a few minutes)."""
+
+    model: Path = BUNDLED_MODEL
+    iterations: int = 10
+    """Timed rounds per measurement (fewer if `max_seconds` runs out after `min_rounds`)."""
+    warmup: int = 2
+    min_rounds: int = 3
+    max_seconds: float = 20.0
+    densenet_size: int = 224
+    matmul_size: int = 2048
+    matmul_repeats: int = 5
+    pipeline_studies: int = 32
+    pipeline_rounds: int = 3
+    study_size: int = 512
+    """Rows and columns of the synthetic radiographs: the bundled model's training data."""
+    study_spacing_mm: float = 0.8
+    threads: int | None = None
+    """Intra-op threads for PyTorch and ONNX Runtime; None: every core this process may use."""
+    seed: int = 2024
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        for name in (
+            "iterations",
+            "min_rounds",
+            "matmul_size",
+            "matmul_repeats",
+            "pipeline_studies",
+            "pipeline_rounds",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"bench {name} must be at least 1")
+        if self.densenet_size < 32:
+            raise ConfigurationError("bench densenet_size must be at least 32 (output stride)")
+        if self.warmup < 0 or self.max_seconds <= 0:
+            raise ConfigurationError("bench warmup must be >= 0 and max_seconds positive")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigurationError(f"bench threads must be at least 1, not {self.threads}")
+
+    @classmethod
+    def quick_run(cls, model: Path) -> BenchConfig:
+        """A run of seconds that exercises every measurement; its numbers are not meaningful."""
+        return cls(
+            model=model,
+            iterations=2,
+            warmup=1,
+            min_rounds=1,
+            max_seconds=3.0,
+            densenet_size=64,
+            matmul_size=1024,
+            matmul_repeats=3,
+            pipeline_studies=4,
+            pipeline_rounds=1,
+            quick=True,
+        )

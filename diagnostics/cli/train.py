@@ -1,0 +1,80 @@
+"""`diagnostics train`: a model package from a recipe (train, calibrate, evaluate, package).
+
+`diagnostics export` (re-packaging a finished or interrupted run) shares the recipe arguments
+and the run; only its defaults differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from diagnostics.cli.common import EXIT_OK, positive_int, print_json
+from diagnostics.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from diagnostics.cli.common import Commands, Handler
+
+SUMMARY = "train, calibrate, evaluate and export a model package from a recipe"
+
+
+def add_recipe_parser(
+    commands: Commands, name: str, summary: str, example: str, handler: Handler
+) -> None:
+    """The parser `train` and `export` share: a recipe and where its run works."""
+    command = commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("recipe", type=Path, help="a TOML recipe from training/")
+    command.add_argument("--work", type=Path, help="work folder (default work/NAME)")
+    command.add_argument("--workers", type=positive_int, default=1, help="data processes")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+    if name == "train":
+        command.add_argument(
+            "--resume", action="store_true", help="continue from the last checkpoint"
+        )
+    else:
+        command.set_defaults(resume=True)
+    command.set_defaults(handler=handler)
+
+
+def add_parser(commands: Commands) -> None:
+    add_recipe_parser(
+        commands, "train", SUMMARY, "diagnostics train training/cxr-demo.toml --workers 2", run
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from diagnostics.train.pipeline import run_recipe
+    from diagnostics.train.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, base=Path.cwd())
+    workdir = args.work or Path("work") / recipe.name
+    if args.command == "export" and not (workdir / "checkpoints" / "last.pt").is_file():
+        raise ConfigurationError(
+            f"{workdir}: no training checkpoint to export; run `diagnostics train` first"
+        )
+    run = run_recipe(
+        recipe,
+        workdir,
+        resume=args.resume or args.command == "export",
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    test = run.metrics.get("test") or run.metrics["validation"]
+    print_json(
+        {
+            "package": str(run.package.path),
+            "sha256": run.package.manifest.sha256,
+            "best_epoch": run.fit.best_epoch + 1,
+            "auroc": {code: test[code]["auroc"] for code in recipe.findings},
+            "evaluated_on": "test" if "test" in run.metrics else "validation",
+            "report": str(run.report_dir),
+        }
+    )
+    return EXIT_OK
