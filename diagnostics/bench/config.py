@@ -15,11 +15,17 @@ from diagnostics.errors import ConfigurationError
 BATCHES = (1, 8)
 OUTPUTS = ["logits", "cam"]
 GOALS: dict[str, float] = {
-    "ort_vs_eager_batch8": 1.8,
-    "densenet121_share_of_matmul_peak": 0.80,
-    "pipeline_vs_model_uncompressed": 0.7,
+    "pipeline_vs_model_uncompressed": 0.8,
+    "pipeline_vs_model_jpeg2000": 0.5,
+    "engine_vs_openvino_fp32": 1.0,
+    "reduced_precision_vs_fp32": 1.5,
 }
-"""Each goal is met when the measured ratio is at least this value."""
+"""Each goal is met when the measured ratio is at least this value. `ort_vs_eager_*` and
+`densenet121_share_of_matmul_peak` are reported as information: eager PyTorch with
+channels_last matches ONNX Runtime at batch 8, and Winograd convolutions do less work than the
+FLOP count assumes, so neither measures what it was meant to (issue #17)."""
+GOALS_AT_MOST: dict[str, float] = {"reduced_precision_auroc_drop": 0.005}
+"""Each goal is met when the measured value is at most this."""
 PIPELINE_SYNTAXES: dict[str, UID] = {
     "uncompressed": ExplicitVRLittleEndian,
     "jpeg2000": JPEG2000Lossless,
@@ -49,6 +55,10 @@ class BenchConfig:
     study_size: int = 512
     """Rows and columns of the synthetic radiographs: the bundled model's training data."""
     study_spacing_mm: float = 0.8
+    precision_train_studies: int = 32
+    """Synthetic studies whose activations calibrate the INT8 ranges."""
+    precision_test_studies: int = 200
+    """Held-out synthetic studies for the INT8 accuracy check."""
     threads: int | None = None
     """Intra-op threads for PyTorch and ONNX Runtime; None: every core this process may use."""
     seed: int = 2024
@@ -62,6 +72,8 @@ class BenchConfig:
             "matmul_repeats",
             "pipeline_studies",
             "pipeline_rounds",
+            "precision_train_studies",
+            "precision_test_studies",
         ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"bench {name} must be at least 1")
@@ -86,5 +98,7 @@ class BenchConfig:
             matmul_repeats=3,
             pipeline_studies=4,
             pipeline_rounds=1,
+            precision_train_studies=4,
+            precision_test_studies=12,
             quick=True,
         )

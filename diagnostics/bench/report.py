@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import onnxruntime as ort
+import openvino
 import torch
 
 import diagnostics
@@ -19,12 +20,14 @@ from diagnostics.bench.config import (
     BATCHES,
     BUSY_LOAD,
     GOALS,
+    GOALS_AT_MOST,
     PIPELINE_SYNTAXES,
     BenchConfig,
     Report,
 )
 from diagnostics.bench.models import bench_bundled, bench_densenet, matmul_peak
 from diagnostics.bench.pipeline import bench_pipeline
+from diagnostics.bench.runtimes import bench_engines, bench_int8
 from diagnostics.bench.timing import cpu_model, load_average, peak_rss_mib
 from diagnostics.package import load_package
 from diagnostics.screening.engine import OnnxEngine, default_threads
@@ -32,7 +35,9 @@ from diagnostics.screening.engine import OnnxEngine, default_threads
 log = logging.getLogger(__name__)
 
 
-def _ratios(models: Report, pipeline: Report, peak: Report) -> dict[str, float]:
+def _ratios(
+    models: Report, pipeline: Report, peak: Report, runtimes: Report, int8: Report
+) -> dict[str, float]:
     bundled, densenet = models["bundled"], models["densenet121"]
     ratios: dict[str, float] = {
         "ort_vs_eager_batch1": bundled["batch_1"]["ort_vs_eager"],
@@ -42,6 +47,9 @@ def _ratios(models: Report, pipeline: Report, peak: Report) -> dict[str, float]:
     }
     for label in PIPELINE_SYNTAXES:
         ratios[f"pipeline_vs_model_{label}"] = pipeline[label]["vs_model"]
+    ratios["engine_vs_openvino_fp32"] = runtimes["ours_vs_openvino_fp32"]
+    ratios["reduced_precision_vs_fp32"] = int8["int8_vs_fp32"]
+    ratios["reduced_precision_auroc_drop"] = int8["worst_auroc_drop"]
     return ratios
 
 
@@ -70,6 +78,8 @@ def run_bench(config: BenchConfig) -> Report:
             "densenet121": section("densenet121", lambda: bench_densenet(engine, config)),
         }
         pipeline = section("pipeline", lambda: bench_pipeline(package, threads, config))
+        runtimes = section("runtimes", lambda: bench_engines(package, threads, config))
+        int8 = section("int8", lambda: bench_int8(package, threads, config))
         torch_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
@@ -83,6 +93,7 @@ def run_bench(config: BenchConfig) -> Report:
         "diagnostics": diagnostics.__version__,
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
+        "openvino": openvino.__version__,
         "numpy": np.__version__,
         "torch_threads": torch_threads,
         "ort_intra_op_threads": options.intra_op_num_threads,
@@ -91,11 +102,17 @@ def run_bench(config: BenchConfig) -> Report:
         "load_average_1min_start": load_start,
         "load_average_1min_end": load_average(),
     }
-    ratios = _ratios(models, pipeline, peak)
+    ratios = _ratios(models, pipeline, peak, runtimes, int8)
     goals = {
         name: {"goal": goal, "value": ratios[name], "met": ratios[name] >= goal}
         for name, goal in GOALS.items()
     }
+    goals.update(
+        {
+            name: {"goal_at_most": limit, "value": ratios[name], "met": ratios[name] <= limit}
+            for name, limit in GOALS_AT_MOST.items()
+        }
+    )
     warnings = []
     if load_start is not None and load_start > BUSY_LOAD:
         warnings.append(
@@ -138,6 +155,8 @@ def run_bench(config: BenchConfig) -> Report:
         "matmul_peak": peak,
         "models": models,
         "pipeline": pipeline,
+        "runtimes": runtimes,
+        "int8": int8,
         "memory": {"peak_rss_mib": peak_rss_mib(), "measure": "getrusage ru_maxrss"},
         "sections": sections,
         "ratios": ratios,
@@ -185,8 +204,20 @@ def summary_lines(report: Report) -> list[str]:
         f"peak memory {report['memory']['peak_rss_mib']:.0f} MiB, "
         f"{report['duration_s']:.0f} s in all"
     )
+    runtimes, int8 = report["runtimes"], report["int8"]
+    lines.append(
+        f"runtimes (batch {runtimes['batch']}): ONNX Runtime "
+        f"{fmt(runtimes['onnxruntime_images_per_s'])} img/s, OpenVINO fp32 "
+        f"{fmt(runtimes['openvino_fp32_images_per_s'])} img/s; auto chose {runtimes['chosen']}"
+    )
+    lines.append(
+        f"int8 (batch {int8['batch']}): {fmt(int8['int8_vs_fp32'])}x fp32, worst AUROC drop "
+        f"{int8['worst_auroc_drop']:.4f} on {int8['test_studies']} studies "
+        f"({'accepted' if int8['accepted'] else 'refused'})"
+    )
     for name, goal in report["goals"].items():
         mark = "met" if goal["met"] else "NOT met"
-        lines.append(f"goal {name} >= {goal['goal']}: {fmt(goal['value'])} ({mark})")
+        bound = f">= {goal['goal']}" if "goal" in goal else f"<= {goal['goal_at_most']}"
+        lines.append(f"goal {name} {bound}: {fmt(goal['value'])} ({mark})")
     lines.extend(f"warning: {text}" for text in report["warnings"])
     return lines

@@ -125,6 +125,45 @@ def quantize_int8(package: ModelPackage, calibration: Sequence[Example], out: Pa
         )
 
 
+@dataclass(frozen=True)
+class Int8Candidate:
+    """A quantized package, not yet accepted, and how it did against the fp32 one."""
+
+    package: ModelPackage
+    checks: tuple[FindingCheck, ...]
+    comparison: Comparison
+
+    @property
+    def kept(self) -> bool:
+        return all(c.kept for c in self.checks)
+
+
+def int8_candidate(
+    package: ModelPackage,
+    work: Path,
+    *,
+    train_root: Path,
+    test_root: Path,
+    layout: str = "synth",
+    threads: int | None = None,
+) -> Int8Candidate:
+    """Quantize `package` into `work/candidate` and measure it against `package` on the "test"
+    split of `test_root`; activation ranges from the first `CALIBRATION_IMAGES` studies of the
+    "train" split of `train_root`. Pass the held-out studies the fp32 package was evaluated on.
+    """
+    codes = package.finding_codes
+    calibration = load_dataset(layout, train_root, codes, split="train")[:CALIBRATION_IMAGES]
+    graph = work / MODEL_FILE
+    quantize_int8(package, calibration, graph)
+    fields = package.manifest.model_dump(mode="json")
+    fields.update(version=_variant_version(package.manifest.version), precision="int8")
+    candidate = write_package(work / "candidate", graph, fields)
+    comparison = compare_on_dataset(
+        candidate, package, test_root, layout=layout, split="test", threads=threads
+    )
+    return Int8Candidate(candidate, tuple(_checks(comparison)), comparison)
+
+
 def reduced_precision_package(
     package: ModelPackage,
     out: Path,
@@ -134,42 +173,35 @@ def reduced_precision_package(
     layout: str = "synth",
     threads: int | None = None,
 ) -> ReducedPackage:
-    """Build an INT8 variant of `package` at `out`, or raise `ModelPackageError` naming every
-    finding whose accuracy it would not keep (and write nothing).
-
-    Activation ranges come from the first `CALIBRATION_IMAGES` studies of `train_root` (its
-    "train" split), the accuracy check from the whole "test" split of `test_root`: pass the same
-    held-out studies the fp32 package was evaluated on.
-    """
-    codes = package.finding_codes
-    calibration = load_dataset(layout, train_root, codes, split="train")[:CALIBRATION_IMAGES]
-    manifest = package.manifest
+    """Build an INT8 variant of `package` at `out` (see `int8_candidate` for the data), or raise
+    `ModelPackageError` naming every finding whose accuracy it would not keep (and write
+    nothing)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
-        graph = Path(work) / MODEL_FILE
-        quantize_int8(package, calibration, graph)
-        fields = manifest.model_dump(mode="json")
-        fields.update(version=_variant_version(manifest.version), precision="int8")
-        candidate = write_package(Path(work) / "candidate", graph, fields)
-        comparison = compare_on_dataset(
-            candidate, package, test_root, layout=layout, split="test", threads=threads
+        candidate = int8_candidate(
+            package,
+            Path(work),
+            train_root=train_root,
+            test_root=test_root,
+            layout=layout,
+            threads=threads,
         )
-        checks = _checks(comparison)
-        refused = [c for c in checks if not c.kept]
-        if refused:
-            raise ModelPackageError(_refusal(refused))
+        if not candidate.kept:
+            raise ModelPackageError(_refusal([c for c in candidate.checks if not c.kept]))
+        comparison = candidate.comparison
+        fields = candidate.package.manifest.model_dump(mode="json")
         fields["metrics"] = {
-            **manifest.metrics,
+            **package.manifest.metrics,
             "precision_check": {
                 "data": comparison.data,
                 "studies": comparison.studies,
                 "auroc_drop_limit": AUROC_DROP_LIMIT,
                 "ece_rise_limit": ECE_RISE_LIMIT,
-                "findings": {c.code: c.as_dict() for c in checks},
+                "findings": {c.code: c.as_dict() for c in candidate.checks},
             },
         }
-        published = write_package(out, graph, fields)
-    return ReducedPackage(load_package(published.path), tuple(checks), comparison.data)
+        published = write_package(out, candidate.package.onnx_path, fields)
+    return ReducedPackage(load_package(published.path), candidate.checks, comparison.data)
 
 
 def _variant_version(version: str) -> str:
