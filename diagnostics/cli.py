@@ -220,7 +220,7 @@ def _add_compare_parser(commands: Any) -> None:
 
 
 def _cmd_feedback_export(args: argparse.Namespace) -> int:
-    from diagnostics.intake.feedback_export import export_feedback
+    from diagnostics.service.feedback_folder import export_feedback
 
     _print_json(export_feedback(args.storage, args.out, args.unreviewed).as_dict())
     return EXIT_OK

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from diagnostics.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from diagnostics.intake.config import ServiceConfig
+    from diagnostics.service.settings import ServiceConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving/service.py:Diagnostics"
@@ -142,7 +142,7 @@ def config_from_args(
     """The environment's settings with the flags given on top; errors name the flag."""
     from pydantic import ValidationError
 
-    from diagnostics.intake.config import ServiceConfig
+    from diagnostics.service.settings import ServiceConfig
 
     base = ServiceConfig.from_env(environ)
     values = base.model_dump()

@@ -10,7 +10,7 @@ The signing key is random and kept in the storage folder (`ui-session.key`, mode
 derived from the tokens: a key derived from the tokens would let any token holder forge a
 session in another holder's name. Every worker process of one service shares the storage
 folder and so the key; deleting the file ends all sessions at the next start. Signing out
-ends a session for good, not just in that browser (`diagnostics.api.revocation`).
+ends a session for good, not just in that browser (`diagnostics.store.sqlite.sessions`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from diagnostics.api.revocation import DB_FILE, RevokedSessions
 from diagnostics.errors import ConfigurationError
+from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    from diagnostics.deid.export import ExportOptions, export_research
+    from diagnostics.deid.research_export import ExportOptions, export_research
 
     summary = export_research(
         ExportOptions(

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from diagnostics.api.endpoints import screen_upload, store_upload, study_reply, worklist_reply
 from diagnostics.api.metrics import ServiceMetrics, render_store_gauges
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceConfig
 from diagnostics.synth import SynthConfig, generate
 
 DICOM = "application/dicom"

@@ -19,12 +19,12 @@ import diagnostics.reports
 from diagnostics.api.app import create_app
 from diagnostics.api.endpoints import screen_upload, store_upload
 from diagnostics.api.errors import JsonErrors
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
 from diagnostics.results import StudyResult
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceConfig
 from diagnostics.synth import SynthConfig, generate
 from tests.api.conftest import asgi_request
-from tests.intake.conftest import wait_for
+from tests.service.conftest import wait_for
 
 DICOM = "application/dicom"
 ACTOR = "token:abcdef"

@@ -13,8 +13,8 @@ import pytest
 
 from diagnostics.api.endpoints import screen_upload, store_upload
 from diagnostics.api.stow import FAILURE_DUPLICATE_SOP_INSTANCE, FAILURE_OUT_OF_RESOURCES
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceConfig
 from diagnostics.synth import SynthConfig, generate
 from tests.dicom.bombs import deflate_bomb, image_dataset, part10
 

@@ -11,8 +11,8 @@ from diagnostics.api.app import create_app
 from diagnostics.api.endpoints import worklist_reply
 from diagnostics.api.params import MAX_ID, whole_number
 from diagnostics.errors import RequestError
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceConfig
 from diagnostics.ui import create_ui
 from diagnostics.ui.forms import feedback_input
 from tests.api.conftest import asgi_request

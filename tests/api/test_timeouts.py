@@ -14,8 +14,8 @@ import uvicorn
 
 from diagnostics.api.app import create_app
 from diagnostics.api.timeouts import BodyReadTimeout
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceConfig
 from tests.dicom.bombs import image_dataset, part10
 
 PACE = (1.0, 16)

@@ -20,7 +20,7 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from diagnostics.api.auth import token_actor
-from diagnostics.intake.feedback_export import export_feedback
+from diagnostics.service.feedback_folder import export_feedback
 from diagnostics.train.data import load_labelled_folder
 from tests.ui.conftest import TOKEN, Prefilled
 
