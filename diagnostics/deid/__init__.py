@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 _MODULES = {
     "Deidentifier": "engine",
     "patient_key": "engine",
-    "ExportOptions": "export",
-    "ExportSummary": "export",
-    "export_research": "export",
+    "ExportOptions": "research_export",
+    "ExportSummary": "research_export",
+    "export_research": "research_export",
     "Keys": "keys",
     "Profile": "profile",
     "quarantine_reason": "quarantine",

@@ -25,7 +25,7 @@ from diagnostics.results import StudyResult
 from diagnostics.screening import ScreenBatch, Screener
 from diagnostics.service.claims import ClaimScreening, Leases
 from diagnostics.service.listener import DicomListener
-from diagnostics.service.settings import ServiceConfig
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
 from diagnostics.store import open_store
 from diagnostics.store.records import Claim, Received
@@ -57,7 +57,7 @@ class Runtime:
 
     def __init__(
         self,
-        config: ServiceConfig,
+        config: ServiceSettings,
         *,
         on_batch: Callable[[ScreenBatch], None] | None = None,
         on_received: Callable[[Received, str], None] | None = None,

@@ -1,7 +1,9 @@
 """Service settings: command-line flags, each also read from a `DIAGNOSTICS_*` variable.
 
 `diagnostics serve` passes its flags to the HTTP workers through the environment, so the
-service process and the CLI read one definition.
+service process and the CLI read one definition: `ServiceSettings.to_env` writes the variables
+and `ServiceSettings.from_env` reads them back (pydantic-settings). Settings built directly
+(`ServiceSettings(storage=...)`) take only what they are given, never the environment.
 """
 
 from __future__ import annotations
@@ -9,27 +11,52 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from diagnostics.constants import DEFAULT_AE_TITLE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.service.sender import Destination
-from diagnostics.strict import StrictModel
+from diagnostics.strict import STRICT
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
 
 
-class ServiceConfig(StrictModel):
+PREFIX = "DIAGNOSTICS_"
+
+Listed = Annotated[tuple[str, ...], NoDecode]
+"""A list setting: comma-separated in its variable (`PACS1,PACS2`), not JSON."""
+
+
+class ServiceSettings(BaseSettings):
+    # Strict as every contract (`diagnostics.strict.STRICT`), and validated like it: defaults
+    # are trusted, as a plain model's are.
+    model_config = SettingsConfigDict(
+        frozen=STRICT["frozen"],
+        extra=STRICT["extra"],
+        env_prefix=PREFIX,
+        env_ignore_empty=True,
+        validate_default=False,
+    )
+
     port: int = Field(default=3000, ge=1, le=65535)
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     """0 picks a free port (tests)."""
-    ae_title: str = Field(default="DIAGNOSTICS", pattern=r"^[ -\[\]-~]{1,16}$")
+    ae_title: str = Field(default=DEFAULT_AE_TITLE, pattern=r"^[ -\[\]-~]{1,16}$")
     storage: Path = Path("diagnostics-data")
     model: Path = BUNDLED_MODEL
-    allow_ae: tuple[str, ...] = ()
+    allow_ae: Listed = ()
     """Calling AE titles accepted by the DICOM listener; empty means no DICOM sender at all."""
-    results_to: tuple[str, ...] = ()
+    results_to: Listed = ()
     """Where results go: AE@HOST:PORT or STOW-RS URLs (SRs and overlays), or fhir+http(s)
     FHIR server base URLs (FHIR reports)."""
     results_token: str | None = None
@@ -58,11 +85,35 @@ class ServiceConfig(StrictModel):
     """A request body must arrive within this, plus one second per `min_upload_rate` bytes."""
     min_upload_rate: int = Field(default=64 << 10, ge=1)
     """Bytes per second a slow but honest upload is allowed; slower ones are cut off."""
-    api_tokens: tuple[str, ...] = ()
+    api_tokens: Listed = ()
+    """Read only from DIAGNOSTICS_API_TOKEN or DIAGNOSTICS_API_TOKEN_FILE (`from_env`)."""
     insecure_dev: bool = False
     """Run without tokens (development only; logged loudly)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what the caller gives: the environment is read by `from_env` alone."""
+        return (init_settings,)
+
+    @field_validator("allow_ae", "results_to", mode="before")
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        return _split(value) if isinstance(value, str) else value
+
+    @field_validator("insecure_dev", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        """A variable's `1`, `true` or `yes` (any case) turns it on; any other text off."""
+        return value.lower() in ("1", "true", "yes") if isinstance(value, str) else value
 
     @field_validator("results_to")
     @classmethod
@@ -95,23 +146,18 @@ class ServiceConfig(StrictModel):
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """The settings the `DIAGNOSTICS_*` variables of `environ` (default: this process's
+        environment) give; unset and empty variables leave the default."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            key = f"DIAGNOSTICS_{name.upper()}"
-            if key in env and env[key] != "":
-                raw = env[key]
-                values[name] = _split(raw) if name in _LISTS else raw
+        values = _Environment(cls, env)()
+        values.pop("api_tokens", None)
         values.update(_tokens(env))
-        if "insecure_dev" in values:
-            values["insecure_dev"] = str(values["insecure_dev"]).lower() in ("1", "true", "yes")
         try:
-            return cls.model_validate(values)
+            return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"DIAGNOSTICS_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                for e in exc.errors()
+                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigurationError(f"invalid service settings: {problems}") from exc
 
@@ -121,13 +167,28 @@ class ServiceConfig(StrictModel):
             if value is None or name == "api_tokens":
                 continue
             text = ",".join(value) if isinstance(value, tuple) else str(value)
-            out[f"DIAGNOSTICS_{name.upper()}"] = text
+            out[f"{PREFIX}{name.upper()}"] = text
         if self.api_tokens:
-            out["DIAGNOSTICS_API_TOKEN"] = ",".join(self.api_tokens)
+            out[f"{PREFIX}API_TOKEN"] = ",".join(self.api_tokens)
         return out
 
 
-_LISTS = {"allow_ae", "results_to"}
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (name if self.case_sensitive else name.lower()): value
+            for name, value in self._environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(super().__call__())
 
 
 def _split(raw: str) -> tuple[str, ...]:

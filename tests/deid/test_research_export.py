@@ -25,7 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from diagnostics.deid import ExportOptions, Keys, export_research
-from diagnostics.deid import export as export_module
+from diagnostics.deid import research_export as export_module
 from diagnostics.errors import ConfigurationError
 from diagnostics.results import FindingResult, InstanceResult, ModelRef, StudyResult
 from diagnostics.store.sqlite import SqliteStore

@@ -20,7 +20,7 @@ from diagnostics.errors import (
     TooLargeError,
 )
 from diagnostics.service.runtime import Runtime
-from diagnostics.service.settings import ServiceConfig
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
 from tests.dicom.bombs import deflate_bomb, image_dataset, part10
@@ -32,7 +32,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path_factory.mktemp("hostile-store"),
         dicom_port=0,
         allow_ae=("STORESCU",),

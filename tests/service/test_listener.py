@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from diagnostics.service.runtime import Runtime
-from diagnostics.service.settings import ServiceConfig
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth.study import StudyTruth
 from tests.service.conftest import storescu, wait_for
 
@@ -19,7 +19,7 @@ Studies = tuple[Path, list[StudyTruth]]
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path_factory.mktemp("listener-store"),
         dicom_port=0,
         allow_ae=("STORESCU", "ECHOSCU"),

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from diagnostics.service.runtime import Runtime
-from diagnostics.service.settings import ServiceConfig
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth.study import StudyTruth
 from tests.service.conftest import Orthanc, wait_for
 
@@ -20,7 +20,7 @@ Studies = tuple[Path, list[StudyTruth]]
 
 @pytest.fixture(scope="module")
 def service(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path_factory.mktemp("orthanc-store"),
         dicom_port=0,
         allow_ae=("ORTHANC",),
