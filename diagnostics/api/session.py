@@ -23,12 +23,11 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from diagnostics.errors import ConfigurationError
+from diagnostics.errors import ConfigurationError, StoreError
 from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ class SessionCodec:
             return False
         try:
             return self._revoked.is_revoked(session.csrf)
-        except sqlite3.Error as exc:  # cannot tell whether it was signed out: refuse it
+        except StoreError as exc:  # cannot tell whether it was signed out: refuse it
             log.error(
                 "%s is unreadable (%s): UI sessions are refused until it is repaired or deleted",
                 self._revoked.path,

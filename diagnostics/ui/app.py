@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ from diagnostics.api.session import COOKIE, LOGIN_COOKIE, Session, cookie_header
 from diagnostics.api.status import error_body
 from diagnostics.dicom.image import DicomImage
 from diagnostics.dicom.reader import read_instance
-from diagnostics.errors import DiagnosticsError, InputError, RequestError
+from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
@@ -200,7 +199,7 @@ class ReviewUI:
         if policy is not None and policy.sessions is not None and session is not None:
             try:
                 await _in_thread(functools.partial(policy.sessions.revoke, session))
-            except sqlite3.Error as exc:  # still clear this browser's cookie below
+            except StoreError as exc:  # still clear this browser's cookie below
                 log.error("sign-out not recorded (%s): a copied cookie stays valid", exc)
         if runtime is not None:
             await self.audit(runtime, actor_of(request.scope), "ui_sign_out")

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from diagnostics.errors import ConfigurationError
+from diagnostics.errors import ConfigurationError, StoreError
 
 DB_FILE = "ui-sessions.db"
 
@@ -51,25 +51,33 @@ class RevokedSessions:
         return sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
 
     def revoke(self, session_id: str, expires: float, now: float | None = None) -> None:
+        """Raises `StoreError` when the list cannot be written."""
         now = time.time() if now is None else now
-        db = self._connect()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM revoked WHERE expires <= ?", (now,))
-            db.execute(
-                "INSERT OR REPLACE INTO revoked (digest, expires) VALUES (?, ?)",
-                (session_digest(session_id), expires),
-            )
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM revoked WHERE expires <= ?", (now,))
+                db.execute(
+                    "INSERT OR REPLACE INTO revoked (digest, expires) VALUES (?, ?)",
+                    (session_digest(session_id), expires),
+                )
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the signed-out session list cannot be written: {exc}") from exc
 
     def is_revoked(self, session_id: str) -> bool:
-        db = self._connect()
+        """Raises `StoreError` when the list cannot be read."""
         try:
-            row = db.execute(
-                "SELECT 1 FROM revoked WHERE digest = ?", (session_digest(session_id),)
-            ).fetchone()
-        finally:
-            db.close()
+            db = self._connect()
+            try:
+                row = db.execute(
+                    "SELECT 1 FROM revoked WHERE digest = ?", (session_digest(session_id),)
+                ).fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the signed-out session list cannot be read: {exc}") from exc
         return row is not None
