@@ -1,8 +1,8 @@
 """The work queue in SQLite: claims and their leases, recorded results, and the outbox.
 
-A study moves `waiting` -> `screening` -> `done`; an
-instance arriving for a study that is already done sends it back to `waiting`, and the next
-result gets the next version and supersedes the previous one.
+A study moves `waiting` -> `screening` -> `done`; an instance arriving for a study that is
+already done sends it back to `waiting`, and the next result gets the next version and
+supersedes the previous one.
 
 A claim (`screening`) is a lease: the process holding it renews `lease_until` while it screens
 (`diagnostics.service.claims.Leases`), so a claim whose process died runs out within one lease
