@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.errors import ConfigurationError, StoreError
-from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
+from diagnostics.store import RevokedSessions, revoked_sessions
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class SessionCodec:
             except OSError as exc:
                 raise ConfigurationError(f"{path}: cannot read the UI session key: {exc}") from exc
             if text:
-                return cls(bytes.fromhex(text), ttl_s, RevokedSessions(storage / DB_FILE))
+                return cls(bytes.fromhex(text), ttl_s, revoked_sessions(storage))
             time.sleep(0.02)
         raise ConfigurationError(f"{path} is empty: delete it and restart the service")
 

@@ -16,6 +16,7 @@ from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transact
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite import exists as _sqlite_exists
 from diagnostics.store.sqlite import read_snapshot as _sqlite_snapshot
+from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 
 def open_store(
@@ -30,6 +31,11 @@ def store_exists(storage: Path) -> bool:
     return _sqlite_exists(storage)
 
 
+def revoked_sessions(storage: Path) -> RevokedSessions:
+    """The storage folder's list of signed-out UI sessions (a database of its own)."""
+    return RevokedSessions(storage / DB_FILE)
+
+
 @contextmanager
 def read_snapshot(storage: Path) -> Iterator[Snapshot]:
     """One consistent read-only view of the store under `storage`."""
@@ -39,10 +45,12 @@ def read_snapshot(storage: Path) -> Iterator[Snapshot]:
 
 __all__ = [
     "CLAIM_LEASE_S",
+    "RevokedSessions",
     "Snapshot",
     "Store",
     "Transaction",
     "open_store",
     "read_snapshot",
+    "revoked_sessions",
     "store_exists",
 ]
