@@ -1,10 +1,10 @@
 """`diagnostics serve`: check the settings, say how to send a study, then run the BentoML service.
 
-Every flag defaults from its `DIAGNOSTICS_*` variable (`ServiceConfig.from_env`), so the
+Every flag defaults from its `DIAGNOSTICS_*` variable (`ServiceSettings.from_env`), so the
 command line, a systemd unit or a container can configure the service the same way. The
 settings are validated, and the model package verified, before anything starts; the service
 process (`bentoml serve diagnostics.serving.service:Diagnostics`) gets them in its environment
-(`ServiceConfig.to_env`). SIGTERM and SIGINT are forwarded to it and its exit status returned.
+(`ServiceSettings.to_env`). SIGTERM and SIGINT are forwarded to it and its exit status returned.
 
 Tokens are read only from `DIAGNOSTICS_API_TOKEN` or `DIAGNOSTICS_API_TOKEN_FILE`: a token on
 the command line would be visible to every user of the machine.
@@ -27,7 +27,7 @@ from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from diagnostics.intake.config import ServiceConfig
+    from diagnostics.service.settings import ServiceSettings
 
 LIBRARY_ROOT = Path(__file__).resolve().parent.parent
 """The folder holding this `diagnostics` package (a source checkout or site-packages): the
@@ -141,20 +141,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def config_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> ServiceConfig:
+) -> ServiceSettings:
     """The environment's settings with the flags given on top; errors name the flag."""
     from pydantic import ValidationError
 
-    from diagnostics.intake.config import ServiceConfig
+    from diagnostics.service.settings import ServiceSettings
 
-    base = ServiceConfig.from_env(environ)
+    base = ServiceSettings.from_env(environ)
     values = base.model_dump()
     for field in FLAGS:
         value = getattr(args, field, None)
         if value is not None:
             values[field] = tuple(value) if isinstance(value, list) else value
     try:
-        config = ServiceConfig.model_validate(values)
+        config = ServiceSettings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()
@@ -168,7 +168,7 @@ def config_from_args(
     return config.model_copy(update=absolute)
 
 
-def preflight(config: ServiceConfig) -> str:
+def preflight(config: ServiceSettings) -> str:
     """Everything that can be checked before starting; returns the model's name and version."""
     from diagnostics.fhir.client import authorization
     from diagnostics.package import load_package
@@ -208,7 +208,7 @@ def _check_port(flag: str, port: int) -> None:
             raise ConfigurationError(f"{flag} {port}: {exc.strerror}") from None
 
 
-def usage(config: ServiceConfig, model: str) -> str:
+def usage(config: ServiceSettings, model: str) -> str:
     """How to send a study to this service (never the token itself)."""
     scheme = "https" if config.tls_cert else "http"
     base = f"{scheme}://localhost:{config.port}"
@@ -245,7 +245,7 @@ def usage(config: ServiceConfig, model: str) -> str:
     return "\n".join(lines)
 
 
-def server_command(config: ServiceConfig) -> list[str]:
+def server_command(config: ServiceSettings) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -267,7 +267,7 @@ def server_command(config: ServiceConfig) -> list[str]:
 
 
 def server_environment(
-    config: ServiceConfig, environ: Mapping[str, str] | None = None
+    config: ServiceSettings, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     env.update(config.to_env())

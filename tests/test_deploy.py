@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.intake.config import ServiceConfig
+from diagnostics.service.settings import ServiceSettings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -33,7 +33,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 
 def test_example_environment_names_only_known_settings() -> None:
-    known = {f"DIAGNOSTICS_{name.upper()}" for name in ServiceConfig.model_fields}
+    known = {f"DIAGNOSTICS_{name.upper()}" for name in ServiceSettings.model_fields}
     known |= {"DIAGNOSTICS_API_TOKEN", "DIAGNOSTICS_API_TOKEN_FILE"}
     names = [
         line.split("=", 1)[0]

@@ -41,7 +41,7 @@ from diagnostics.api.fhir import fhir_reply
 from diagnostics.api.metrics import ServiceMetrics
 from diagnostics.api.openapi import ROUTE_DOCS, TAG
 from diagnostics.errors import DiagnosticsError
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

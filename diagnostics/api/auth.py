@@ -42,7 +42,7 @@ SESSION_KEY = "diagnostics.session"
 REALM = "diagnostics"
 
 AuditFn = Callable[..., None]
-"""`audit(actor, action, **detail)`, e.g. `IntakeStore.audit`."""
+"""`audit(actor, action, **detail)`, e.g. `Store.audit`."""
 
 
 def token_actor(token: str) -> str:

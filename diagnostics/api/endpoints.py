@@ -29,8 +29,8 @@ from diagnostics.api.status import error_body, error_headers, http_status
 from diagnostics.api.stow import StowItem, build_stow_response, failed_item, stored_item
 from diagnostics.dicom.reader import read_info
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
-from diagnostics.intake.runtime import InstanceOutcome, Runtime
-from diagnostics.intake.store import WorklistRow
+from diagnostics.service.runtime import InstanceOutcome, Runtime
+from diagnostics.store.records import WorklistRow
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
 
 
 def worklist_reply(runtime: Runtime, query: Mapping[str, str], actor: str) -> Reply:
-    """A page of the worklist in priority order (`diagnostics.intake.priority`): stat, then
+    """A page of the worklist in priority order (`diagnostics.store.priority`): stat, then
     urgent and escalated, then routine, each longest waiting first."""
     try:
         status, finding, limit, offset = _worklist_query(query)

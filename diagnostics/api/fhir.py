@@ -7,8 +7,8 @@ import math
 
 from diagnostics.api.endpoints import Reply, unknown_study
 from diagnostics.fhir.client import FHIR_JSON
-from diagnostics.intake import fhir_reports
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service import fhir_reports
+from diagnostics.service.runtime import Runtime
 
 
 def fhir_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:

@@ -19,9 +19,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from diagnostics.intake.runtime import InstanceOutcome
-from diagnostics.intake.store import IntakeStore, Received
 from diagnostics.screening import ScreenBatch
+from diagnostics.service.runtime import InstanceOutcome
+from diagnostics.store import Store
+from diagnostics.store.records import Received
 
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -88,7 +89,7 @@ class ServiceMetrics:
 class StoreGauges(Collector):
     """Queue and outbox depth, read from the intake store at scrape time."""
 
-    def __init__(self, store: IntakeStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def collect(self) -> Iterable[Metric]:
@@ -118,7 +119,7 @@ class StoreGauges(Collector):
         )
 
 
-def render_store_gauges(store: IntakeStore) -> str:
+def render_store_gauges(store: Store) -> str:
     """The store gauges in Prometheus text format, to append to a metrics page."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreGauges(store))

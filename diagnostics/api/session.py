@@ -10,7 +10,7 @@ The signing key is random and kept in the storage folder (`ui-session.key`, mode
 derived from the tokens: a key derived from the tokens would let any token holder forge a
 session in another holder's name. Every worker process of one service shares the storage
 folder and so the key; deleting the file ends all sessions at the next start. Signing out
-ends a session for good, not just in that browser (`diagnostics.api.revocation`).
+ends a session for good, not just in that browser (`diagnostics.store.sqlite.sessions`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from diagnostics.api.revocation import DB_FILE, RevokedSessions
-from diagnostics.errors import ConfigurationError
+from diagnostics.errors import ConfigurationError, StoreError
+from diagnostics.store import RevokedSessions, revoked_sessions
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class SessionCodec:
             except OSError as exc:
                 raise ConfigurationError(f"{path}: cannot read the UI session key: {exc}") from exc
             if text:
-                return cls(bytes.fromhex(text), ttl_s, RevokedSessions(storage / DB_FILE))
+                return cls(bytes.fromhex(text), ttl_s, revoked_sessions(storage))
             time.sleep(0.02)
         raise ConfigurationError(f"{path} is empty: delete it and restart the service")
 
@@ -141,7 +140,7 @@ class SessionCodec:
             return False
         try:
             return self._revoked.is_revoked(session.csrf)
-        except sqlite3.Error as exc:  # cannot tell whether it was signed out: refuse it
+        except StoreError as exc:  # cannot tell whether it was signed out: refuse it
             log.error(
                 "%s is unreadable (%s): UI sessions are refused until it is repaired or deleted",
                 self._revoked.path,

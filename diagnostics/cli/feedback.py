@@ -52,7 +52,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diagnostics.intake.feedback_export import export_feedback
+    from diagnostics.service.feedback_folder import export_feedback
 
     print_json(export_feedback(args.storage, args.out, args.unreviewed).as_dict())
     return EXIT_OK

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diagnostics.deid.export import ExportOptions, export_research
+    from diagnostics.deid.research_export import ExportOptions, export_research
 
     summary = export_research(
         ExportOptions(

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from diagnostics.deid.engine import Deidentifier, patient_key
-    from diagnostics.deid.export import ExportOptions, ExportSummary, export_research
     from diagnostics.deid.keys import Keys
     from diagnostics.deid.profile import Profile
     from diagnostics.deid.quarantine import quarantine_reason
+    from diagnostics.deid.research_export import ExportOptions, ExportSummary, export_research
 
 _MODULES = {
     "Deidentifier": "engine",
     "patient_key": "engine",
-    "ExportOptions": "export",
-    "ExportSummary": "export",
-    "export_research": "export",
+    "ExportOptions": "research_export",
+    "ExportSummary": "research_export",
+    "export_research": "research_export",
     "Keys": "keys",
     "Profile": "profile",
     "quarantine_reason": "quarantine",

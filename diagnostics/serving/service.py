@@ -36,8 +36,8 @@ from diagnostics.api.privacy import keep_patient_data_out_of_logs
 from diagnostics.api.session import SessionCodec
 from diagnostics.api.tensors import check_tensors, infer_probabilities
 from diagnostics.errors import RequestError
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime, stop_on_signals
+from diagnostics.service.runtime import Runtime, stop_on_signals
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
@@ -101,7 +101,7 @@ class Diagnostics:
 
     def __init__(self) -> None:
         keep_patient_data_out_of_logs()
-        config = ServiceConfig.from_env()
+        config = ServiceSettings.from_env()
         config.require_auth()
         if config.insecure_dev and not config.api_tokens:
             log.warning(

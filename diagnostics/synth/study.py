@@ -18,11 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-# FINDING_CODES and LABEL_COLUMNS are re-exported for importers not yet switched to
-# diagnostics.datasets.labelled (the feedback export).
-from diagnostics.datasets.labelled import FINDING_CODES as FINDING_CODES
-from diagnostics.datasets.labelled import LABEL_COLUMNS as LABEL_COLUMNS
-from diagnostics.datasets.labelled import LABELS_FILE, write_labels
+from diagnostics.datasets.labelled import FINDING_CODES, LABEL_COLUMNS, LABELS_FILE, write_labels
 from diagnostics.synth.anatomy import Geometry, Habitus, render_chest, sample_habitus
 from diagnostics.synth.dx import COMPRESSED_SYNTAXES, Acquisition, Patient, build_dx
 from diagnostics.synth.exposure import expose

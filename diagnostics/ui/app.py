@@ -6,7 +6,7 @@ Policy (no inline script or style). The authentication middleware (`diagnostics.
 lets only the sign-in page and the static files through without a session; the handlers
 here read the actor and session it recorded, check CSRF on every form post, and audit what
 people open and record. The work is done by `diagnostics.ui.pages`, `render` and
-`diagnostics.intake.review`; the handlers run it in worker threads.
+`diagnostics.service.review`; the handlers run it in worker threads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,10 +32,10 @@ from diagnostics.api.session import COOKIE, LOGIN_COOKIE, Session, cookie_header
 from diagnostics.api.status import error_body
 from diagnostics.dicom.image import DicomImage
 from diagnostics.dicom.reader import read_instance
-from diagnostics.errors import DiagnosticsError, InputError, RequestError
-from diagnostics.intake.review import mark_read, record_feedback, set_requested_priority
-from diagnostics.intake.runtime import Runtime
+from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.reports._common import DISCLAIMER
+from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
+from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms
 from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
@@ -200,7 +199,7 @@ class ReviewUI:
         if policy is not None and policy.sessions is not None and session is not None:
             try:
                 await _in_thread(functools.partial(policy.sessions.revoke, session))
-            except sqlite3.Error as exc:  # still clear this browser's cookie below
+            except StoreError as exc:  # still clear this browser's cookie below
                 log.error("sign-out not recorded (%s): a copied cookie stays valid", exc)
         if runtime is not None:
             await self.audit(runtime, actor_of(request.scope), "ui_sign_out")
@@ -357,10 +356,10 @@ class ReviewUI:
         try:
             await _in_thread(functools.partial(action, runtime, uid, form))
         except RequestError as exc:
-            return await self.study(request, error=plain(runtime.store, str(exc)) or "", status=400)
+            return await self.study(request, error=plain(str(exc)) or "", status=400)
         except DiagnosticsError as exc:
             log.error("review UI: %s: %s", type(exc).__name__, exc)
-            reason = plain(runtime.store, str(exc))
+            reason = plain(str(exc))
             return await self.study(request, error=f"Not saved: {reason}", status=503)
         query = {"saved": saved}
         image = form.get("image", "")

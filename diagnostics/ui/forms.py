@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from diagnostics.api.params import whole_number
 from diagnostics.api.session import Session
 from diagnostics.errors import RequestError
-from diagnostics.intake.review import VERDICTS, FeedbackInput, Verdict
+from diagnostics.service.review import FeedbackInput
+from diagnostics.store.records import VERDICTS, Verdict
 
 MAX_FIELD = 4000
 

@@ -17,11 +17,13 @@ from urllib.parse import urlencode
 from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
-from diagnostics.intake.evidence import InstanceMaps
-from diagnostics.intake.priority import REQUESTED_PRIORITIES, WorklistFilter, effective_priority
-from diagnostics.intake.review import Feedback, feedback_for
-from diagnostics.intake.store import IntakeStore, WorklistRow
 from diagnostics.results import FindingResult, StudyResult
+from diagnostics.service.reasons import without_paths
+from diagnostics.service.review import feedback_for
+from diagnostics.store import Store
+from diagnostics.store.evidence import InstanceMaps
+from diagnostics.store.priority import REQUESTED_PRIORITIES, WorklistFilter, effective_priority
+from diagnostics.store.records import Feedback, WorklistRow
 from diagnostics.ui.render import DisplayWindow
 
 Load = Callable[[Path], DicomImage]
@@ -95,10 +97,10 @@ class WorklistPage:
         return (self.page - 1) * PAGE_SIZE + len(self.entries)
 
 
-def plain(store: IntakeStore, text: str | None) -> str | None:
-    """A reason as a person reads it: without the server's storage paths (they mean nothing
-    to a radiologist and tell a browser user how the server is laid out)."""
-    return store.without_paths(text) if text is not None else None
+def plain(text: str | None) -> str | None:
+    """A reason as a person reads it: without the server's folders (they mean nothing to a
+    radiologist and tell a browser user how the server is laid out)."""
+    return without_paths(text) if text is not None else None
 
 
 def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[WorklistFilter, int]:
@@ -141,7 +143,7 @@ def _day(query: Mapping[str, str], name: str) -> datetime | None:
 
 
 def worklist_page(
-    store: IntakeStore,
+    store: Store,
     query: Mapping[str, str],
     codes: Sequence[str],
     escalate_after_minutes: float,
@@ -161,7 +163,7 @@ def worklist_page(
         reason = None
         if row.status in ("not_analyzed", "failed"):
             result = store.result_version(row.study_instance_uid, row.version)
-            reason = plain(store, result.reason) if result is not None else None
+            reason = plain(result.reason) if result is not None else None
         entries.append(
             WorklistEntry(
                 row=row,
@@ -234,7 +236,7 @@ class StudyPage:
 
 
 def study_page(
-    store: IntakeStore,
+    store: Store,
     uid: str,
     index: int | None,
     load: Load,
@@ -253,7 +255,7 @@ def study_page(
     version, result = latest if latest is not None else (0, None)
     stored = store.instances_of(uid)
     statuses = {
-        i.sop_instance_uid: (i.status, plain(store, i.reason))
+        i.sop_instance_uid: (i.status, plain(i.reason))
         for i in (result.instances if result else [])
     }
     instances = [
@@ -270,7 +272,7 @@ def study_page(
         try:
             image = load(path)
         except InputError as exc:
-            problem = plain(store, f"this image cannot be displayed: {exc}")
+            problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
     first = float(str(state["first_received"]))
@@ -288,7 +290,7 @@ def study_page(
         state=state,
         version=version,
         result=result,
-        reason=plain(store, result.reason) if result is not None else None,
+        reason=plain(result.reason) if result is not None else None,
         instances=instances,
         shown=shown,
         image_problem=problem,

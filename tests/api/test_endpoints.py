@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from diagnostics.api.endpoints import screen_upload, store_upload, study_reply, worklist_reply
 from diagnostics.api.metrics import ServiceMetrics, render_store_gauges
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
 
 DICOM = "application/dicom"
@@ -34,7 +34,7 @@ def metrics() -> ServiceMetrics:
 @pytest.fixture
 def runtime(tmp_path: Path, metrics: ServiceMetrics) -> Iterator[Runtime]:
     # A long stable period: the background worker leaves studies alone, so tests see "waiting".
-    config = ServiceConfig(storage=tmp_path / "store", stable_seconds=3600)
+    config = ServiceSettings(storage=tmp_path / "store", stable_seconds=3600)
     runtime = Runtime(config, on_batch=metrics.observe_batch)
     runtime.start()
     yield runtime

@@ -19,12 +19,12 @@ import diagnostics.reports
 from diagnostics.api.app import create_app
 from diagnostics.api.endpoints import screen_upload, store_upload
 from diagnostics.api.errors import JsonErrors
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
 from diagnostics.results import StudyResult
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
 from tests.api.conftest import asgi_request
-from tests.intake.conftest import wait_for
+from tests.service.conftest import wait_for
 
 DICOM = "application/dicom"
 ACTOR = "token:abcdef"
@@ -39,7 +39,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _runtime(storage: Path, wait_s: float) -> Runtime:
     # A long stable period: only the requests under test screen anything.
-    config = ServiceConfig(storage=storage, stable_seconds=3600, screen_wait_seconds=wait_s)
+    config = ServiceSettings(storage=storage, stable_seconds=3600, screen_wait_seconds=wait_s)
     runtime = Runtime(config)
     runtime.start()
     return runtime

@@ -11,13 +11,13 @@ import pytest
 from diagnostics.api.app import create_app
 from diagnostics.api.endpoints import screen_upload
 from diagnostics.api.fhir import fhir_reply
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.review import mark_read
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.review import mark_read
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
 from tests.api.conftest import asgi_request
 from tests.fhir.server import FhirServer, running
-from tests.intake.conftest import wait_for
+from tests.service.conftest import wait_for
 
 ACTOR = "token:abcdef"
 TOKEN = "emr-bearer-token-0123456789"
@@ -40,7 +40,7 @@ def server() -> Iterator[FhirServer]:
 def runtime(tmp_path: Path, server: FhirServer) -> Iterator[Runtime]:
     auth = tmp_path / "fhir-auth"
     auth.write_text(f"Bearer {TOKEN}\n")
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path / "store",
         stable_seconds=3600,
         results_to=(f"fhir+{server.url}",),

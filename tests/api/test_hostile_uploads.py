@@ -13,8 +13,8 @@ import pytest
 
 from diagnostics.api.endpoints import screen_upload, store_upload
 from diagnostics.api.stow import FAILURE_DUPLICATE_SOP_INSTANCE, FAILURE_OUT_OF_RESOURCES
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
 from tests.dicom.bombs import deflate_bomb, image_dataset, part10
 
@@ -32,7 +32,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path_factory.mktemp("hostile-http"),
         stable_seconds=3600,
         max_instance_bytes=8 * MiB,
@@ -104,7 +104,7 @@ def test_conflicting_copy_is_409_and_identical_resend_idempotent(
 
 def test_study_budget_is_a_service_setting(tmp_path: Path) -> None:
     image = 64 * 64 * 4
-    config = ServiceConfig(
+    config = ServiceSettings(
         storage=tmp_path / "store", stable_seconds=3600, max_study_decoded_bytes=1 << 20
     )
     assert config.read_limits().max_study_decoded_bytes == 1 << 20

@@ -11,8 +11,8 @@ from diagnostics.api.app import create_app
 from diagnostics.api.endpoints import worklist_reply
 from diagnostics.api.params import MAX_ID, whole_number
 from diagnostics.errors import RequestError
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
 from diagnostics.ui.forms import feedback_input
 from tests.api.conftest import asgi_request
@@ -47,7 +47,7 @@ def test_whole_number_accepts_its_range() -> None:
 @pytest.fixture
 def runtime(tmp_path: Path) -> Runtime:
     """Not started: these routes need the store, not the model."""
-    runtime = Runtime(ServiceConfig(storage=tmp_path / "store", insecure_dev=True))
+    runtime = Runtime(ServiceSettings(storage=tmp_path / "store", insecure_dev=True))
     runtime.store.receive(part10(image_dataset(32, 32, study="1.2.3.4")), "test")
     return runtime
 

@@ -14,8 +14,8 @@ import uvicorn
 
 from diagnostics.api.app import create_app
 from diagnostics.api.timeouts import BodyReadTimeout
-from diagnostics.intake.config import ServiceConfig
-from diagnostics.intake.runtime import Runtime
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
 from tests.dicom.bombs import image_dataset, part10
 
 PACE = (1.0, 16)
@@ -24,7 +24,7 @@ PACE = (1.0, 16)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Runtime]]:
-    runtime = Runtime(ServiceConfig(storage=tmp_path_factory.mktemp("slow"), stable_seconds=3600))
+    runtime = Runtime(ServiceSettings(storage=tmp_path_factory.mktemp("slow"), stable_seconds=3600))
     runtime.start()
     app = BodyReadTimeout(create_app(lambda: runtime, lambda: None), pace=PACE)
     with socket.socket() as probe:

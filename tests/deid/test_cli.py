@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.intake.store import IntakeStore
+from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth import SynthConfig, generate
 from tests.test_cli import _assert_refused, _run
 
@@ -21,7 +21,7 @@ from tests.test_cli import _assert_refused, _run
 def storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("deid-cli")
     generate(root / "synth", 2, 5, SynthConfig(rows=256, columns=256, spacing_mm=1.6))
-    store = IntakeStore(root / "storage")
+    store = SqliteStore(root / "storage")
     for path in sorted((root / "synth").rglob("*.dcm")):
         store.receive(path.read_bytes(), "test")
     store.close()

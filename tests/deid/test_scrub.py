@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from diagnostics.deid.export import scrub_text
 from diagnostics.deid.keys import Keys
+from diagnostics.deid.research_export import scrub_text
 
 UID = "1.2.826.0.1.3680043.8.498.123456789012345"
 

@@ -18,9 +18,9 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom import dcmread
 
-from tests.intake.conftest import Orthanc, orthanc, storescu  # noqa: F401
 from tests.realworld.checks import problems
 from tests.realworld.corpus import CASES, Built, write_corpus
+from tests.service.conftest import Orthanc, orthanc, storescu  # noqa: F401
 from tests.serving.conftest import TOKEN, Server, _stop, free_port
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import requests
 from dicomweb_client import DICOMwebClient
 
 from diagnostics.constants import BUNDLED_MODEL
-from diagnostics.intake.store import IntakeStore
 from diagnostics.package import load_package
+from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
 from tests.serving.conftest import MAX_REQUEST_BYTES, TOKEN, Server
 
@@ -72,7 +72,7 @@ def test_everything_else_needs_a_valid_token_and_refusals_are_audited(server: Se
     assert requests.get(server.url + "/", timeout=10).status_code == 401  # the docs page too
     assert requests.get(server.url + "/v1/studies/1.2.3/fhir", timeout=10).status_code == 401
 
-    failures = IntakeStore(server.storage).audit_entries("auth_failed")
+    failures = SqliteStore(server.storage).audit_entries("auth_failed")
     paths = {(e["detail"]["path"], e["detail"]["reason"]) for e in failures}  # type: ignore[index]
     assert ("/v1/worklist", "missing") in paths
     assert ("/v1/screen", "invalid_token") in paths
@@ -119,7 +119,7 @@ def test_screen_returns_the_analysed_result_and_audits_the_sender(
     assert {f["code"] for f in result["findings"]} >= {"nodule"}
 
     actor = "token:" + hashlib.sha256(TOKEN.encode()).hexdigest()[:6]
-    received = IntakeStore(server.storage).audit_entries("instances_received")
+    received = SqliteStore(server.storage).audit_entries("instances_received")
     assert any(e["actor"] == actor for e in received)
     assert server.get(f"/v1/studies/{result['study_instance_uid']}").json()["version"] == 1
 
@@ -327,7 +327,7 @@ def test_patient_names_ids_and_birth_dates_never_reach_the_log_or_the_audit(
     server.get(f"/v1/studies/{ds.StudyInstanceUID}")
     server.get("/v1/worklist")
     time.sleep(0.5)  # let the log catch up
-    seen = server.log.read_text() + repr(IntakeStore(server.storage).audit_entries())
+    seen = server.log.read_text() + repr(SqliteStore(server.storage).audit_entries())
     for secret in ("PROBE", "PRIVACY", "PID-PROBE-4711", "19230417", "1923-04-17"):
         assert secret not in seen, secret
 

@@ -1,1 +1,0 @@
-"""Durable intake: the store, the DICOM listener, the screening and outbox loops."""

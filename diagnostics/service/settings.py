@@ -1,0 +1,204 @@
+"""Service settings: command-line flags, each also read from a `DIAGNOSTICS_*` variable.
+
+`diagnostics serve` passes its flags to the HTTP workers through the environment, so the
+service process and the CLI read one definition: `ServiceSettings.to_env` writes the variables
+and `ServiceSettings.from_env` reads them back (pydantic-settings). Settings built directly
+(`ServiceSettings(storage=...)`) take only what they are given, never the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE
+from diagnostics.dicom.header import ReadLimits
+from diagnostics.errors import ConfigurationError
+from diagnostics.service.sender import Destination
+from diagnostics.strict import STRICT
+
+PREFIX = "DIAGNOSTICS_"
+
+Listed = Annotated[tuple[str, ...], NoDecode]
+"""A list setting: comma-separated in its variable (`PACS1,PACS2`), not JSON."""
+
+
+class ServiceSettings(BaseSettings):
+    # Strict as every contract (`diagnostics.strict.STRICT`), and validated like it: defaults
+    # are trusted, as a plain model's are.
+    model_config = SettingsConfigDict(
+        frozen=STRICT["frozen"],
+        extra=STRICT["extra"],
+        env_prefix=PREFIX,
+        env_ignore_empty=True,
+        validate_default=False,
+    )
+
+    port: int = Field(default=3000, ge=1, le=65535)
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    """0 picks a free port (tests)."""
+    ae_title: str = Field(default=DEFAULT_AE_TITLE, pattern=r"^[ -\[\]-~]{1,16}$")
+    storage: Path = Path("diagnostics-data")
+    model: Path = BUNDLED_MODEL
+    allow_ae: Listed = ()
+    """Calling AE titles accepted by the DICOM listener; empty means no DICOM sender at all."""
+    results_to: Listed = ()
+    """Where results go: AE@HOST:PORT or STOW-RS URLs (SRs and overlays), or fhir+http(s)
+    FHIR server base URLs (FHIR reports)."""
+    results_token: str | None = None
+    """Bearer token for STOW-RS destinations that need one."""
+    results_auth_file: Path | None = None
+    """Credentials for the FHIR destinations: a file holding `Bearer <token>` or
+    `Basic <user>:<password>` (a file, so that the secret is on no command line)."""
+    stable_seconds: float = Field(default=10.0, ge=0.0)
+    """A study is screened once no instance has arrived for this long."""
+    escalate_after_minutes: float = Field(default=60.0, gt=0.0)
+    """An unread routine study waiting longer than this is escalated on the worklist."""
+    screen_wait_seconds: float = Field(default=30.0, ge=0.0, le=240.0)
+    """How long `POST /v1/screen` waits for a result before answering 202 (poll Location)."""
+    lease_seconds: float = Field(default=45.0, ge=1.0, le=600.0)
+    """A screening claim lasts this long unless renewed (every third of it) by a live process:
+    the claim of a process that died is taken over within it."""
+    workers: int = Field(default=1, ge=1, le=64)
+    max_request_bytes: int = Field(default=512 << 20, ge=1 << 10)
+    max_instance_bytes: int = Field(default=ReadLimits.max_file_bytes, ge=1 << 10)
+    """Largest instance, counted after inflating a deflated dataset (`ReadLimits`)."""
+    max_decoded_bytes: int = Field(default=ReadLimits.max_decoded_bytes, ge=1 << 20)
+    """Per-instance decode budget: estimated peak memory of decoding one instance."""
+    max_study_decoded_bytes: int = Field(default=ReadLimits.max_study_decoded_bytes, ge=1 << 20)
+    """Per-study budget: the decoded images of one study together; intake refuses past it."""
+    request_read_timeout_s: float = Field(default=60.0, gt=0.0)
+    """A request body must arrive within this, plus one second per `min_upload_rate` bytes."""
+    min_upload_rate: int = Field(default=64 << 10, ge=1)
+    """Bytes per second a slow but honest upload is allowed; slower ones are cut off."""
+    api_tokens: Listed = ()
+    """Read only from DIAGNOSTICS_API_TOKEN or DIAGNOSTICS_API_TOKEN_FILE (`from_env`)."""
+    insecure_dev: bool = False
+    """Run without tokens (development only; logged loudly)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what the caller gives: the environment is read by `from_env` alone."""
+        return (init_settings,)
+
+    @field_validator("allow_ae", "results_to", mode="before")
+    @classmethod
+    def _split_lists(cls, value: object) -> object:
+        return _split(value) if isinstance(value, str) else value
+
+    @field_validator("insecure_dev", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        """A variable's `1`, `true` or `yes` (any case) turns it on; any other text off."""
+        return value.lower() in ("1", "true", "yes") if isinstance(value, str) else value
+
+    @field_validator("results_to")
+    @classmethod
+    def _check_destinations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            Destination.parse(value)
+        return values
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        short = [t for t in values if len(t) < 16]
+        if short:
+            raise ValueError("API tokens must be at least 16 characters long")
+        return values
+
+    def read_limits(self) -> ReadLimits:
+        """The size limits every door (HTTP, DICOM, screening, review page) reads with."""
+        return ReadLimits(
+            max_file_bytes=self.max_instance_bytes,
+            max_decoded_bytes=self.max_decoded_bytes,
+            max_study_decoded_bytes=self.max_study_decoded_bytes,
+        )
+
+    def require_auth(self) -> None:
+        if not self.api_tokens and not self.insecure_dev:
+            raise ConfigurationError(
+                "no API token configured: set DIAGNOSTICS_API_TOKEN (or DIAGNOSTICS_API_TOKEN_FILE)"
+                ", or start with --insecure-dev for local development only"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        """The settings the `DIAGNOSTICS_*` variables of `environ` (default: this process's
+        environment) give; unset and empty variables leave the default."""
+        env = os.environ if environ is None else environ
+        values = _Environment(cls, env)()
+        values.pop("api_tokens", None)
+        values.update(_tokens(env))
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigurationError(f"invalid service settings: {problems}") from exc
+
+    def to_env(self) -> dict[str, str]:
+        out = {}
+        for name, value in self.model_dump().items():
+            if value is None or name == "api_tokens":
+                continue
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            out[f"{PREFIX}{name.upper()}"] = text
+        if self.api_tokens:
+            out[f"{PREFIX}API_TOKEN"] = ",".join(self.api_tokens)
+        return out
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (name if self.case_sensitive else name.lower()): value
+            for name, value in self._environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(super().__call__())
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _tokens(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    tokens = list(_split(env.get("DIAGNOSTICS_API_TOKEN", "")))
+    token_file = env.get("DIAGNOSTICS_API_TOKEN_FILE")
+    if token_file:
+        try:
+            text = Path(token_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"DIAGNOSTICS_API_TOKEN_FILE {token_file}: {exc}") from exc
+        tokens += [line.strip() for line in text.splitlines() if line.strip()]
+    return {"api_tokens": tuple(tokens)} if tokens else {}

@@ -1,0 +1,56 @@
+"""The store: every table of the service's database and the instance files beside it.
+
+Callers use the `Store`, `Transaction` and `Snapshot` interfaces (`interface.py`) and the plain
+records (`records.py`); `open_store` and `read_snapshot` pick the backend. Only SQLite exists
+(`diagnostics.store.sqlite`, where all SQL lives); a second backend plugs in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from diagnostics.dicom.header import ReadLimits
+from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction
+from diagnostics.store.sqlite import SqliteStore
+from diagnostics.store.sqlite import exists as _sqlite_exists
+from diagnostics.store.sqlite import read_snapshot as _sqlite_snapshot
+from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
+
+
+def open_store(
+    root: str | Path, *, limits: ReadLimits | None = None, lease_s: float = CLAIM_LEASE_S
+) -> Store:
+    """The store under a storage root, created if missing."""
+    return SqliteStore(root, limits=limits, lease_s=lease_s)
+
+
+def store_exists(storage: Path) -> bool:
+    """Whether a storage folder holds a store (exports refuse an empty folder)."""
+    return _sqlite_exists(storage)
+
+
+def revoked_sessions(storage: Path) -> RevokedSessions:
+    """The storage folder's list of signed-out UI sessions (a database of its own)."""
+    return RevokedSessions(storage / DB_FILE)
+
+
+@contextmanager
+def read_snapshot(storage: Path) -> Iterator[Snapshot]:
+    """One consistent read-only view of the store under `storage`."""
+    with _sqlite_snapshot(storage) as snapshot:
+        yield snapshot
+
+
+__all__ = [
+    "CLAIM_LEASE_S",
+    "RevokedSessions",
+    "Snapshot",
+    "Store",
+    "Transaction",
+    "open_store",
+    "read_snapshot",
+    "revoked_sessions",
+    "store_exists",
+]

@@ -1,0 +1,144 @@
+"""The SQLite store's schema: every table of the intake database, and how older ones catch up.
+
+Tables: `instances` (one row per stored file), `studies` (the work queue and the worklist),
+`results` (every version), `cams` (the evidence behind each result), `outbox`, `audit`,
+`feedback`, and `fhir_context` (created with the first FHIR report context). The UI's
+signed-out sessions live in a database of their own (`sessions.py`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from diagnostics.errors import StoreError
+from diagnostics.store.sqlite.worklist import INDEX_SQL
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_instance_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_instance_uid TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('waiting', 'screening', 'done')),
+    first_received REAL NOT NULL,
+    last_received REAL NOT NULL,
+    instance_count INTEGER NOT NULL,
+    claimed_at REAL,
+    version INTEGER NOT NULL DEFAULT 0,
+    status TEXT,
+    priority TEXT,
+    flagged TEXT,
+    requested_priority TEXT,
+    reviewed_at REAL,
+    lease_until REAL,
+    claimed_by TEXT,
+    tries INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received);
+CREATE TABLE IF NOT EXISTS results (
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    instance_count INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (study_instance_uid, version)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sop_instance_uid TEXT,
+    code TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('agree', 'disagree', 'missed', 'comment')),
+    comment TEXT NOT NULL DEFAULT '',
+    x REAL,
+    y REAL,
+    box TEXT,
+    actor TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_by_study ON feedback (study_instance_uid, id);
+"""
+"""`feedback` holds the verdicts of `diagnostics.service.review` (see there why it looks so)."""
+
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("studies", "requested_priority", "TEXT"),
+    ("studies", "reviewed_at", "REAL"),
+    ("studies", "lease_until", "REAL"),
+    ("studies", "claimed_by", "TEXT"),
+    ("studies", "tries", "INTEGER NOT NULL DEFAULT 0"),
+    ("instances", "digest", "TEXT"),
+    ("instances", "image_bytes", "INTEGER"),
+)
+"""Columns added since the first stores were written; `_migrate` adds them to older stores."""
+
+CAMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cams (
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    frame INTEGER NOT NULL,
+    codes TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (study_instance_uid, version, sop_instance_uid)
+);
+"""
+"""Class activation maps kept with each result (`diagnostics.store.evidence` says why)."""
+
+FHIR_CONTEXT_SCHEMA = """CREATE TABLE IF NOT EXISTS fhir_context (
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    context TEXT NOT NULL,
+    PRIMARY KEY (study_instance_uid, version)
+)"""
+"""Created by the first result recorded with a FHIR report context; readers treat a missing
+table as "no context"."""
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create what is missing and bring a store written by an older version up to date
+    (idempotent, race-safe)."""
+    # executescript commits any open transaction itself, so it cannot run inside one;
+    # every statement is idempotent (IF NOT EXISTS).
+    db.executescript(SCHEMA + CAMS_SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise StoreError(f"cannot update the intake database: {exc}") from exc
+    # The first worklist index ordered by the model's priority only.
+    db.execute("DROP INDEX IF EXISTS studies_worklist")
+    db.execute(INDEX_SQL)

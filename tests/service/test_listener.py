@@ -1,0 +1,96 @@
+"""The DICOM listener against DCMTK's echoscu and storescu, and the screening loop behind it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from diagnostics.service.runtime import Runtime
+from diagnostics.service.settings import ServiceSettings
+from diagnostics.synth.study import StudyTruth
+from tests.service.conftest import storescu, wait_for
+
+Studies = tuple[Path, list[StudyTruth]]
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    config = ServiceSettings(
+        storage=tmp_path_factory.mktemp("listener-store"),
+        dicom_port=0,
+        allow_ae=("STORESCU", "ECHOSCU"),
+        stable_seconds=0.5,
+        insecure_dev=True,
+    )
+    runtime = Runtime(config)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+def _port(runtime: Runtime) -> str:
+    assert runtime.listener is not None
+    return str(runtime.listener.port)
+
+
+def _dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_echo_from_an_allowed_caller(runtime: Runtime) -> None:
+    done = _dcmtk("echoscu", "-aet", "ECHOSCU", "-aec", "DIAGNOSTICS", "127.0.0.1", _port(runtime))
+    assert done.returncode == 0, done.stderr
+
+
+def test_unknown_caller_is_rejected_and_audited(runtime: Runtime) -> None:
+    done = _dcmtk("echoscu", "-aet", "STRANGER", "-aec", "DIAGNOSTICS", "127.0.0.1", _port(runtime))
+    assert done.returncode != 0
+    assert "Rejected" in done.stderr or "rejected" in done.stderr.lower(), done.stderr
+    entries = wait_for(lambda: runtime.store.audit_entries("association_rejected"), 5, "audit")
+    assert entries[-1]["actor"] == "dimse:STRANGER"
+
+
+def test_stored_studies_are_screened_once(runtime: Runtime, studies: Studies) -> None:
+    folder, truths = studies
+    files = [folder / t.file for t in truths[:3]]
+    done = storescu(_port(runtime), files + files[:1])  # the first twice: one result, not two
+    assert done.returncode == 0, done.stderr
+    for truth in truths[:3]:
+        state = wait_for(
+            lambda t=truth: (
+                (s := runtime.store.study_state(t.study_instance_uid))
+                and s["state"] == "done"
+                and s
+            ),
+            60,
+            f"study {truth.study_instance_uid} to be screened",
+        )
+        assert state["version"] == 1 and state["instance_count"] == 1
+        latest = runtime.store.latest_result(truth.study_instance_uid)
+        assert latest is not None and latest[1].status == "analyzed"
+    screened = runtime.store.audit_entries("study_screened")
+    uids = [e["detail"]["study"] for e in screened]  # type: ignore[index]
+    assert sorted(uids) == sorted(t.study_instance_uid for t in truths[:3])
+
+
+def test_unusable_instance_is_refused_with_a_reason(
+    runtime: Runtime, studies: Studies, tmp_path: Path
+) -> None:
+    folder, truths = studies
+    ds = pydicom.dcmread(folder / truths[4].file)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    ds.BitsStored = 20  # more bits stored than allocated: not a valid image
+    bad = tmp_path / "bad.dcm"
+    ds.save_as(bad)
+    before = runtime.store.counts()["instances"]
+    done = storescu(_port(runtime), [bad])
+    assert done.returncode != 0  # storescu reports the failed store in its exit status
+    assert runtime.store.counts()["instances"] == before
+    refused = runtime.store.audit_entries("instance_refused")
+    assert refused and "BitsStored" in str(refused[-1]["detail"])

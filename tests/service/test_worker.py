@@ -1,0 +1,91 @@
+"""The screening loop records a result for every claim, even when parts of the work fail."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from diagnostics.screening import Screener
+from diagnostics.service.workers import ScreeningWorker
+from diagnostics.store.sqlite import SqliteStore
+from diagnostics.synth.study import StudyTruth
+
+Studies = tuple[Path, list[StudyTruth]]
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
+
+
+@pytest.fixture(scope="module")
+def screener() -> Screener:
+    return Screener.load(BUNDLED)
+
+
+def _worker(store: SqliteStore, screener: Screener) -> ScreeningWorker:
+    return ScreeningWorker(store, screener, stable_s=0, destinations=["PACS@127.0.0.1:104"])
+
+
+def test_result_and_outputs_are_recorded_and_queued(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    store = SqliteStore(tmp_path)
+    store.receive((folder / truths[0].file).read_bytes(), "test")
+    assert _worker(store, screener).run_once()
+    version, result = store.latest_result(truths[0].study_instance_uid) or (0, None)
+    assert version == 1 and result is not None and result.status == "analyzed"
+    queued = store.due_outbox()
+    assert {p.path.name for p in queued} >= {"SR.dcm", "OV-0001.dcm"}
+    assert all(p.path.is_file() for p in queued)
+
+
+def test_outputs_that_cannot_be_built_do_not_lose_the_result(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    ds = pydicom.dcmread(folder / truths[1].file)
+    ds.PatientName = ["Doe^Jane", "Roe^Richard"]  # legal in DICOM, refused by highdicom
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    store = SqliteStore(tmp_path)
+    store.receive(buffer.getvalue(), "test")
+    _worker(store, screener).run_once()
+    _, result = store.latest_result(truths[1].study_instance_uid) or (0, None)
+    assert result is not None and result.status == "analyzed"
+    assert store.due_outbox() == []
+    (entry,) = store.audit_entries("reports_failed")
+    assert entry["detail"]["study"] == truths[1].study_instance_uid  # type: ignore[index]
+
+
+def test_a_vanished_file_fails_the_study_instead_of_looping(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    store = SqliteStore(tmp_path)
+    store.receive((folder / truths[2].file).read_bytes(), "test")
+    for path in store.instances_dir.iterdir():
+        path.unlink()
+    _worker(store, screener).run_once()
+    _, result = store.latest_result(truths[2].study_instance_uid) or (0, None)
+    assert result is not None and result.status == "failed"
+    assert "could not be read" in str(result.reason)
+    assert store.claim_due(stable_s=0) == []
+
+
+def test_an_unreadable_instance_fails_its_study_not_hides(
+    tmp_path: Path, studies: Studies, screener: Screener
+) -> None:
+    folder, truths = studies
+    store = SqliteStore(tmp_path)
+    store.receive((folder / truths[3].file).read_bytes(), "test")
+    ds = pydicom.dcmread(folder / truths[3].file)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    store.receive(buffer.getvalue(), "test")
+    newest = max(store.instances_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(b"damaged on disk")
+    _worker(store, screener).run_once()
+    _, result = store.latest_result(truths[3].study_instance_uid) or (0, None)
+    assert result is not None and result.status == "failed", result
