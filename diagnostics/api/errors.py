@@ -17,6 +17,8 @@ from http import HTTPStatus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from diagnostics.api.routes import UNMATCHED, method_label, route_template
+
 log = logging.getLogger(__name__)
 
 INTERNAL: dict[str, object] = {
@@ -113,8 +115,8 @@ class JsonErrors:
             log.error(
                 "unexpected %s on %s %s (message withheld: it may quote patient data)\n%s",
                 type(exc).__name__,
-                scope.get("method"),
-                scope.get("path"),
+                method_label(scope),
+                route_template(scope) or UNMATCHED,  # a raw path may carry a study's UID
                 _traceback(exc),
             )
             if not started:
