@@ -25,7 +25,7 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from diagnostics.api.refusals import RefusalLog
-from diagnostics.api.routes import UNMATCHED, method_label, route_template
+from diagnostics.api.routes import method_label, route_name
 from diagnostics.api.session import COOKIE, Session, SessionCodec, read_cookie
 from diagnostics.api.status import RETRY_AFTER_S
 
@@ -180,7 +180,7 @@ class BearerAuth:
     async def _refuse(self, scope: Scope, send: Send, policy: AuthPolicy, problem: str) -> None:
         scope[REFUSED_KEY] = problem
         if policy.refusals is not None:
-            route = route_template(scope) or UNMATCHED
+            route = route_name(scope)
             policy.refusals.refused(client_actor(scope), problem, method_label(scope), route)
         method = scope.get("method", "WEBSOCKET")
         if problem == "no_session" and method in ("GET", "HEAD"):

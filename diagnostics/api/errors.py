@@ -17,7 +17,7 @@ from http import HTTPStatus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diagnostics.api.routes import UNMATCHED, method_label, route_template
+from diagnostics.api.routes import method_label, route_name
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class JsonErrors:
                 "unexpected %s on %s %s (message withheld: it may quote patient data)\n%s",
                 type(exc).__name__,
                 method_label(scope),
-                route_template(scope) or UNMATCHED,  # a raw path may carry a study's UID
+                route_name(scope),  # never the raw path: it may carry a study's UID
                 _traceback(exc),
             )
             if not started:

@@ -9,7 +9,7 @@ so it is known before routing, even for a request that authentication then refus
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from starlette.routing import BaseRoute, Match, Mount
@@ -19,12 +19,25 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def route_template(scope: Mapping[str, Any]) -> str | None:
+ROUTE_KEY = "diagnostics.route"
+"""Where the scope keeps its template once found, for the middleware further in."""
+
+
+def route_template(scope: MutableMapping[str, Any]) -> str | None:
     """The template of the route that serves this request; None when none does (a 404)."""
+    if ROUTE_KEY in scope:
+        return scope[ROUTE_KEY]  # type: ignore[no-any-return]
     routes = getattr(scope.get("app"), "routes", None)
-    if not routes or scope.get("type") not in ("http", "websocket"):
-        return None
-    return _match(routes, dict(scope), "")
+    found = None
+    if routes and scope.get("type") in ("http", "websocket"):
+        found = _match(routes, dict(scope), "")
+    scope[ROUTE_KEY] = found
+    return found
+
+
+def route_name(scope: MutableMapping[str, Any]) -> str:
+    """The template, or `unmatched`: what a log line names a request by."""
+    return route_template(scope) or UNMATCHED
 
 
 def method_label(scope: Mapping[str, Any]) -> str:
