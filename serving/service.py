@@ -3,7 +3,10 @@
 Run it with `diagnostics serve` (which validates the settings first and passes them on in
 `DIAGNOSTICS_*` variables), or directly:
 
-    DIAGNOSTICS_API_TOKEN=... bentoml serve serving/service.py:Diagnostics --working-dir .
+    DIAGNOSTICS_API_TOKEN=... BENTOML_HOME=<storage>/bentoml \
+        bentoml serve serving/service.py:Diagnostics --working-dir .
+
+(`diagnostics serve` sets BENTOML_HOME so: the metrics folder then is this instance's own.)
 
 Routes (docs/architecture.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
