@@ -34,6 +34,8 @@ LIBRARY_ROOT = Path(__file__).resolve().parent.parent
 server process imports the service, and the library, from the same copy as this command."""
 SERVICE = "diagnostics.serving.service:Diagnostics"
 SERVICE_NAME = "diagnostics"
+BENTOML_HOME = "bentoml"
+"""BentoML's home inside the storage folder (metrics files, its task store)."""
 GRACEFUL_SHUTDOWN_S = 5
 """Seconds the HTTP server waits for requests in flight after SIGTERM."""
 
@@ -271,6 +273,9 @@ def server_environment(
 ) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     env.update(config.to_env())
+    # BentoML's home, and so its Prometheus multiprocess folder, which it empties at start:
+    # one per instance in its storage, never ~/bentoml, shared by every service on the host.
+    env["BENTOML_HOME"] = str(config.storage / BENTOML_HOME)
     options = f"services.{SERVICE_NAME}.workers={config.workers}"
     existing = env.get("BENTOML_CONFIG_OPTIONS", "").strip()
     env["BENTOML_CONFIG_OPTIONS"] = f"{existing} {options}".strip()

@@ -15,7 +15,7 @@ from diagnostics.api.endpoints import (
     worklist_reply,
 )
 from diagnostics.api.limits import BodySizeLimit, BodyTooLargeError
-from diagnostics.api.metrics import ServiceMetrics, render_store_gauges
+from diagnostics.api.metrics import ServiceMetrics, render_metrics
 from diagnostics.api.status import http_status
 from diagnostics.api.stow import StowItem, build_stow_response
 from diagnostics.api.timeouts import BodyReadTimeout
@@ -37,7 +37,7 @@ __all__ = [
     "create_app",
     "http_status",
     "render",
-    "render_store_gauges",
+    "render_metrics",
     "screen_upload",
     "split_body",
     "split_dicom_parts",

@@ -5,8 +5,9 @@ It is a FastAPI app only so that BentoML's OpenAPI page lists these routes besid
 (`diagnostics.api.openapi`); the handlers read the raw request themselves.
 
 Routes: `POST /v1/screen`, `POST /dicomweb/studies` (STOW-RS), `GET /v1/studies/{study_uid}`,
-`GET /v1/studies/{study_uid}/fhir`, `GET /v1/worklist`, and whatever the service adds (the
-review UI). Authentication and the size limit are middleware around the whole service
+`GET /v1/studies/{study_uid}/fhir`, `GET /v1/worklist`, `GET /metrics` (Prometheus; BentoML's
+own is switched off, `diagnostics.api.metrics`), and whatever the service adds (the review
+UI). Authentication and the size limit are middleware around the whole service
 (`diagnostics.api.auth`, `diagnostics.api.limits`); the actor they record is read from the
 request scope.
 """
@@ -38,7 +39,7 @@ from diagnostics.api.endpoints import (
 )
 from diagnostics.api.errors import JsonErrors
 from diagnostics.api.fhir import fhir_reply
-from diagnostics.api.metrics import ServiceMetrics
+from diagnostics.api.metrics import CONTENT_TYPE, ServiceMetrics, render_metrics
 from diagnostics.api.openapi import ROUTE_DOCS, TAG
 from diagnostics.errors import DiagnosticsError
 from diagnostics.service.runtime import Runtime
@@ -134,6 +135,10 @@ def create_app(
         call = functools.partial(worklist_reply, current, query, actor_of(request.scope))
         return await run(call)
 
+    async def prometheus(request: Request) -> Response:
+        text = await anyio.to_thread.run_sync(render_metrics, runtime())
+        return Response(text, media_type=CONTENT_TYPE)
+
     # No docs of its own: BentoML serves one page for the whole service.
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     for path, handler, methods in (
@@ -144,6 +149,7 @@ def create_app(
         ("/v1/worklist", worklist, ["GET", "HEAD"]),
     ):
         app.add_api_route(path, handler, methods=methods, tags=[TAG], **ROUTE_DOCS[path])
+    app.add_api_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
     app.router.routes.extend(extra_routes)
     app.add_exception_handler(HTTPException, http_error)
     # Innermost of the service's middleware: an unexpected exception in a route answers JSON

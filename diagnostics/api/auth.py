@@ -7,16 +7,15 @@ sent to the sign-in page.
 Tokens are compared in constant time (as SHA-256 digests, so their lengths leak nothing either).
 A request that passes carries its actor, `token:<first 6 hex digits of the token's SHA-256>`,
 in the ASGI scope under `ACTOR_KEY`, so the audit log records who sent what without ever
-recording a token. Every refusal is audited under the client's address.
+recording a token. Refusals are counted and audited per client address and minute
+(`diagnostics.api.refusals`), by route template, never by raw path: refusing must stay cheap.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +24,10 @@ from urllib.parse import urlencode
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from diagnostics.api.refusals import RefusalLog
+from diagnostics.api.routes import method_label, route_name
 from diagnostics.api.session import COOKIE, Session, SessionCodec, read_cookie
 from diagnostics.api.status import RETRY_AFTER_S
-from diagnostics.errors import DiagnosticsError
-
-log = logging.getLogger(__name__)
 
 UI_PREFIX = "/ui"
 UI_LOGIN = "/ui/login"
@@ -39,6 +37,8 @@ EXEMPT_PREFIXES: tuple[str, ...] = ("/ui/static/",)
 ACTOR_KEY = "diagnostics.actor"
 SESSION_KEY = "diagnostics.session"
 """The `Session` of a request authenticated by its UI cookie (absent for bearer requests)."""
+REFUSED_KEY = "diagnostics.refused"
+"""Set (to the reason) on the scope of a request authentication refused: no metrics series."""
 REALM = "diagnostics"
 
 AuditFn = Callable[..., None]
@@ -73,11 +73,15 @@ class AuthPolicy:
     audit: AuditFn | None = None
     sessions: SessionCodec | None = None
     """Signs and checks review-UI session cookies; None: the UI accepts bearer tokens only."""
+    refusals: RefusalLog | None = None
+    """Counts and audits refusals; None: one is built on `audit`."""
     _digests: tuple[bytes, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         digests = tuple(hashlib.sha256(t.encode("utf-8")).digest() for t in self.tokens)
         object.__setattr__(self, "_digests", digests)
+        if self.refusals is None and self.audit is not None:
+            object.__setattr__(self, "refusals", RefusalLog(self.audit))
 
     @property
     def open(self) -> bool:
@@ -155,6 +159,8 @@ class BearerAuth:
             body = {"error": "NotReady", "message": "the service is starting; retry shortly"}
             await _respond(scope, send, 503, body, {"Retry-After": str(RETRY_AFTER_S)})
             return
+        if policy.refusals is not None and policy.refusals.due():
+            await _flush(policy.refusals)
         authorization = _header(scope, b"authorization")
         actor, problem = policy.authenticate(authorization)
         ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
@@ -172,18 +178,11 @@ class BearerAuth:
         await self.app({**scope, ACTOR_KEY: actor}, receive, send)
 
     async def _refuse(self, scope: Scope, send: Send, policy: AuthPolicy, problem: str) -> None:
-        who = client_actor(scope)
+        scope[REFUSED_KEY] = problem
+        if policy.refusals is not None:
+            route = route_name(scope)
+            policy.refusals.refused(client_actor(scope), problem, method_label(scope), route)
         method = scope.get("method", "WEBSOCKET")
-        path = scope.get("path", "")
-        log.warning("authentication failed (%s) for %s %s from %s", problem, method, path, who)
-        if policy.audit is not None:
-            record = functools.partial(
-                policy.audit, who, "auth_failed", reason=problem, method=method, path=path
-            )
-            try:
-                await anyio.to_thread.run_sync(record)
-            except DiagnosticsError as exc:
-                log.error("could not audit an authentication failure: %s", exc)
         if problem == "no_session" and method in ("GET", "HEAD"):
             # Pages and images alike: the browser goes to the sign-in page and comes back.
             target = UI_LOGIN + "?" + urlencode({"next": _path_and_query(scope)})
@@ -201,6 +200,11 @@ class BearerAuth:
         default = "send Authorization: Bearer <token> (a token from DIAGNOSTICS_API_TOKEN)"
         body = {"error": "unauthorized", "message": messages.get(problem, default)}
         await _respond(scope, send, 401, body, {"WWW-Authenticate": challenge})
+
+
+async def _flush(refusals: RefusalLog) -> None:
+    """Write finished minutes off the event loop (one request a minute pays for it)."""
+    await anyio.to_thread.run_sync(refusals.flush)
 
 
 def _path_and_query(scope: Scope) -> str:

@@ -27,6 +27,7 @@ from diagnostics.api.schemas import (
 )
 from diagnostics.api.status import error_body, error_headers, http_status
 from diagnostics.api.stow import StowItem, build_stow_response, failed_item, stored_item
+from diagnostics.dicom.header import refusal_category
 from diagnostics.dicom.reader import read_info
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.service.runtime import InstanceOutcome, Runtime
@@ -88,8 +89,9 @@ def screen_upload(
         except InputError as exc:
             problems.append((part, exc))
     if problems:
-        for part, error in problems:  # error texts hold no patient data, only what was wrong
-            log.warning("screen request from %s: %s refused: %s", actor, part.label, error)
+        for part, error in problems:  # its class only: the message quotes header values
+            reason = refusal_category(error)
+            log.warning("screen request from %s: %s refused (%s)", actor, part.label, reason)
         if metrics is not None:
             metrics.count_outcomes("http", [], refused=len(parts) + len(refused))
         return _refused_reply(problems, total=len(parts) + len(refused))
@@ -170,19 +172,19 @@ def store_upload(
     if metrics is not None:
         metrics.count_outcomes("stow", outcomes, refused=len(refused))
     items: dict[int, StowItem] = {}
-    for part, error in refused:
-        items[part.index] = failed_item(part.data, error, part.label)
+    failures: list[tuple[Part, DiagnosticsError]] = list(refused)
     for part, outcome in zip(parts, outcomes, strict=True):
         if outcome.received is not None:
             items[part.index] = stored_item(
                 outcome.received.sop_class_uid, outcome.received.sop_instance_uid
             )
         elif outcome.error is not None:
-            items[part.index] = failed_item(part.data, outcome.error, part.label)
+            failures.append((part, outcome.error))
+    for part, error in sorted(failures, key=lambda f: f[0].index):
+        items[part.index] = failed_item(part.data, error, part.label)
+        # Its class only: the comment, for the sender, quotes header values.
+        log.warning("STOW-RS from %s: refused %s (%s)", actor, part.label, refusal_category(error))
     ordered = [items[i] for i in sorted(items)]
-    for item in ordered:
-        if not item.stored:
-            log.warning("STOW-RS from %s: refused %s", actor, item.comment)
     response = build_stow_response(ordered)
     return Reply(response.status, response.body, media_type=response.media_type)
 

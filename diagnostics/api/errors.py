@@ -17,6 +17,8 @@ from http import HTTPStatus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from diagnostics.api.routes import method_label, route_name
+
 log = logging.getLogger(__name__)
 
 INTERNAL: dict[str, object] = {
@@ -113,8 +115,8 @@ class JsonErrors:
             log.error(
                 "unexpected %s on %s %s (message withheld: it may quote patient data)\n%s",
                 type(exc).__name__,
-                scope.get("method"),
-                scope.get("path"),
+                method_label(scope),
+                route_name(scope),  # never the raw path: it may carry a study's UID
                 _traceback(exc),
             )
             if not started:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from diagnostics.api.routes import route_name
 from diagnostics.errors import TooLargeError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class BodySizeLimit:
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             log.warning(
-                "refused a %d-byte request to %s (limit %d)", declared, scope["path"], limit
+                "refused a %d-byte request to %s (limit %d)", declared, route_name(scope), limit
             )
             await _too_large(send, limit)
             return
@@ -75,7 +76,7 @@ class BodySizeLimit:
             elif not state.replaced:
                 raise
         if state.exceeded:
-            log.warning("refused a streamed request to %s over %d bytes", scope["path"], limit)
+            log.warning("refused a streamed request to %s over %d bytes", route_name(scope), limit)
 
 
 class _Stream:

@@ -1,29 +1,40 @@
-"""Prometheus metrics: what arrived, what was screened with which outcome, how long each stage took.
+"""Prometheus metrics: what arrived, what was screened with which outcome, how long each stage
+took, which requests the HTTP routes served, and how the store, the disk and the model stand.
 
-Counters and histograms are ordinary `prometheus_client` metrics. Under BentoML they are
-exported by its `/metrics` endpoint, which runs prometheus_client in multiprocess mode
-(`PROMETHEUS_MULTIPROC_DIR`): every worker process writes its samples to files there and the
-endpoint sums them, so the background worker's screening counts show up whichever worker
-answers the scrape.
+Counters and histograms are ordinary `prometheus_client` metrics. Under BentoML they run in
+multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`): every worker process writes its samples to
+files there, and the `/metrics` route (`render_metrics`) sums them, so the background worker's
+screening counts show up whichever worker answers the scrape. `diagnostics serve` points
+BentoML's home, and with it that folder, into the storage folder (`<storage>/bentoml`), which
+BentoML empties at start: one folder per instance, never one shared by every service on the
+host. BentoML's own HTTP metrics, labelled by raw path, are switched off; requests are counted
+here by route template (`diagnostics.api.traffic`).
 
-Queue and outbox depths are not counted but read from the intake store when scraped
-(`render_store_gauges`); a custom collector on the default registry would not be exported
-in multiprocess mode, so the service appends this text to BentoML's output itself.
+Every label value comes from a closed set (route templates, known methods, status codes,
+refusal reasons, the loaded model's name and version), never from what a client sends, so
+probing random paths adds no series. Queue and outbox depths, free disk, the oldest
+undelivered result and the model are not counted but read at scrape time (`ServiceGauges`).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from diagnostics.screening import ScreenBatch
-from diagnostics.service.runtime import InstanceOutcome
+from diagnostics.service.runtime import InstanceOutcome, Runtime
 from diagnostics.store import Store
 from diagnostics.store.records import Received
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REFUSAL_REASONS = ("missing", "not_bearer", "invalid_token", "no_session")
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -58,6 +69,44 @@ class ServiceMetrics:
             registry=registry,
         )
 
+        self.requests = Counter(
+            "diagnostics_http_requests",
+            "HTTP requests answered, by route template, method and status (refused and "
+            "unmatched requests are not among them)",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "diagnostics_http_request_seconds",
+            "Wall time per HTTP request, by route template and method",
+            ["route", "method"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.unmatched = Counter(
+            "diagnostics_http_unmatched_requests",
+            "Authenticated HTTP requests for a path no route serves (404)",
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "diagnostics_auth_failures",
+            "Requests refused by authentication, by reason (missing, not_bearer, "
+            "invalid_token, no_session)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:  # present from the start, so a rate needs no first one
+            self.auth_failures.labels(reason=reason)
+
+    def count_auth_failure(self, reason: str) -> None:
+        """`RefusalLog` hook: one refused request."""
+        self.auth_failures.labels(reason=reason if reason in REFUSAL_REASONS else "other").inc()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """`RequestMetrics` hook: one answered request, by its route template."""
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        self.request_seconds.labels(route=route, method=method).observe(seconds)
+
     def observe_batch(self, batch: ScreenBatch) -> None:
         """Runtime `on_batch` hook: outcomes and stage timings of one screening batch."""
         for outcome in batch.outcomes:
@@ -86,11 +135,13 @@ class ServiceMetrics:
         self.instances.labels(channel="dimse", outcome=outcome).inc()
 
 
-class StoreGauges(Collector):
-    """Queue and outbox depth, read from the intake store at scrape time."""
+class ServiceGauges(Collector):
+    """What is read, not counted, at scrape time: queue and outbox, disk, model."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, storage: Path, model: tuple[str, str] | None) -> None:
         self.store = store
+        self.storage = storage
+        self.model = model
 
     def collect(self) -> Iterable[Metric]:
         counts = self.store.counts()
@@ -108,6 +159,12 @@ class StoreGauges(Collector):
             value=counts.get("outbox_pending", 0),
         )
         yield GaugeMetricFamily(
+            "diagnostics_outbox_oldest_age_seconds",
+            "Seconds since the oldest result still waiting to be sent was recorded (0: none "
+            "is waiting)",
+            value=counts.get("outbox_oldest_age_s", 0),
+        )
+        yield GaugeMetricFamily(
             "diagnostics_studies_done",
             "Studies with a current result",
             value=counts.get("studies_done", 0),
@@ -117,10 +174,61 @@ class StoreGauges(Collector):
             "Instances held in the intake store",
             value=counts.get("instances", 0),
         )
+        try:
+            free = shutil.disk_usage(self.storage).free
+        except OSError:
+            free = 0
+        yield GaugeMetricFamily(
+            "diagnostics_storage_free_bytes",
+            "Free space on the file system of the storage folder",
+            value=free,
+        )
+        if self.model is not None:
+            info = GaugeMetricFamily(
+                "diagnostics_model_info",
+                "The model package in service (always 1; its name and version are the labels)",
+                labels=["name", "version"],
+            )
+            info.add_metric(list(self.model), 1)
+            yield info
 
 
-def render_store_gauges(store: Store) -> str:
-    """The store gauges in Prometheus text format, to append to a metrics page."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreGauges(store))
-    return generate_latest(registry).decode("utf-8")
+def render_metrics(runtime: Runtime | None) -> bytes:
+    """The `/metrics` page: every process's samples, then the gauges read now."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        text = generate_latest(_Ordered(registry))
+    else:  # one process (tests, a plain `bentoml serve` without the variable)
+        text = generate_latest(REGISTRY)
+    if runtime is None:
+        return text
+    screener = runtime.screener
+    model = (screener.model_ref.name, screener.model_ref.version) if screener else None
+    gauges = CollectorRegistry(auto_describe=False)
+    gauges.register(ServiceGauges(runtime.store, runtime.config.storage, model))
+    return text + generate_latest(gauges)
+
+
+class _Ordered(Collector):
+    """Multiprocess histograms with their samples in exposition order (buckets, count, sum)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.registry.collect():
+            if metric.type == "histogram":
+                metric.samples.sort(key=_histogram_order)
+            yield metric
+
+
+def _histogram_order(sample: object) -> tuple[tuple[tuple[str, str], ...], int, float]:
+    name = str(getattr(sample, "name", ""))
+    labels: dict[str, str] = dict(getattr(sample, "labels", {}))
+    rest = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+    le = labels.get("le")
+    if name.endswith("_bucket"):
+        return rest, 0, float("inf") if le == "+Inf" else float(le or 0)
+    return rest, 1 if name.endswith("_count") else 2, 0.0

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from diagnostics.api.routes import route_name
 from diagnostics.errors import RequestTimeoutError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class BodyReadTimeout:
         if state.timed_out:
             log.warning(
                 "cut off a request to %s sending its body too slowly (%d bytes in time)",
-                scope["path"],
+                route_name(scope),
                 state.seen,
             )
 

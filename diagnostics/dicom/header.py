@@ -73,6 +73,22 @@ def describe_tag(keyword: str) -> str:
     return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+_TAG_NAMED = re.compile(r"\b([A-Z][A-Za-z0-9]*) \([0-9A-F]{4},[0-9A-F]{4}\)")
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def refusal_category(exc: BaseException) -> str:
+    """What a log or audit line says about a refused instance: the error's class and the
+    attributes its message names (`describe_tag`), e.g. `CorruptDicomError: BitsStored`.
+
+    Never the message itself: written for the sender, it quotes the offending header value (a
+    malformed UID, a Photometric Interpretation), and that can be patient data.
+    """
+    text = _QUOTED.sub("", str(exc))
+    named = list(dict.fromkeys(m.group(1) for m in _TAG_NAMED.finditer(text)))
+    return type(exc).__name__ + (f": {', '.join(named)}" if named else "")
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     if value is None or value == "":

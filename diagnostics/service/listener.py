@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from diagnostics.dicom.header import refusal_category
 from diagnostics.errors import DuplicateInstanceError, InputError, StoreError
 from diagnostics.store import Store
 from diagnostics.store.priority import from_dimse
@@ -110,8 +111,10 @@ class DicomListener:
                 data, source=f"dimse:{caller}", requested_priority=priority
             )
         except InputError as exc:
-            log.warning("C-STORE from %s refused: %s", caller, exc)
-            self.store.audit(f"dimse:{caller}", "instance_refused", error=str(exc))
+            # Its class only: the message, sent back to the peer, quotes header values.
+            reason = refusal_category(exc)
+            log.warning("C-STORE from %s refused (%s)", caller, reason)
+            self.store.audit(f"dimse:{caller}", "instance_refused", error=reason)
             code = DUPLICATE_SOP_INSTANCE if isinstance(exc, DuplicateInstanceError) else None
             return _status(code or CANNOT_UNDERSTAND, str(exc))
         except StoreError as exc:

@@ -3,13 +3,16 @@
 Run it with `diagnostics serve` (which validates the settings first and passes them on in
 `DIAGNOSTICS_*` variables), or directly:
 
-    DIAGNOSTICS_API_TOKEN=... bentoml serve diagnostics.serving.service:Diagnostics
+    DIAGNOSTICS_API_TOKEN=... BENTOML_HOME=<storage>/bentoml \
+        bentoml serve diagnostics.serving.service:Diagnostics
+
+(`diagnostics serve` sets BENTOML_HOME so: the metrics folder then is this instance's own.)
 
 Routes (docs/architecture.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
 DICOM bodies or GET parameters), `POST /v1/infer` (BentoML's adaptive batching, preprocessed
 tensors in, probabilities out), the review UI under `/ui` (`diagnostics.ui`), and BentoML's
-own `/healthz`, `/livez`, `/readyz`, `/metrics`.
+own `/healthz`, `/livez`, `/readyz`; `/metrics` is ours (`diagnostics.api.metrics`).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from diagnostics.api import (
     BodySizeLimit,
     ServiceMetrics,
     create_app,
-    render_store_gauges,
 )
 from diagnostics.api.errors import JsonErrors
 from diagnostics.api.privacy import keep_patient_data_out_of_logs
+from diagnostics.api.refusals import RefusalLog
 from diagnostics.api.session import SessionCodec
 from diagnostics.api.tensors import check_tensors, infer_probabilities
+from diagnostics.api.traffic import RequestMetrics
 from diagnostics.errors import RequestError
 from diagnostics.service.runtime import Runtime, stop_on_signals
 from diagnostics.service.settings import ServiceSettings
@@ -95,7 +99,14 @@ http_app = create_app(_runtime, _metrics, extra_routes=[create_ui(_runtime, _aut
 
 
 @bentoml.asgi_app(http_app, path="/")
-@bentoml.service(name="diagnostics", workers=1, traffic={"timeout": 300})
+# BentoML's HTTP metrics and access log name requests by raw path: ours use the route template.
+@bentoml.service(
+    name="diagnostics",
+    workers=1,
+    traffic={"timeout": 300},
+    metrics={"enabled": False},
+    logging={"access": {"enabled": False}},
+)
 class Diagnostics:
     """Radiology AI pre-screening: DICOM in, StudyResult JSON and DICOM results out."""
 
@@ -116,7 +127,9 @@ class Diagnostics:
         self.auth = AuthPolicy(
             config.api_tokens,
             insecure_dev=config.insecure_dev,
-            audit=self.runtime.store.audit,
+            refusals=RefusalLog(
+                self.runtime.store.audit, on_refusal=self.metrics.count_auth_failure
+            ),
             sessions=SessionCodec.for_storage(config.storage),
         )
         self.runtime.start()
@@ -127,11 +140,10 @@ class Diagnostics:
     def __is_ready__(self) -> bool:
         return self.runtime.ready
 
-    def __metrics__(self, content: str) -> str:
-        return content + render_store_gauges(self.runtime.store)
-
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def shutdown(self) -> None:
+        if self.auth.refusals is not None:
+            self.auth.refusals.close()  # the current minute's refusals, audited
         self.runtime.stop()
 
     @bentoml.api(  # type: ignore[untyped-decorator]
@@ -145,8 +157,10 @@ class Diagnostics:
         return infer_probabilities(screener, images)
 
 
-# The first added is the outermost: every error below it, ours or BentoML's, answers JSON.
+# The first added is the outermost: requests are counted by what the client got, and every
+# error below JsonErrors, ours or BentoML's, answers JSON.
 # (`bentoml.service` made the class a Service object; mypy still sees the class.)
+Diagnostics.add_asgi_middleware(RequestMetrics, metrics=_metrics)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(JsonErrors)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)  # type: ignore[attr-defined]

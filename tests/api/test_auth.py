@@ -8,11 +8,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from diagnostics.api.auth import ACTOR_KEY, AuthPolicy, BearerAuth, actor_of, token_actor
+from diagnostics.api.refusals import RefusalLog
 from tests.api.conftest import asgi_request
 
 TOKENS = ("first-token-0123456789", "second-token-0123456789")
@@ -26,11 +28,13 @@ Client = Callable[..., httpx.Response]
 
 
 def make_app(policy: object) -> Client:
-    app = Starlette(routes=[Route(p, whoami) for p in ("/v1/worklist", "/healthz", "/metrics")])
-    guarded = BearerAuth(app, policy=policy)  # type: ignore[arg-type]
+    app = Starlette(
+        routes=[Route(p, whoami) for p in ("/v1/worklist", "/healthz", "/metrics")],
+        middleware=[Middleware(BearerAuth, policy=policy)],
+    )
 
     def get(path: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        return asgi_request(guarded, "GET", path, headers=headers)
+        return asgi_request(app, "GET", path, headers=headers)
 
     return get
 
@@ -41,11 +45,16 @@ def audit() -> list[tuple[str, str, dict[str, object]]]:
 
 
 @pytest.fixture
-def client(audit: list[tuple[str, str, dict[str, object]]]) -> Client:
+def policy(audit: list[tuple[str, str, dict[str, object]]]) -> AuthPolicy:
     def record(actor: str, action: str, **detail: object) -> None:
         audit.append((actor, action, detail))
 
-    return make_app(AuthPolicy(TOKENS, audit=record))
+    return AuthPolicy(TOKENS, refusals=RefusalLog(record, timer=False))
+
+
+@pytest.fixture
+def client(policy: AuthPolicy) -> Client:
+    return make_app(policy)
 
 
 def test_probes_and_metrics_are_open(client: Client) -> None:
@@ -75,6 +84,7 @@ def test_a_valid_token_names_its_actor_without_the_token(client: Client) -> None
 )
 def test_refusals_are_401_with_a_challenge_and_audited(
     client: Client,
+    policy: AuthPolicy,
     audit: list[tuple[str, str, dict[str, object]]],
     header: str | None,
     reason: str,
@@ -85,9 +95,13 @@ def test_refusals_are_401_with_a_challenge_and_audited(
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert challenge in response.headers["WWW-Authenticate"]
+    assert audit == []  # tallied per source and minute, written when the minute is over
+    assert policy.refusals is not None
+    policy.refusals.close()
     ((actor, action, detail),) = audit
     assert actor == "client:192.0.2.7" and action == "auth_failed"
-    assert detail == {"reason": reason, "method": "GET", "path": "/v1/worklist"}
+    assert detail["count"] == 1 and detail["reasons"] == {reason: 1}
+    assert detail["routes"] == {"/v1/worklist": 1}  # the route template, never the raw path
     assert TOKENS[0] not in repr(audit) + response.text
 
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from diagnostics.api.endpoints import screen_upload, store_upload, study_reply, worklist_reply
-from diagnostics.api.metrics import ServiceMetrics, render_store_gauges
+from diagnostics.api.metrics import ServiceMetrics, render_metrics
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
@@ -126,9 +126,15 @@ def test_worklist_paging_and_query_checks(runtime: Runtime, files: list[Path]) -
     assert worklist_reply(runtime, {"status": "pending"}, ACTOR).body["total"] == 0  # type: ignore[index]
 
 
-def test_store_gauges_read_the_queue(runtime: Runtime, files: list[Path]) -> None:
+def test_gauges_read_the_queue_the_disk_and_the_model(runtime: Runtime, files: list[Path]) -> None:
     store_upload(runtime, DICOM, files[0].read_bytes(), ACTOR)
-    text = render_store_gauges(runtime.store)
+    text = render_metrics(runtime).decode()
     assert 'diagnostics_queue_depth{state="waiting"} 1.0' in text
     assert "diagnostics_outbox_depth 0.0" in text
+    assert "diagnostics_outbox_oldest_age_seconds 0.0" in text
     assert "diagnostics_instances_stored 1.0" in text
+    (free,) = [line for line in text.splitlines() if line.startswith("diagnostics_storage_free")]
+    assert float(free.split()[-1]) > 0
+    assert runtime.screener is not None
+    model = runtime.screener.model_ref
+    assert f'diagnostics_model_info{{name="{model.name}",version="{model.version}"}} 1.0' in text

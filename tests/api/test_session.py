@@ -99,6 +99,8 @@ def test_ui_needs_a_session_and_sends_browsers_to_sign_in(tmp_path: Path) -> Non
     assert page.status_code == 303
     assert page.headers["location"] == "/ui/login?next=%2Fui%2Fstudies%2F1.2%3Fimage%3D0"
     assert call("POST", "/ui/studies/1.2").status_code == 401
+    assert policy.refusals is not None
+    policy.refusals.close()  # the minute's tally, written at once
     assert ("client:192.0.2.7", "auth_failed") in {(a, b) for a, b, _ in audit}
 
     value, _ = codec.issue(token_actor(TOKENS[1]), codec.binding(TOKENS[1]))

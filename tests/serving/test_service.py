@@ -72,14 +72,13 @@ def test_everything_else_needs_a_valid_token_and_refusals_are_audited(server: Se
     assert requests.get(server.url + "/", timeout=10).status_code == 401  # the docs page too
     assert requests.get(server.url + "/v1/studies/1.2.3/fhir", timeout=10).status_code == 401
 
-    failures = SqliteStore(server.storage).audit_entries("auth_failed")
-    paths = {(e["detail"]["path"], e["detail"]["reason"]) for e in failures}  # type: ignore[index]
-    assert ("/v1/worklist", "missing") in paths
-    assert ("/v1/screen", "invalid_token") in paths
-    assert all(str(e["actor"]).startswith("client:") for e in failures)
+    # Audited per source and minute (tests/serving/test_metrics_and_refusals.py); the log
+    # names the route template, never the raw path, nor any token.
+    time.sleep(0.5)  # let the log catch up
     log = server.log.read_text()
-    everything = repr(failures) + log
-    assert wrong_token not in everything and TOKEN not in everything
+    assert "authentication failed (" in log
+    assert "/v1/studies/1.2.3/fhir" not in log
+    assert wrong_token not in log and TOKEN not in log
 
 
 def test_docs_page_still_works_with_a_token(server: Server) -> None:

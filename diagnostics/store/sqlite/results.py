@@ -111,6 +111,11 @@ class Results(SqliteBase):
             out[f"studies_{row['state']}"] = int(row["n"])
         pending = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()
         out["outbox_pending"] = int(pending[0])
+        oldest = db.execute(  # when the result an undelivered file carries was recorded
+            "SELECT MIN(r.created) FROM outbox o JOIN results r USING (study_instance_uid, "
+            "version) WHERE o.state = 'pending'"
+        ).fetchone()[0]
+        out["outbox_oldest_age_s"] = max(int(time.time() - oldest), 0) if oldest else 0
         out["instances"] = int(db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
         return out
 
