@@ -23,9 +23,9 @@ import pydicom
 import pydicom.uid
 import pytest
 import requests
-from diagnostics.store.sqlite import SqliteStore
 from pynetdicom import AE
 
+from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
 from tests.serving.conftest import TOKEN, Server, _stop, _wait_ready, free_port
 
