@@ -15,7 +15,7 @@ serving preprocesses them.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +145,7 @@ def int8_candidate(
     train_root: Path,
     test_root: Path,
     layout: str = "synth",
+    options: Mapping[str, object] | None = None,
     threads: int | None = None,
 ) -> Int8Candidate:
     """Quantize `package` into `work/candidate` and measure it against `package` on the "test"
@@ -152,14 +153,16 @@ def int8_candidate(
     "train" split of `train_root`. Pass the held-out studies the fp32 package was evaluated on.
     """
     codes = package.finding_codes
-    calibration = load_dataset(layout, train_root, codes, split="train")[:CALIBRATION_IMAGES]
+    extra = dict(options or {})
+    calibration = load_dataset(layout, train_root, codes, split="train", **extra)
+    calibration = calibration[:CALIBRATION_IMAGES]
     graph = work / MODEL_FILE
     quantize_int8(package, calibration, graph)
     fields = package.manifest.model_dump(mode="json")
     fields.update(version=_variant_version(package.manifest.version), precision="int8")
     candidate = write_package(work / "candidate", graph, fields)
     comparison = compare_on_dataset(
-        candidate, package, test_root, layout=layout, split="test", threads=threads
+        candidate, package, test_root, layout=layout, split="test", options=extra, threads=threads
     )
     return Int8Candidate(candidate, tuple(_checks(comparison)), comparison)
 
@@ -171,6 +174,7 @@ def reduced_precision_package(
     train_root: Path,
     test_root: Path,
     layout: str = "synth",
+    options: Mapping[str, object] | None = None,
     threads: int | None = None,
 ) -> ReducedPackage:
     """Build an INT8 variant of `package` at `out` (see `int8_candidate` for the data), or raise
@@ -184,6 +188,7 @@ def reduced_precision_package(
             train_root=train_root,
             test_root=test_root,
             layout=layout,
+            options=options,
             threads=threads,
         )
         if not candidate.kept:

@@ -90,3 +90,16 @@ def test_a_variant_that_loses_accuracy_is_refused_and_not_written(
 def bundled_input_shape(package: ModelPackage) -> tuple[int, int, int]:
     tensor = package.manifest.input
     return tensor.channels, tensor.height, tensor.width
+
+
+def test_export_command_offers_int8_and_refuses_other_precisions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from diagnostics.cli import build_parser, main
+
+    args = build_parser().parse_args(["export", "training/cxr-demo.toml", "--precision", "int8"])
+    assert args.precision == "int8"
+    with pytest.raises(SystemExit) as exited:
+        main(["export", "training/cxr-demo.toml", "--precision", "bf16"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'bf16'" in capsys.readouterr().err
