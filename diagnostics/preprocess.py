@@ -157,27 +157,56 @@ def reference_preprocess(image: DicomImage, spec: PreprocessSpec, frame: int = 0
 
 
 @lru_cache(maxsize=32)
-def _area_weights(size_in: int, size_out: int) -> scipy.sparse.csr_matrix:
-    """(size_out, size_in) averaging weights of PyTorch's adaptive average pooling, which MONAI's
-    `Resize(mode="area")` runs: output i is the mean of inputs floor(i * n / m) to
-    ceil((i + 1) * n / m) - 1 (bins overlap when the ratio is not whole)."""
+def _area_weights(size_full: int, size_out: int, reduction: int = 0) -> scipy.sparse.csr_matrix:
+    """(size_out, ceil(size_full / 2**reduction)) averaging weights of PyTorch's adaptive average
+    pooling over an axis of `size_full` pixels, which MONAI's `Resize(mode="area")` runs:
+    output i is the mean of full-size pixels floor(i * n / m) to ceil((i + 1) * n / m) - 1.
+
+    With `reduction` r the input is a JPEG 2000 resolution level: its pixel j is the codec's
+    low-pass centred on full-size pixel 2**r * j, standing for the 2**r pixels around it (not
+    the 2**r from there on, as a box mean would). Weighting each output by how much of that
+    footprint falls in its bin keeps the image where the full decode puts it; without it the
+    level sits (2**r - 1) / 2 pixels off, and the input differs four times as much.
+    """
+    step = 2**reduction
+    size_in = -(-size_full // step)
     index = np.arange(size_out)
-    starts = index * size_in // size_out
-    ends = -(-(index + 1) * size_in // size_out)
-    lengths = ends - starts
-    rows = np.repeat(index, lengths)
-    columns = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-    weights = np.repeat(1.0 / lengths, lengths).astype(np.float32)
-    return scipy.sparse.csr_matrix((weights, (rows, columns)), shape=(size_out, size_in))
+    starts = index * size_full // size_out
+    ends = -(-(index + 1) * size_full // size_out)
+    # Full-size extent of input pixel j: [step * j + 0.5 - step / 2, + step), within the image
+    # (step 1: exactly pixel j). Candidates per output: the inputs that can overlap its bin.
+    first = np.maximum(0, np.floor((starts + step / 2 - 0.5) / step).astype(np.intp) - 1)
+    width = int((ends - starts).max()) // step + 3
+    columns = first[:, np.newaxis] + np.arange(width)
+    low = np.clip(step * columns + 0.5 - step / 2, 0, size_full)
+    high = np.clip(step * columns + 0.5 + step / 2, 0, size_full)
+    overlap = np.minimum(ends[:, np.newaxis], high) - np.maximum(starts[:, np.newaxis], low)
+    overlap = np.where((columns < size_in) & (overlap > 0), overlap, 0.0)
+    weights = overlap / overlap.sum(axis=1, keepdims=True)
+    keep = weights > 0
+    rows = np.broadcast_to(index[:, np.newaxis], weights.shape)[keep]
+    return scipy.sparse.csr_matrix(
+        (weights[keep].astype(np.float32), (rows, columns[keep])), shape=(size_out, size_in)
+    )
 
 
-def area_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def area_resize(
+    pixels: np.ndarray,
+    size: tuple[int, int],
+    reduction: int = 0,
+    full_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """A 2-D image resampled like `Resize(mode="area")`: the pooling is separable, so it is two
-    sparse products (rows, then columns) that read the pixels in place, with no copy."""
-    if pixels.shape == size:
+    sparse products (rows, then columns) that read the pixels in place, with no copy.
+
+    A JPEG 2000 level (`reduction` > 0) is resampled as its `full_shape` image would be.
+    """
+    if reduction == 0 and pixels.shape == size:
         return np.array(pixels, dtype=np.float32)
-    rows = _area_weights(pixels.shape[0], size[0]) @ pixels
-    return np.ascontiguousarray((_area_weights(pixels.shape[1], size[1]) @ rows.T).T)
+    full_rows, full_columns = full_shape or pixels.shape
+    rows = _area_weights(full_rows, size[0], reduction) @ pixels
+    columns = _area_weights(full_columns, size[1], reduction) @ rows.T
+    return np.ascontiguousarray(columns.T)
 
 
 def _percentile_range(pixels: np.ndarray, spec: PreprocessSpec) -> tuple[np.float32, np.float32]:
@@ -215,9 +244,12 @@ def preprocess_image(image: DicomImage, spec: PreprocessSpec, frame: int = 0) ->
     """The inference path: one frame of a decoded image to the model's (C, H, W) input.
 
     The same function as `reference_preprocess` (within `FAST_PATH_TOLERANCE`): area resize to
-    the spec's size first, then the intensity scaling on the small image.
+    the spec's size first, then the intensity scaling on the small image. An image decoded at a
+    reduced JPEG 2000 level (`image.reduction`) is resized as the full image would be; its
+    input then differs from the full decode's by the codec's low-pass (`tests/dicom/test_j2k`).
     """
-    resized = area_resize(image.pixels[frame], spec.size)
+    full_shape = (image.info.rows, image.info.columns)
+    resized = area_resize(image.pixels[frame], spec.size, image.reduction, full_shape)
     if spec.intensity == "window" and image.windows:
         window = image.windows[0]
         low: float | np.float32 = window.center - window.width / 2
