@@ -33,6 +33,8 @@ from diagnostics.dicom.image import InstanceInfo
 _SOC, _SIZ, _COD, _SOT = 0xFF4F, 0xFF51, 0xFF52, 0xFF90
 _PILLOW_FAILURES: tuple[type[BaseException], ...] = (
     OSError,
+    EOFError,
+    struct.error,
     ValueError,
     SyntaxError,
     MemoryError,
