@@ -17,11 +17,14 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from diagnostics.dicom import DicomImage, read_instance
 from diagnostics.preprocess import (
+    FAST_PATH_TOLERANCE,
     Augmentation,
     PreprocessSpec,
+    area_resize,
     augment_transforms,
     deterministic_transforms,
     preprocess_image,
+    reference_preprocess,
 )
 from diagnostics.synth.dx import build_dx
 from diagnostics.synth.study import SynthConfig, make_study
@@ -111,6 +114,85 @@ def test_spec_json_round_trip_is_equal() -> None:
     again = PreprocessSpec.model_validate_json(spec.model_dump_json())
     assert again == spec
     assert again.size == (96, 64) and again.augmentation.gamma_range == (0.9, 1.1)
+
+
+# ---- the fast path against the MONAI transforms that define it -------------------------------
+
+
+def _max_difference(image: DicomImage, spec: PreprocessSpec, frame: int = 0) -> float:
+    fast = preprocess_image(image, spec, frame)
+    reference = reference_preprocess(image, spec, frame)
+    assert fast.shape == reference.shape and fast.dtype == reference.dtype
+    return float((fast - reference).abs().max())
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(48, 48), (32, 32), (40, 70), (60, 50), (96, 96), (128, 160), (37, 95)],
+    ids=["half", "third", "uneven", "non-whole-ratio", "same", "enlarged", "mixed"],
+)
+@pytest.mark.parametrize("intensity", ["percentile", "window"])
+def test_fast_path_matches_the_monai_transforms(
+    image: DicomImage, size: tuple[int, int], intensity: str
+) -> None:
+    spec = PreprocessSpec(size=size, intensity=intensity)  # type: ignore[arg-type]
+    assert _max_difference(image, spec) <= FAST_PATH_TOLERANCE
+
+
+@pytest.mark.parametrize("percentiles", [(0.0, 100.0), (0.5, 99.5), (2.0, 98.0), (25.0, 75.0)])
+def test_fast_path_matches_at_any_percentiles(
+    image: DicomImage, percentiles: tuple[float, float]
+) -> None:
+    """Any sensible pair. (A pair as close as 49.9 and 50.1 magnifies the resize's float32
+    rounding, one unit in the last place of the pixel values, by value / range: 4e-5 here.)"""
+    low, high = percentiles
+    spec = PreprocessSpec(size=(40, 70), lower_percentile=low, upper_percentile=high)
+    assert _max_difference(image, spec) <= FAST_PATH_TOLERANCE
+
+
+def test_fast_path_matches_on_monochrome1_three_channels_and_later_frames(
+    twins: tuple[DicomImage, DicomImage],
+) -> None:
+    mono1 = twins[1]
+    assert _max_difference(mono1, HALF.model_copy(update={"channels": 3})) <= FAST_PATH_TOLERANCE
+    rng = np.random.default_rng(5)
+    frames = np.stack([mono1.pixels[0], rng.normal(100.0, 30.0, mono1.pixels[0].shape)])
+    multi = dataclasses.replace(mono1, pixels=frames.astype(np.float32))
+    assert _max_difference(multi, HALF, frame=1) <= FAST_PATH_TOLERANCE
+    assert not torch.equal(preprocess_image(multi, HALF, 1), preprocess_image(multi, HALF, 0))
+
+
+def test_fast_path_matches_on_a_flat_image(image: DicomImage) -> None:
+    """Equal percentiles: MONAI warns and shifts without scaling; so does the fast path."""
+    flat = dataclasses.replace(image, pixels=np.full((1, 96, 96), 7.0, dtype=np.float32))
+    with pytest.warns(Warning, match="Divide by zero"):
+        fast = preprocess_image(flat, HALF)
+    with pytest.warns(Warning, match="Divide by zero"):
+        reference = reference_preprocess(flat, HALF)
+    np.testing.assert_array_equal(fast.numpy(), reference.numpy())
+
+
+def test_tolerance_is_tight_enough_to_catch_another_resampling(image: DicomImage) -> None:
+    """The bound means something: nearest-neighbour sampling instead of area averaging (the
+    aliasing the transforms avoid) differs from the reference by far more than it."""
+    spec = PreprocessSpec(size=(40, 70))
+    reference = reference_preprocess(image, spec)[0].numpy()
+    pixels = image.pixels[0]
+    rows = np.arange(40) * pixels.shape[0] // 40
+    columns = np.arange(70) * pixels.shape[1] // 70
+    nearest = np.asarray(pixels[np.ix_(rows, columns)], dtype=np.float32)
+    low, high = np.percentile(nearest, [spec.lower_percentile, spec.upper_percentile])
+    sampled = np.clip((nearest - low) / (high - low), 0.0, 1.0)
+    assert np.abs(sampled - reference).max() > 1000 * FAST_PATH_TOLERANCE
+
+
+def test_area_resize_reads_the_read_only_pixels_without_changing_them(image: DicomImage) -> None:
+    before = image.pixels.copy()
+    assert not image.pixels.flags.writeable
+    resized = area_resize(image.pixels[0], (48, 48))
+    assert resized.dtype == np.float32 and resized.flags.c_contiguous
+    np.testing.assert_allclose(resized, _block_mean(image.pixels[0]), rtol=1e-6)
+    np.testing.assert_array_equal(image.pixels, before)
 
 
 # ---- the deterministic path -----------------------------------------------------------------

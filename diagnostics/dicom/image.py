@@ -117,9 +117,9 @@ class InstanceInfo:
 class DicomImage:
     """A decoded image in modality units where a higher value always means denser.
 
-    `pixels` is float32 shaped (frames, rows, columns) and read-only. MONOCHROME1 data has been
-    inverted within its value range, and colour data converted to luminance; both are recorded so
-    that nothing about the conversion is hidden.
+    `pixels` is float32 shaped (frames, rows, columns) (smaller by `reduction`) and read-only.
+    MONOCHROME1 data has been inverted within its value range, and colour data converted to
+    luminance; both are recorded so that nothing about the conversion is hidden.
     """
 
     info: InstanceInfo
@@ -130,6 +130,10 @@ class DicomImage:
     color_converted: bool
     windows: tuple[Window, ...]
     voi_lut_function: str | None
+    reduction: int = 0
+    """0: `pixels` are rows x columns. r > 0: a JPEG 2000 image decoded only to the resolution
+    level 1/2**r of that (ceil(rows / 2**r) x ceil(columns / 2**r)), because the consumer
+    (the model) needed no more; see `pixels.decode_image`'s `min_size`."""
 
     @property
     def uids(self) -> InstanceUids:

@@ -26,6 +26,7 @@ from pydicom.uid import (
 
 from diagnostics.dicom.header import MONOCHROME, describe_tag, rescale_values
 from diagnostics.dicom.image import DicomImage, InstanceInfo, Window
+from diagnostics.dicom.j2k import decode_reduced
 from diagnostics.errors import CorruptDicomError, UnsupportedDicomError
 
 # Half the float32 range: rescaled values and the MONOCHROME1 inversion (low + high - x) both fit.
@@ -108,11 +109,19 @@ def _check_encapsulated(ds: Dataset, info: InstanceInfo) -> None:
         _check_end_markers(data, info)
 
 
-def _decode(ds: Dataset, info: InstanceInfo) -> tuple[np.ndarray, str]:
+def _decode(
+    ds: Dataset, info: InstanceInfo, min_size: tuple[int, int] | None
+) -> tuple[np.ndarray, str, int]:
+    """Stored values, the photometric interpretation they came out in, and the reduce factor
+    (0: full resolution)."""
     syntax = UID(info.transfer_syntax_uid)
     decoder = get_decoder(syntax)  # available: checked with the header
     if syntax.is_encapsulated:
         _check_encapsulated(ds, info)
+        if min_size is not None:
+            reduced = decode_reduced(ds, info, min_size)
+            if reduced is not None:
+                return reduced[0], info.photometric_interpretation, reduced[1]
     else:
         check_native_length(info, len(ds.PixelData))
     with warnings.catch_warnings(record=True) as caught:
@@ -128,15 +137,19 @@ def _decode(ds: Dataset, info: InstanceInfo) -> tuple[np.ndarray, str]:
         array, properties = decoder.as_array(ds, raw=False, **options)
     if caught:
         raise CorruptDicomError(f"pixel data disagrees with the header: {caught[0].message}")
-    return array, str(properties.get("photometric_interpretation", info.photometric_interpretation))
+    photometric = properties.get("photometric_interpretation", info.photometric_interpretation)
+    return array, str(photometric), 0
 
 
-def _to_frames(array: np.ndarray, info: InstanceInfo) -> np.ndarray:
-    """Reshape to (frames, rows, columns[, samples]); check the decoder gave what was declared."""
+def _to_frames(array: np.ndarray, info: InstanceInfo, reduction: int) -> np.ndarray:
+    """Reshape to (frames, rows, columns[, samples]); check the decoder gave what was declared
+    (at 1/2**reduction of the size for a reduced JPEG 2000 decode, which is already framed)."""
     color = info.samples_per_pixel == 3
-    if info.frames == 1:
+    if info.frames == 1 and not reduction:
         array = array[np.newaxis]
-    expected = (info.frames, info.rows, info.columns) + ((3,) if color else ())
+    step = 2**reduction
+    rows, columns = -(-info.rows // step), -(-info.columns // step)
+    expected = (info.frames, rows, columns) + ((3,) if color else ())
     if array.shape != expected:
         raise CorruptDicomError(
             f"decoded pixel data has shape {array.shape}, the header declares {expected}"
@@ -206,10 +219,18 @@ def _windows(ds: Dataset, flip: float | None) -> tuple[Window, ...]:
     return tuple(windows)
 
 
-def decode_image(ds: Dataset, info: InstanceInfo) -> DicomImage:
-    """Decode, rescale and orient the pixels of a dataset whose header `info` describes."""
-    array, decoded_photometric = _decode(ds, info)
-    array = _to_frames(array, info)
+def decode_image(
+    ds: Dataset, info: InstanceInfo, min_size: tuple[int, int] | None = None
+) -> DicomImage:
+    """Decode, rescale and orient the pixels of a dataset whose header `info` describes.
+
+    `min_size` (height, width), for a consumer that needs no more (the model's input): a
+    JPEG 2000 image at least twice that size is decoded only to the smallest resolution level
+    still at least that big (`j2k.decode_reduced`; `DicomImage.reduction` says by how much).
+    Anything else, and any refusal of the reduced decode, is decoded in full.
+    """
+    array, decoded_photometric, reduction = _decode(ds, info, min_size)
+    array = _to_frames(array, info, reduction)
     color_converted = array.ndim == 4
     if color_converted:
         if decoded_photometric not in ("RGB", "YBR_RCT", "YBR_ICT"):
@@ -233,6 +254,7 @@ def decode_image(ds: Dataset, info: InstanceInfo) -> DicomImage:
         color_converted=color_converted,
         windows=_windows(ds, low + high if inverted else None),
         voi_lut_function=str(voi) if voi else None,
+        reduction=reduction,
     )
 
 

@@ -374,8 +374,9 @@ class ParsedInstance:
     def uids(self) -> InstanceUids:
         return self.info.uids
 
-    def decode(self) -> DicomImage:
-        return _guarded(self.label, lambda: decode_image(self.dataset, self.info))
+    def decode(self, min_size: tuple[int, int] | None = None) -> DicomImage:
+        """`min_size`: the model's input (height, width); see `pixels.decode_image`."""
+        return _guarded(self.label, lambda: decode_image(self.dataset, self.info, min_size))
 
 
 def parse_instance(source: Source, limits: ReadLimits | None = None) -> ParsedInstance:
@@ -384,14 +385,17 @@ def parse_instance(source: Source, limits: ReadLimits | None = None) -> ParsedIn
     return ParsedInstance(ds, info, label)
 
 
-def read_instance(source: Source, limits: ReadLimits | None = None) -> DicomImage:
-    """Read, validate and decode one instance into a `DicomImage`.
+def read_instance(
+    source: Source, limits: ReadLimits | None = None, min_size: tuple[int, int] | None = None
+) -> DicomImage:
+    """Read, validate and decode one instance into a `DicomImage` (JPEG 2000 only to the
+    resolution `min_size` needs, when given: `pixels.decode_image`).
 
     Raises a subclass of `InputError` for anything it cannot use; never anything else.
     Thread safety: warnings are captured with `warnings.catch_warnings`, which is process-wide,
     so concurrent reads may attribute a pydicom warning to the wrong instance.
     """
-    return parse_instance(source, limits).decode()
+    return parse_instance(source, limits).decode(min_size)
 
 
 def read_stream(stream: BinaryIO, limits: ReadLimits | None = None) -> DicomImage:
