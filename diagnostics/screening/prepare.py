@@ -35,6 +35,10 @@ def prepare(
 ) -> Prepared:
     """Decode (timed as "ingest") and preprocess (as "preprocess") every admitted instance.
 
+    Decoding asks for no more than the model's input size: a large JPEG 2000 image is decoded
+    at a reduced resolution level (`decode_image`), which the preprocessing then resizes as it
+    would the full image.
+
     Anything else a decoder raises (an OSError reading the file) is not caught: it stops the
     whole `screen` call, whose caller records the study as failed.
     """
@@ -50,9 +54,9 @@ def prepare(
         try:
             with timed("ingest"):
                 if item.parsed is not None:
-                    image = item.parsed.decode()
+                    image = item.parsed.decode(spec.size)
                 else:
-                    image = read_instance(item.source, limits)
+                    image = read_instance(item.source, limits, spec.size)
             with timed("preprocess"):
                 tensor = preprocess_image(image, spec)
         except InputError as exc:
