@@ -47,6 +47,6 @@ def test_the_layers_contract_catches_an_upward_import(tmp_path: Path) -> None:
         f"containers = {layers['containers'][0]}\n"
         "layers =\n" + "".join(f"    {layer}\n" for layer in reversed(layers["layers"]))
     )
-    result = _lint_imports("--config", str(flipped))
+    result = _lint_imports(str(flipped))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "flipped BROKEN" in result.stdout
