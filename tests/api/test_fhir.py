@@ -15,9 +15,9 @@ from diagnostics.intake.config import ServiceConfig
 from diagnostics.intake.review import mark_read
 from diagnostics.intake.runtime import Runtime
 from diagnostics.synth import SynthConfig, generate
-from tests.api.conftest import asgi_request
 from tests.fhir.server import FhirServer, running
-from tests.intake.conftest import wait_for
+from tests.helpers.asgi import asgi_request
+from tests.helpers.wait import wait_for
 
 ACTOR = "token:abcdef"
 TOKEN = "emr-bearer-token-0123456789"

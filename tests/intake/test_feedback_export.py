@@ -16,18 +16,17 @@ from diagnostics.errors import ConfigurationError
 from diagnostics.intake.feedback_export import export_feedback
 from diagnostics.intake.review import FeedbackInput, record_feedback
 from diagnostics.intake.store import IntakeStore
-from diagnostics.synth.study import StudyTruth
 from diagnostics.train.data import load_labelled_folder
+from tests.helpers.synth import SynthStudies
 from tests.intake.reviewed import CODES, screened
 
-Studies = tuple[Path, list[StudyTruth]]
 ACTOR = "token:abc123"
 
 
 @pytest.fixture
-def store(tmp_path: Path, studies: Studies) -> tuple[IntakeStore, dict[str, str]]:
+def store(tmp_path: Path, synth_studies: SynthStudies) -> tuple[IntakeStore, dict[str, str]]:
     """Four screened studies with feedback of every kind; name -> Study Instance UID."""
-    folder, truths = studies
+    folder, truths = synth_studies
     store = IntakeStore(tmp_path / "storage")
     uids = {}
 
@@ -100,10 +99,10 @@ def test_export_is_read_by_training_with_the_implied_labels(
 
 
 def test_a_finding_only_some_studies_were_screened_for_is_left_out(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     """A newer model added pneumothorax: a blank cell in labels.csv would stop training."""
-    folder, truths = studies
+    folder, truths = synth_studies
     store = IntakeStore(tmp_path / "storage")
     old, _, v1 = screened(store, (folder / truths[0].file).read_bytes(), {"nodule"})
     new, _, v2 = screened(

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from diagnostics.api.auth import token_actor
 from diagnostics.intake.feedback_export import export_feedback
 from diagnostics.train.data import load_labelled_folder
-from tests.ui.conftest import TOKEN, Prefilled
+from tests.ui.prefilled import TOKEN, Prefilled
 
 pytestmark = pytest.mark.slow
 CODES = ("nodule", "consolidation", "cardiomegaly")
