@@ -112,12 +112,14 @@ def start_service(
     port = port or free_port()
     command = [*map(str, program), "serve", "--port", str(port)]
     command += ["--dicom-port", str(dicom_port), "--storage", str(storage), *args]
+    # Its own BentoML home: the metrics folder in it is cleared at start.
+    bentoml = {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
     if base_env is None:
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        base_env = {**os.environ, "PYTHONPATH": pythonpath}
+        base_env = {**os.environ, "PYTHONPATH": pythonpath, **bentoml}
+    else:
+        base_env = {**bentoml, **base_env}
     environment = {k: v for k, v in base_env.items() if not k.startswith("DIAGNOSTICS_")}
-    environment.setdefault("BENTOML_HOME", str(root / "bentoml"))
-    environment.setdefault("BENTOML_DO_NOT_TRACK", "True")
     environment.update(env or {})
     if token:
         environment["DIAGNOSTICS_API_TOKEN"] = token
