@@ -182,6 +182,7 @@ def test_goals_follow_from_the_ratios(quick: tuple[dict[str, Any], str]) -> None
     assert any("quick" in warning for warning in report["warnings"])
 
 
+@pytest.mark.slow
 def test_a_missing_package_is_refused_in_one_line(tmp_path: Path) -> None:
     result = _run("bench", "--quick", "--model", tmp_path / "nowhere")
     assert result.returncode == 2

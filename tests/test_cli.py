@@ -10,36 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.dicom.corpus import Corpus, build_corpus, uid
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "diagnostics.cli", *map(str, args)]
-    return subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def _assert_refused(result: subprocess.CompletedProcess[str], error_class: str) -> str:
-    """Exit 2 and one stderr line naming the class; returns the message after the class."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    prefix = f"error: {error_class}: "
-    assert lines[0].startswith(prefix), lines[0]
-    assert result.stdout == ""
-    return lines[0][len(prefix) :]
+from tests.helpers.cli import assert_refused, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +24,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 
 def test_inspect_prints_the_instance_as_json(corpus: Corpus) -> None:
-    result = _run("inspect", corpus.valid["jpeg-ls-lossless"].path)
+    result = run_cli("inspect", corpus.valid["jpeg-ls-lossless"].path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["study_instance_uid"] == uid("study-1")
@@ -76,13 +52,13 @@ def test_inspect_refuses_unusable_input_in_one_line(
     corpus: Corpus, case: str, error_class: str, word: str
 ) -> None:
     path = corpus.malformed[case].path
-    message = _assert_refused(_run("inspect", path), error_class)
+    message = assert_refused(run_cli("inspect", path), error_class)
     assert word in message
     assert str(path) in message
 
 
 def test_inspect_of_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
-    message = _assert_refused(_run("inspect", tmp_path / "absent.dcm"), "InputError")
+    message = assert_refused(run_cli("inspect", tmp_path / "absent.dcm"), "InputError")
     assert "no such file" in message
 
 
@@ -92,7 +68,7 @@ def test_studies_groups_files_and_lists_refusals(corpus: Corpus, tmp_path: Path)
     for name in ("explicit-vr-little-endian", "rle", "multiframe-native", "rgb-native"):
         (folder / f"{name}.dcm").write_bytes(corpus.valid[name].path.read_bytes())
     (folder / "notes.txt").write_text("not an image\n")
-    result = _run("studies", folder)
+    result = run_cli("studies", folder)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     [study] = listing["studies"]
@@ -107,7 +83,7 @@ def test_studies_groups_files_and_lists_refusals(corpus: Corpus, tmp_path: Path)
 
 def test_synth_writes_studies_and_labels(tmp_path: Path) -> None:
     out = tmp_path / "synth"
-    result = _run(
+    result = run_cli(
         "synth", "--out", out, "--studies", "3", "--seed", "1",
         "--rows", "128", "--columns", "128", "--spacing", "2.5",
     )  # fmt: skip
@@ -117,7 +93,7 @@ def test_synth_writes_studies_and_labels(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3
     assert len({row["study_instance_uid"] for row in rows}) == 3
-    listing = json.loads(_run("studies", out).stdout)
+    listing = json.loads(run_cli("studies", out).stdout)
     assert {s["study_instance_uid"] for s in listing["studies"]} == {
         row["study_instance_uid"] for row in rows
     }
@@ -125,51 +101,8 @@ def test_synth_writes_studies_and_labels(tmp_path: Path) -> None:
 
 
 def test_synth_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
-    result = _run(
+    result = run_cli(
         "synth", "--out", tmp_path / "s", "--studies", "1", "--seed", "1",
         "--rows", "4", "--columns", "4", "--spacing", "-1",
     )  # fmt: skip
-    _assert_refused(result, "ConfigurationError")
-
-
-COMMAND_NAMES = [
-    "inspect", "studies", "synth", "screen", "train", "export",
-    "bench", "compare", "feedback", "serve", "research-export",
-]  # fmt: skip
-
-
-def test_each_command_is_one_module_with_add_parser_and_run() -> None:
-    """`diagnostics/cli/<command>.py` registers the command and its `run` handles it."""
-    import argparse
-
-    from diagnostics.cli.main import COMMANDS, build_parser
-
-    [commands] = [
-        action
-        for action in build_parser()._actions
-        if isinstance(action, argparse._SubParsersAction)
-    ]
-    assert list(commands.choices) == COMMAND_NAMES
-    assert [m.__name__.rsplit(".", 1)[1] for m in COMMANDS] == [
-        name.replace("-", "_") for name in COMMAND_NAMES
-    ]
-    for module, (name, parser) in zip(COMMANDS, commands.choices.items(), strict=True):
-        if name == "feedback":
-            [actions] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-            parser = actions.choices["export"]
-        assert parser.get_default("handler") is module.run, name
-
-
-def test_building_the_parser_imports_no_command_work() -> None:
-    """`--help` and a mistyped flag stay fast: no heavy library is imported to build the parser."""
-    script = (
-        "import sys; from diagnostics.cli import build_parser; build_parser(); "
-        "print(sorted(m for m in ('torch', 'onnxruntime', 'monai', 'pydicom', 'bentoml') "
-        "if m in sys.modules))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120, check=True,
-    )  # fmt: skip
-    assert result.stdout.strip() == "[]"
+    assert_refused(result, "ConfigurationError")

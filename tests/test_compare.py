@@ -35,14 +35,14 @@ from diagnostics.datasets.labelled import iter_label_rows
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError, DatasetError
 from diagnostics.nets import build_model
-from diagnostics.package import ModelPackage, load_package, write_package
+from diagnostics.package import ModelPackage, write_package
 from diagnostics.preprocess import preprocess_image
 from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.metrics import auroc
 from diagnostics.train.onnx_export import export_checked
 from tests.datasets.fixtures import write_image, write_nih
+from tests.helpers.synth import BUNDLED
 
-BUNDLED = Path(__file__).resolve().parents[1] / "models" / "cxr-demo"
 SEED = 4344
 """Never used for the bundled model's data (101, 202)."""
 CODES = ["nodule", "consolidation", "cardiomegaly"]
@@ -128,12 +128,7 @@ def test_bootstrap_refuses_unusable_labels() -> None:
 
 
 @pytest.fixture(scope="module")
-def bundled() -> ModelPackage:
-    return load_package(BUNDLED)
-
-
-@pytest.fixture(scope="module")
-def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def labelled_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 synthetic studies over the bundled model's field of view, at a quarter of the size."""
     out = tmp_path_factory.mktemp("compare-synth")
     generate(out, 40, SEED, SynthConfig(rows=96, columns=96, spacing_mm=409.6 / 96))
@@ -142,7 +137,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def untrained(
-    bundled: ModelPackage, studies: Path, tmp_path_factory: pytest.TempPathFactory
+    bundled: ModelPackage, labelled_folder: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> ModelPackage:
     """The bundled architecture with random weights: a deliberately worse package.
 
@@ -152,7 +147,10 @@ def untrained(
     torch.manual_seed(0)
     model = build_model("compact", 1, len(bundled.finding_codes))
     spec = bundled.manifest.preprocessing.model_copy(update={"size": (64, 64)})
-    files = [studies / row["file"] for row in list(iter_label_rows(studies / "labels.csv"))[:4]]
+    files = [
+        labelled_folder / row["file"]
+        for row in list(iter_label_rows(labelled_folder / "labels.csv"))[:4]
+    ]
     inputs = torch.stack([preprocess_image(read_instance(f), spec) for f in files])
     out = tmp_path_factory.mktemp("untrained")
     export_checked(model, inputs, out / "model.onnx")
@@ -174,9 +172,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bundled_against_itself_is_not_different(
-    bundled: ModelPackage, studies: Path, cache: Path
+    bundled: ModelPackage, labelled_folder: Path, cache: Path
 ) -> None:
-    examples = load_dataset("synth", studies, CODES)
+    examples = load_dataset("synth", labelled_folder, CODES)
     result = compare_packages(bundled, bundled, examples, CODES, n_boot=300, cache_dir=cache)
     assert result.verdict == "not different" and result.identical_models
     for finding in result.findings:
@@ -187,9 +185,9 @@ def test_bundled_against_itself_is_not_different(
 
 
 def test_untrained_network_is_worse_and_the_bundled_one_better(
-    bundled: ModelPackage, untrained: ModelPackage, studies: Path, cache: Path
+    bundled: ModelPackage, untrained: ModelPackage, labelled_folder: Path, cache: Path
 ) -> None:
-    examples = load_dataset("synth", studies, CODES)
+    examples = load_dataset("synth", labelled_folder, CODES)
     worse = compare_packages(untrained, bundled, examples, CODES, n_boot=500, cache_dir=cache)
     assert worse.verdict == "worse" and not worse.identical_models
     assert any(f.difference_ci_95[1] < 0 for f in worse.findings)
@@ -223,11 +221,11 @@ def test_no_shared_finding_is_a_configuration_error(bundled: ModelPackage, tmp_p
         compare_on_dataset(bundled, bundled, tmp_path, layout="covid")
 
 
-def nih_from_synth(studies: Path, out: Path) -> Path:
+def nih_from_synth(labelled_folder: Path, out: Path) -> Path:
     """The synthetic studies as an NIH-style folder of 8-bit PNGs (brighter = denser)."""
     entries, names = [], {}
-    for n, row in enumerate(iter_label_rows(studies / "labels.csv")):
-        pixels = read_instance(studies / row["file"]).pixels[0]
+    for n, row in enumerate(iter_label_rows(labelled_folder / "labels.csv")):
+        pixels = read_instance(labelled_folder / row["file"]).pixels[0]
         low, high = np.percentile(pixels, [0.5, 99.5])
         scaled = np.clip((pixels - low) / (high - low) * 255, 0, 255).astype(np.uint8)
         name = f"{n:08d}_000.png"
@@ -250,12 +248,12 @@ def nih_from_synth(studies: Path, out: Path) -> Path:
 
 def test_cli_compares_on_an_nih_png_layout(
     bundled: ModelPackage,
-    studies: Path,
+    labelled_folder: Path,
     cache: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    root = nih_from_synth(studies, tmp_path / "nih")
+    root = nih_from_synth(labelled_folder, tmp_path / "nih")
     report = tmp_path / "compare.json"
     code = main(
         [

@@ -14,21 +14,20 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from diagnostics.constants import DATABASE_FILE
-from tests.serving.conftest import TOKEN, _stop, free_port
+from tests.helpers.service import start_service
+from tests.helpers.wait import free_port
+
+TOKEN = "wheel-test-token-0123456789"
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT_S = 300.0
-"""Generous: the preflight and the worker each import torch and verify the model, cold, from a
-virtualenv nothing has warmed yet."""
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "diagnostics")
 """What the wheel is built from. Copied out first, so that the build's egg-info and build/
 folders never land in the checkout (or race another test's imports there)."""
@@ -131,28 +130,18 @@ def test_the_installed_wheel_serves_until_sigterm(venv: Path) -> None:
     model = here / "cxr-demo"
     shutil.copytree(ROOT / "models" / "cxr-demo", model)
     storage = here / "storage"
-    port = free_port()
-    env = {**_outside_env(here), "DIAGNOSTICS_API_TOKEN": TOKEN}
-    command = [
-        str(venv / "bin" / "diagnostics"),
-        "serve",
+    server = start_service(
+        here,
         "--model",
         str(model),
-        "--storage",
-        str(storage),
-        "--port",
-        str(port),
-        "--dicom-port",
-        "0",
-    ]
-    log = here / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=here, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
+        token=TOKEN,
+        storage=storage,
+        program=[venv / "bin" / "diagnostics"],
+        cwd=here,
+        base_env=_outside_env(here),
+    )
+    url = server.url
     try:
-        _wait_ready(url, process, log)
         # The review UI's templates and static files came with the wheel (package-data).
         assert requests.get(url + "/ui/static/ui.css", timeout=30).status_code == 200
         login = requests.get(url + "/ui/login", timeout=30)
@@ -160,19 +149,6 @@ def test_the_installed_wheel_serves_until_sigterm(venv: Path) -> None:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert requests.get(url + "/v1/worklist", headers=auth, timeout=30).status_code == 200
     finally:
-        _stop(process)
-    assert process.returncode == 0, log.read_text()[-3000:]
+        server.stop()
+    assert server.process.returncode == 0, server.log.read_text()[-3000:]
     assert (storage / DATABASE_FILE).is_file()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited: {log.read_text()[-3000:]}"
-        try:
-            if requests.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # not listening yet, or still starting up
-        time.sleep(0.5)
-    raise AssertionError(f"not ready in {STARTUP_TIMEOUT_S} s: {log.read_text()[-3000:]}")

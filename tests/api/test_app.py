@@ -4,7 +4,7 @@ and methods, in the same `{"error", "message"}` shape as every other error."""
 from __future__ import annotations
 
 from diagnostics.api.app import create_app
-from tests.api.conftest import asgi_request
+from tests.helpers.asgi import asgi_request
 
 APP = create_app(lambda: None, lambda: None)
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from diagnostics.api.auth import ACTOR_KEY, AuthPolicy, BearerAuth, actor_of, token_actor
 from diagnostics.api.refusals import RefusalLog
-from tests.api.conftest import asgi_request
+from tests.helpers.asgi import asgi_request
 
 TOKENS = ("first-token-0123456789", "second-token-0123456789")
 

@@ -23,8 +23,8 @@ from diagnostics.results import StudyResult
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
-from tests.api.conftest import asgi_request
-from tests.service.conftest import wait_for
+from tests.helpers.asgi import asgi_request
+from tests.helpers.wait import wait_for
 
 DICOM = "application/dicom"
 ACTOR = "token:abcdef"

@@ -15,9 +15,9 @@ from diagnostics.service.review import mark_read
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.synth import SynthConfig, generate
-from tests.api.conftest import asgi_request
 from tests.fhir.server import FhirServer, running
-from tests.service.conftest import wait_for
+from tests.helpers.asgi import asgi_request
+from tests.helpers.wait import wait_for
 
 ACTOR = "token:abcdef"
 TOKEN = "emr-bearer-token-0123456789"

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from diagnostics.api.limits import BodySizeLimit
-from tests.api.conftest import asgi_request
+from tests.helpers.asgi import asgi_request
 
 LIMIT = 4096
 

@@ -15,8 +15,8 @@ from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
 from diagnostics.ui.forms import feedback_input
-from tests.api.conftest import asgi_request
 from tests.dicom.bombs import image_dataset, part10
+from tests.helpers.asgi import asgi_request
 
 HUGE = "99999999999999999999999"
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from diagnostics.api.auth import SESSION_KEY, AuthPolicy, BearerAuth, actor_of, token_actor
 from diagnostics.api.session import COOKIE, SessionCodec, cookie_header, read_cookie
 from diagnostics.store.sqlite.sessions import RevokedSessions
-from tests.api.conftest import asgi_request
+from tests.helpers.asgi import asgi_request
 
 TOKENS = ("first-token-0123456789", "second-token-0123456789")
 

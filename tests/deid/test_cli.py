@@ -14,7 +14,7 @@ import pytest
 
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth import SynthConfig, generate
-from tests.test_cli import _assert_refused, _run
+from tests.helpers.cli import assert_refused, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_prints_a_summary_and_refuses_to_overwrite(storage: Path, tmp_path: Path) -> None:
     out, salt = tmp_path / "export", tmp_path / "salt"
     args = ("research-export", "--storage", storage, "--out", out, "--salt-file", salt)
-    result = _run(*args, "--shift-dates")
+    result = run_cli(*args, "--shift-dates")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary == {
@@ -48,6 +48,6 @@ def test_export_prints_a_summary_and_refuses_to_overwrite(storage: Path, tmp_pat
     assert manifest["options"]["shift_dates"] is True
     assert salt.is_file() and not str(salt).startswith(str(out))
     before = (out / "manifest.json").read_bytes()
-    message = _assert_refused(_run(*args), "ConfigurationError")
+    message = assert_refused(run_cli(*args), "ConfigurationError")
     assert "already exists" in message
     assert (out / "manifest.json").read_bytes() == before

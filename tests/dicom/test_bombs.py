@@ -129,6 +129,6 @@ def test_decode_stays_within_the_estimate_the_budget_checks() -> None:
     assert peak <= parsed.info.decode_peak_bytes + 64 * 1024, (peak, parsed.info.decode_peak_bytes)
 
 
-def test_study_budget_is_a_setting() -> None:
+def test_a_study_budget_that_is_not_positive_is_refused() -> None:
     with pytest.raises(ValueError, match="max_study_decoded_bytes"):
         ReadLimits(max_study_decoded_bytes=0)

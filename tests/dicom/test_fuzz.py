@@ -283,6 +283,7 @@ def test_byte_mutations_are_read_or_refused(seeds: tuple[Seed, ...], data: st.Da
     _assert_handled(mutant, description)
 
 
+@pytest.mark.slow
 @_fuzz_settings(900)
 @given(data=st.data())
 def test_hostile_element_values_are_read_or_refused(

@@ -22,7 +22,7 @@ from diagnostics.fhir import (
 )
 from diagnostics.package import Manifest
 from diagnostics.results import StudyResult
-from tests.fhir.conftest import STUDY, analysed, context, model_ref
+from tests.fhir.sample import STUDY, analysed, context, model_ref
 
 READER = Reader(actor="ui:dr-karimova", read_at="2026-12-03T09:30:00+00:00")
 

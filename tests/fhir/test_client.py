@@ -13,7 +13,7 @@ from diagnostics.errors import ConfigurationError
 from diagnostics.fhir import FhirBundleError, Reader, build_bundle
 from diagnostics.fhir.client import FhirDeliveryError, authorization, post_bundle
 from diagnostics.package import Manifest
-from tests.fhir.conftest import analysed, context
+from tests.fhir.sample import analysed, context
 from tests.fhir.server import FhirServer, running
 
 TOKEN = "fhir-test-token-0123456789"

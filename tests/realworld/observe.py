@@ -24,9 +24,9 @@ from diagnostics.dicom import read_instance
 from diagnostics.preprocess import preprocess_image
 from diagnostics.screening import Screener
 from diagnostics.screening.interpret import probabilities
+from tests.helpers.synth import BUNDLED
 from tests.realworld.corpus import Case, Instance, phantom, real_pixels, write_case
 
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
 REAL_FILES = (
     "693_J2KI.dcm",
     "J2K_pixelrep_mismatch.dcm",

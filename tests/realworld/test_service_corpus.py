@@ -4,9 +4,6 @@ delivery of every analysed study's outputs to Orthanc."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,77 +15,31 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom import dcmread
 
+from tests.helpers.pacs import Orthanc, storescu
+from tests.helpers.service import Server, start_service
+from tests.helpers.wait import free_port
 from tests.realworld.checks import problems
 from tests.realworld.corpus import CASES, Built, write_corpus
-from tests.service.conftest import Orthanc, orthanc, storescu  # noqa: F401
-from tests.serving.conftest import TOKEN, Server, _stop, free_port
 
 pytestmark = pytest.mark.slow
 
+TOKEN = "realworld-test-token-0123456789"
 CHANNELS = ("v1", "stow", "cstore")
 SCREEN_CHUNK = 12
 """Cases per /v1/screen request: a burst of requests, none of them huge."""
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Server]:  # noqa: F811
+def service(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("realworld-service")
-    port, dicom_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DIAGNOSTICS_API_TOKEN": TOKEN,
-        "DIAGNOSTICS_STABLE_SECONDS": "1",
-        "BENTOML_HOME": str(root / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    for name in ("DIAGNOSTICS_API_TOKEN_FILE", "DIAGNOSTICS_INSECURE_DEV", "DIAGNOSTICS_ALLOW_AE"):
-        env.pop(name, None)
-    command = [
-        sys.executable,
-        "-m",
-        "diagnostics.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--dicom-port",
-        str(dicom_port),
-        "--storage",
-        str(root / "storage"),
-        "--workers",
-        "1",
-        "--allow-ae",
-        "STORESCU",
-        "--results-to",
-        f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",
-    ]
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", root / "storage", log, process)
-    server.dicom_port = dicom_port  # type: ignore[attr-defined]
+    flags = ["--workers", "1", "--allow-ae", "STORESCU"]
+    flags += ["--results-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"]
+    env = {"DIAGNOSTICS_STABLE_SECONDS": "1"}
+    server = start_service(root, *flags, token=TOKEN, env=env, dicom_port=free_port())
     try:
-        _wait_ready(server)
         yield server
     finally:
-        _stop(process)
-
-
-STARTUP_TIMEOUT_S = 300.0
-"""Generous: on a loaded 2-core CI machine the service's start can take minutes."""
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"the server exited: {server.log.read_text()[-3000:]}")
-        try:
-            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # not listening yet
-        time.sleep(1)
-    raise AssertionError(f"not ready in {STARTUP_TIMEOUT_S} s: {server.log.read_text()[-3000:]}")
+        server.stop()
 
 
 def _multipart(files: list[Path]) -> tuple[bytes, str]:
@@ -130,7 +81,7 @@ def sent(service: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             for i in range(0, len(v1), SCREEN_CHUNK)
         ]
         stored = pool.submit(client.store_instances, stow)
-        sending = pool.submit(storescu, service.dicom_port, cstore)  # type: ignore[attr-defined]
+        sending = pool.submit(storescu, service.dicom_port, cstore)
         for future in screens:
             response = future.result()
             # 202 is the contract when screening outlasts the request's wait (a loaded CI
@@ -191,7 +142,7 @@ def test_review_page_and_image(
 
 
 def test_outbox_delivers_every_analysed_study_to_orthanc(
-    orthanc: Orthanc,  # noqa: F811
+    orthanc: Orthanc,
     sent: dict[str, dict[str, Built]],
     results: dict[str, dict[str, Any]],
 ) -> None:

@@ -1,7 +1,7 @@
 """Valid-but-odd source images for the report tests, built by editing real headers.
 
 Each case is a function that writes one source file: the synthetic DX radiograph of
-`conftest.write_source` with its header edited as real CR/DX headers are found (empty or missing
+`cases.write_source` with its header edited as real CR/DX headers are found (empty or missing
 type 2 and 3 attributes, values that are not valid DICOM, other character sets, other pixel
 encodings, sizes and frame counts), or one of pydicom's bundled real images. None is refused by
 the reader, so reports must be written for every one of them.
@@ -22,7 +22,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from tests.reports.conftest import write_source
+from tests.reports.cases import write_source
 
 Edit = Callable[[Dataset], None]
 

@@ -21,7 +21,7 @@ from diagnostics.package import ModelPackage
 from diagnostics.reports import WrittenReports, write_reports
 from diagnostics.reports.overlay import MAX_OVERLAY_SIDE
 from diagnostics.screening.outcome import ScreeningOutcome
-from tests.reports.conftest import BLOB_BOX, PROBABILITIES, SIZE, make_outcome
+from tests.reports.cases import BLOB_BOX, PROBABILITIES, SIZE, make_outcome
 from tests.reports.odd_sources import (
     ANALYSED_FRAME,
     CASES,
@@ -31,6 +31,8 @@ from tests.reports.odd_sources import (
     write_case,
 )
 from tests.validators import Verdict, dciodvfy, pixelmed_sr
+
+pytestmark = pytest.mark.slow  # every odd case written, then dciodvfy and PixelMed on each
 
 NAMES = {
     "latin1-name": LATIN1,
@@ -77,12 +79,12 @@ def _outcome(path: Path, name: str, package: ModelPackage) -> ScreeningOutcome:
 
 
 @pytest.fixture(scope="module")
-def odd(package: ModelPackage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Odd]:
+def odd(bundled: ModelPackage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Odd]:
     folder = tmp_path_factory.mktemp("odd-sources")
     built: dict[str, Odd] = {}
     for index, name in enumerate(CASES):
         path = write_case(name, folder, index)
-        outcome = _outcome(path, name, package)
+        outcome = _outcome(path, name, bundled)
         reports = write_reports(outcome, folder / "out" / name)
         source = pydicom.dcmread(path, stop_before_pixels=True)
         built[name] = Odd(name=name, source=source, outcome=outcome, reports=reports)

@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from diagnostics.errors import ReportError
 from diagnostics.reports import build_overlay, window_to_uint8
 from diagnostics.reports.overlay import NOTICE_COLOUR, TEXT_BACKGROUND, render_overlay
-from tests.reports.conftest import (
+from tests.reports.cases import (
     BLOB_BOX,
     SIZE,
     Case,

@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 
 from diagnostics.reports import DISCLAIMER
-from tests.reports.conftest import BLOB_BOX, Written, source_header
+from tests.reports.cases import BLOB_BOX, Written, source_header
 from tests.validators import dciodvfy
 
 

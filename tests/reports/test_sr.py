@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 from diagnostics.errors import ReportError
 from diagnostics.reports import DISCLAIMER, build_sr
 from diagnostics.results import StudyResult
-from tests.reports.conftest import (
+from tests.reports.cases import (
     BLOB_BOX,
     Case,
     Written,

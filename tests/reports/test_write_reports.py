@@ -15,7 +15,7 @@ from diagnostics.package import ModelPackage
 from diagnostics.reports import write_reports
 from diagnostics.results import FindingResult, InstanceResult, StudyResult
 from diagnostics.screening.outcome import ScreeningOutcome
-from tests.reports.conftest import (
+from tests.reports.cases import (
     BLOB_BOX,
     Case,
     Written,
@@ -69,13 +69,13 @@ def test_instance_of_another_study_is_refused(case: Case, tmp_path: Path) -> Non
 
 
 def test_one_overlay_per_instance_that_holds_a_finding(
-    package: ModelPackage, tmp_path: Path
+    bundled: ModelPackage, tmp_path: Path
 ) -> None:
     sources = tmp_path / "sources"
     sources.mkdir()
     images = [read_instance(write_source(sources, 7, "MONOCHROME2", instance=n)) for n in (1, 2, 3)]
     first = make_outcome(
-        images[0], package, {"nodule": 0.93, "consolidation": 0.8, "cardiomegaly": 0.3}
+        images[0], bundled, {"nodule": 0.93, "consolidation": 0.8, "cardiomegaly": 0.3}
     )
     a, b, c = (i.uids.sop_instance_uid for i in images)
     findings: list[FindingResult] = []
@@ -92,7 +92,7 @@ def test_one_overlay_per_instance_that_holds_a_finding(
         }
     )
     analysed = tuple(dataclasses.replace(first.analysed[0], image=image) for image in images)
-    outcome = ScreeningOutcome(result=result, analysed=analysed, package=package)
+    outcome = ScreeningOutcome(result=result, analysed=analysed, package=bundled)
 
     written = write_reports(outcome, tmp_path / "out")
     assert written.failures == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from diagnostics.package import ModelPackage
 from diagnostics.screening import Screener
 from diagnostics.screening.batching import MicroBatcher
 from diagnostics.screening.engine import OnnxEngine
-from diagnostics.synth.study import StudyTruth
-from tests.screening.conftest import study_files
+from tests.helpers.synth import SynthStudies
 
 
 def _images(package: ModelPackage, n: int, seed: int) -> np.ndarray:
@@ -70,9 +68,9 @@ def test_a_bad_request_fails_alone(bundled: ModelPackage) -> None:
 
 
 def test_screener_with_batching_gives_the_same_results(
-    bundled: ModelPackage, synth: tuple[Path, list[StudyTruth]]
+    bundled: ModelPackage, synth_studies: SynthStudies
 ) -> None:
-    files = study_files(synth)[:2]
+    files = synth_studies.files[:2]
     plain = Screener.load(bundled).screen(files)
     batched = Screener.load(bundled, batch_wait_s=0.01).screen(files)
     for a, b in zip(plain.outcomes, batched.outcomes, strict=True):

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from diagnostics.results import StudyResult
-from diagnostics.synth.study import StudyTruth
-from tests.screening.conftest import BUNDLED, study_files
-from tests.test_cli import _run
+from tests.helpers.cli import run_cli
+from tests.helpers.synth import BUNDLED, SynthStudies
 
-Synth = tuple[Path, list[StudyTruth]]
+pytestmark = pytest.mark.slow  # each runs `diagnostics screen`: ~10 s of CPU to load the model
 
 
 def _results(out: Path) -> list[StudyResult]:
@@ -21,13 +21,17 @@ def _results(out: Path) -> list[StudyResult]:
     return [StudyResult.from_json(line) for line in lines]
 
 
-def test_screen_folder_writes_results_and_dicom(synth: Synth, tmp_path: Path) -> None:
-    folder, truths = synth
+def test_screen_folder_writes_results_and_dicom(
+    synth_studies: SynthStudies, tmp_path: Path
+) -> None:
+    folder, truths = synth_studies
     junk = tmp_path / "in" / "junk.dcm"
     junk.parent.mkdir()
     junk.write_bytes(b"not dicom")
     out = tmp_path / "out"
-    done = _run("screen", folder / "study-00001", folder / "study-00002", junk.parent, "--out", out)
+    done = run_cli(
+        "screen", folder / "study-00001", folder / "study-00002", junk.parent, "--out", out
+    )
     assert done.returncode == 1, done.stderr  # one file was rejected
     summary = json.loads(done.stdout)
     assert summary["studies"] == 2 and summary["analyzed"] == 2 and summary["rejected_files"] == 1
@@ -42,22 +46,24 @@ def test_screen_folder_writes_results_and_dicom(synth: Synth, tmp_path: Path) ->
         assert Path(path).parent.parent == out
 
 
-def test_missing_model_gives_failed_results_not_normal(synth: Synth, tmp_path: Path) -> None:
+def test_missing_model_gives_failed_results_not_normal(
+    synth_studies: SynthStudies, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    done = _run("screen", study_files(synth)[0], "--out", out, "--model", tmp_path / "nowhere")
+    done = run_cli("screen", synth_studies.files[0], "--out", out, "--model", tmp_path / "nowhere")
     assert done.returncode == 1
     (result,) = _results(out)
     assert result.status == "failed" and "the model could not be loaded" in str(result.reason)
 
 
-def test_mismatched_model_is_a_failed_study(synth: Synth, tmp_path: Path) -> None:
+def test_mismatched_model_is_a_failed_study(synth_studies: SynthStudies, tmp_path: Path) -> None:
     package = tmp_path / "pkg"
     shutil.copytree(BUNDLED, package)
     manifest = json.loads((package / "manifest.json").read_text())
     manifest["input"]["height"] = manifest["preprocessing"]["size"][0] = 224
     (package / "manifest.json").write_text(json.dumps(manifest))
     out = tmp_path / "out"
-    done = _run("screen", study_files(synth)[0], "--out", out, "--model", package, "--no-dicom")
+    done = run_cli("screen", synth_studies.files[0], "--out", out, "--model", package, "--no-dicom")
     assert done.returncode == 1
     (result,) = _results(out)
     assert result.status == "failed" and "axis 2 is 320" in str(result.reason)
@@ -65,5 +71,5 @@ def test_mismatched_model_is_a_failed_study(synth: Synth, tmp_path: Path) -> Non
 
 def test_screen_without_files_is_an_argument_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    done = _run("screen", tmp_path / "empty", "--out", tmp_path / "out")
+    done = run_cli("screen", tmp_path / "empty", "--out", tmp_path / "out")
     assert done.returncode == 2 and done.stderr.startswith("error: ConfigurationError: no files")

@@ -11,7 +11,7 @@ import pytest
 from diagnostics.errors import InferenceError, ModelPackageError
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.screening.engine import OnnxEngine, choose_providers
-from tests.screening.conftest import broken_package, nan_logits, out_of_range_gather
+from tests.screening.faults import broken_package, nan_logits, out_of_range_gather
 
 
 def _inputs(package: ModelPackage, n: int, seed: int = 0) -> np.ndarray:

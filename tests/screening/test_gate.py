@@ -12,12 +12,11 @@ from diagnostics.dicom import read_info
 from diagnostics.dicom.image import InstanceInfo
 from diagnostics.package import ModelPackage
 from diagnostics.screening.gate import describe_scope, out_of_scope_reason
-from tests.screening.conftest import study_files
 
 
 @pytest.fixture(scope="module")
-def chest(synth) -> InstanceInfo:  # type: ignore[no-untyped-def]
-    return read_info(study_files(synth)[0])
+def chest(synth_studies) -> InstanceInfo:  # type: ignore[no-untyped-def]
+    return read_info(synth_studies.files[0])
 
 
 def test_chest_radiograph_is_in_scope(chest: InstanceInfo, bundled: ModelPackage) -> None:

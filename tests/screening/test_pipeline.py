@@ -14,10 +14,8 @@ from diagnostics.package import ModelPackage
 from diagnostics.results import StudyResult
 from diagnostics.screening import Screener, failed_batch
 from diagnostics.screening.engine import OnnxEngine
-from diagnostics.synth.study import StudyTruth
-from tests.screening.conftest import broken_package, nan_logits, out_of_range_gather, study_files
-
-Synth = tuple[Path, list[StudyTruth]]
+from tests.helpers.synth import SynthStudies
+from tests.screening.faults import broken_package, nan_logits, out_of_range_gather
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +24,8 @@ def screener(bundled: ModelPackage) -> Screener:
 
 
 @pytest.fixture(scope="module")
-def screened(screener: Screener, synth: Synth):  # type: ignore[no-untyped-def]
-    return screener.screen(study_files(synth))
+def screened(screener: Screener, synth_studies: SynthStudies):  # type: ignore[no-untyped-def]
+    return screener.screen(synth_studies.files)
 
 
 def _edited(path: Path, folder: Path, name: str, **attributes: object) -> bytes:
@@ -44,8 +42,10 @@ def _edited(path: Path, folder: Path, name: str, **attributes: object) -> bytes:
     return buffer.getvalue()
 
 
-def test_every_study_is_analysed_with_every_finding(screened, synth: Synth, bundled) -> None:  # type: ignore[no-untyped-def]
-    _, truths = synth
+def test_every_study_is_analysed_with_every_finding(
+    screened, synth_studies: SynthStudies, bundled
+) -> None:  # type: ignore[no-untyped-def]
+    _, truths = synth_studies
     assert [o.result.study_instance_uid for o in screened.outcomes] == [
         t.study_instance_uid for t in truths
     ]
@@ -60,9 +60,9 @@ def test_every_study_is_analysed_with_every_finding(screened, synth: Synth, bund
         assert (result.priority == "urgent") == any(f.flagged for f in result.findings)
 
 
-def test_findings_agree_with_the_truth(screened, synth: Synth) -> None:  # type: ignore[no-untyped-def]
+def test_findings_agree_with_the_truth(screened, synth_studies: SynthStudies) -> None:  # type: ignore[no-untyped-def]
     """Cardiomegaly and consolidation are near-perfect on the test set; most calls must match."""
-    _, truths = synth
+    _, truths = synth_studies
     for code in ("cardiomegaly", "consolidation"):
         calls = [
             next(f for f in o.result.findings if f.code == code).flagged == bool(t.findings[code])
@@ -71,9 +71,9 @@ def test_findings_agree_with_the_truth(screened, synth: Synth) -> None:  # type:
         assert np.mean(calls) >= 0.8, (code, calls)
 
 
-def test_boxes_locate_large_nodules(screened, synth: Synth) -> None:  # type: ignore[no-untyped-def]
+def test_boxes_locate_large_nodules(screened, synth_studies: SynthStudies) -> None:  # type: ignore[no-untyped-def]
     hits = []
-    for outcome, truth in zip(screened.outcomes, synth[1], strict=True):
+    for outcome, truth in zip(screened.outcomes, synth_studies[1], strict=True):
         nodule = next(f for f in outcome.result.findings if f.code == "nodule")
         if truth.nodule is None or not nodule.flagged or truth.nodule.diameter_mm < 12:
             continue
@@ -85,41 +85,45 @@ def test_boxes_locate_large_nodules(screened, synth: Synth) -> None:  # type: ig
     assert hits and np.mean(hits) >= 0.75, hits
 
 
-def test_bytes_and_paths_give_the_same_result(screener: Screener, synth: Synth) -> None:
-    path = study_files(synth)[3]
+def test_bytes_and_paths_give_the_same_result(
+    screener: Screener, synth_studies: SynthStudies
+) -> None:
+    path = synth_studies.files[3]
     from_path = screener.screen([path]).outcomes[0].result
     from_bytes = screener.screen([path.read_bytes()]).outcomes[0].result
     assert from_bytes.model_dump(exclude={"created"}) == from_path.model_dump(exclude={"created"})
 
 
 def test_batching_across_studies_keeps_each_answer(
-    bundled: ModelPackage, screened, synth: Synth
+    bundled: ModelPackage, screened, synth_studies: SynthStudies
 ) -> None:  # type: ignore[no-untyped-def]
     small = Screener(bundled, OnnxEngine(bundled, max_batch=3))
-    again = small.screen(study_files(synth))
+    again = small.screen(synth_studies.files)
     for a, b in zip(again.outcomes, screened.outcomes, strict=True):
         for fa, fb in zip(a.result.findings, b.result.findings, strict=True):
             assert fa.probability == pytest.approx(fb.probability, abs=1e-5)
 
 
-def test_duplicate_sends_give_one_instance(screener: Screener, synth: Synth) -> None:
-    path = study_files(synth)[0]
+def test_duplicate_sends_give_one_instance(screener: Screener, synth_studies: SynthStudies) -> None:
+    path = synth_studies.files[0]
     batch = screener.screen([path, path, path.read_bytes()])
     assert len(batch.outcomes) == 1
     assert len(batch.outcomes[0].result.instances) == 1
 
 
-def test_not_dicom_is_rejected_and_the_rest_screened(screener: Screener, synth: Synth) -> None:
-    batch = screener.screen([b"this is not a DICOM file", study_files(synth)[0]])
+def test_not_dicom_is_rejected_and_the_rest_screened(
+    screener: Screener, synth_studies: SynthStudies
+) -> None:
+    batch = screener.screen([b"this is not a DICOM file", synth_studies.files[0]])
     assert [r.source for r in batch.rejected] == ["item 1"]
     assert type(batch.rejected[0].error).__name__ == "NotDicomError"
     assert batch.outcomes[0].result.status == "analyzed"
 
 
 def test_out_of_scope_study_is_not_analysed(
-    screener: Screener, synth: Synth, tmp_path: Path
+    screener: Screener, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    ct = _edited(study_files(synth)[0], tmp_path, "ct.dcm", Modality="CT")
+    ct = _edited(synth_studies.files[0], tmp_path, "ct.dcm", Modality="CT")
     result = screener.screen([ct]).outcomes[0].result
     assert result.status == "not_analyzed"
     assert result.findings == [] and result.priority == "routine"
@@ -129,9 +133,9 @@ def test_out_of_scope_study_is_not_analysed(
 
 
 def test_lateral_beside_frontal_is_skipped_not_hidden(
-    screener: Screener, synth: Synth, tmp_path: Path
+    screener: Screener, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    frontal = study_files(synth)[1]
+    frontal = synth_studies.files[1]
     lateral = _edited(
         frontal,
         tmp_path,
@@ -148,10 +152,10 @@ def test_lateral_beside_frontal_is_skipped_not_hidden(
 
 
 def test_undecodable_image_fails_the_whole_study(
-    screener: Screener, synth: Synth, tmp_path: Path
+    screener: Screener, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    good = study_files(synth)[2]
-    ds = pydicom.dcmread(study_files(synth)[0])  # native (uncompressed) pixels
+    good = synth_studies.files[2]
+    ds = pydicom.dcmread(synth_studies.files[0])  # native (uncompressed) pixels
     ds.StudyInstanceUID = pydicom.dcmread(good).StudyInstanceUID
     ds.PatientID = pydicom.dcmread(good).PatientID
     ds.SOPInstanceUID = generate_uid()
@@ -168,43 +172,46 @@ def test_undecodable_image_fails_the_whole_study(
 @pytest.mark.parametrize("edit", [nan_logits, out_of_range_gather], ids=["nan", "runtime-error"])
 def test_model_faults_fail_the_study(
     bundled: ModelPackage,
-    synth: Synth,
+    synth_studies: SynthStudies,
     tmp_path: Path,
     edit,  # type: ignore[no-untyped-def]
 ) -> None:
     screener = Screener.load(broken_package(bundled, tmp_path, edit))
-    batch = screener.screen(study_files(synth)[:3])
+    batch = screener.screen(synth_studies.files[:3])
     for outcome in batch.outcomes:
         assert outcome.result.status == "failed"
         assert outcome.result.findings == []
         assert "the model could not analyse the image" in str(outcome.result.reason)
 
 
-def test_timeout_fails_the_study(bundled: ModelPackage, synth: Synth) -> None:
+def test_timeout_fails_the_study(bundled: ModelPackage, synth_studies: SynthStudies) -> None:
     screener = Screener.load(bundled, timeout_s=1e-4)
-    result = screener.screen(study_files(synth)[:4]).outcomes[0].result
+    result = screener.screen(synth_studies.files[:4]).outcomes[0].result
     assert result.status == "failed" and "timeout" in str(result.reason)
 
 
-def test_a_fault_fails_only_the_studies_in_its_batch(bundled: ModelPackage, synth: Synth) -> None:
+def test_a_fault_fails_only_the_studies_in_its_batch(
+    bundled: ModelPackage, synth_studies: SynthStudies
+) -> None:
     """One batch per study: a timeout in one cannot turn the others into 'no findings'."""
     screener = Screener.load(bundled, max_batch=1, timeout_s=1e-4)
-    batch = screener.screen(study_files(synth)[:2])
+    batch = screener.screen(synth_studies.files[:2])
     assert all(o.result.status in ("failed", "analyzed") for o in batch.outcomes)
     assert all(o.result.findings == [] for o in batch.outcomes if o.result.status == "failed")
 
 
-def test_no_model_means_failed_not_normal(synth: Synth) -> None:
-    batch = failed_batch(study_files(synth)[:2], "the model could not be loaded: gone")
+def test_no_model_means_failed_not_normal(synth_studies: SynthStudies) -> None:
+    batch = failed_batch(synth_studies.files[:2], "the model could not be loaded: gone")
     assert [o.result.status for o in batch.outcomes] == ["failed", "failed"]
     assert all(o.result.instances[0].status == "failed" for o in batch.outcomes)
 
 
+@pytest.mark.slow
 def test_appearance_check_refuses_a_non_chest_labelled_chest(
-    profiled: ModelPackage, synth: Synth, tmp_path: Path
+    profiled: ModelPackage, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
     screener = Screener.load(profiled)
-    chests = screener.screen(study_files(synth))
+    chests = screener.screen(synth_studies.files)
     assert all(o.result.status == "analyzed" for o in chests.outcomes)
     assert all(
         i.appearance_score is not None and i.appearance_score < 1.0
@@ -212,7 +219,7 @@ def test_appearance_check_refuses_a_non_chest_labelled_chest(
         for i in o.result.instances
     )
     # A "knee": the same header, but the image is a bright rounded bone shape on soft tissue.
-    ds = pydicom.dcmread(study_files(synth)[0])
+    ds = pydicom.dcmread(synth_studies.files[0])
     ds.decompress() if ds.file_meta.TransferSyntaxUID.is_compressed else None
     rows, cols = ds.Rows, ds.Columns
     yy, xx = np.mgrid[:rows, :cols]
@@ -230,8 +237,9 @@ def test_appearance_check_refuses_a_non_chest_labelled_chest(
     assert result.instances[0].appearance_score > 1.0
 
 
-def test_upside_down_chest_is_refused(profiled: ModelPackage, synth: Synth) -> None:
-    ds = pydicom.dcmread(study_files(synth)[0])
+@pytest.mark.slow
+def test_upside_down_chest_is_refused(profiled: ModelPackage, synth_studies: SynthStudies) -> None:
+    ds = pydicom.dcmread(synth_studies.files[0])
     pixels = ds.pixel_array[::-1].copy()
     ds.PixelData = pixels.tobytes()
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
@@ -242,9 +250,9 @@ def test_upside_down_chest_is_refused(profiled: ModelPackage, synth: Synth) -> N
 
 
 def test_studies_sharing_a_sop_uid_keep_their_own_answers(
-    screener: Screener, synth: Synth, tmp_path: Path
+    screener: Screener, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    files = study_files(synth)
+    files = synth_studies.files
     first = pydicom.dcmread(files[0])
     second = pydicom.dcmread(files[5])
     second.SOPInstanceUID = first.SOPInstanceUID  # a broken sender reusing a UID

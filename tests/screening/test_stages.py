@@ -7,7 +7,6 @@ with a fake engine where the model would only slow the test down.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,10 +31,7 @@ from diagnostics.screening.stages import (
     Prepared,
     SourceInstance,
 )
-from diagnostics.synth.study import StudyTruth
-from tests.screening.conftest import study_files
-
-Synth = tuple[Path, list[StudyTruth]]
+from tests.helpers.synth import SynthStudies
 
 
 class FakeEngine:
@@ -58,8 +54,8 @@ class FakeEngine:
         return EngineOutput(logits, np.zeros((len(images), k, 4, 4), dtype=np.float32))
 
 
-def _studies(synth: Synth, count: int) -> list[Study[SourceInstance]]:
-    studies, rejected = read_headers(study_files(synth)[:count])
+def _studies(synth: SynthStudies, count: int) -> list[Study[SourceInstance]]:
+    studies, rejected = read_headers(synth.files[:count])
     assert not rejected and len(studies) == count
     return studies
 
@@ -72,8 +68,8 @@ def _merged(studies: list[Study[SourceInstance]]) -> Study[SourceInstance]:
 
 
 @pytest.fixture(scope="module")
-def gated(synth: Synth, bundled: ModelPackage) -> list[Gated]:
-    return [gate_headers(study, bundled.manifest.scope) for study in _studies(synth, 3)]
+def gated(synth_studies: SynthStudies, bundled: ModelPackage) -> list[Gated]:
+    return [gate_headers(study, bundled.manifest.scope) for study in _studies(synth_studies, 3)]
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +78,9 @@ def prepared(gated: list[Gated], bundled: ModelPackage) -> list[Prepared]:
 
 
 def test_header_gate_settles_refusals_and_admits_the_rest(
-    synth: Synth, bundled: ModelPackage
+    synth_studies: SynthStudies, bundled: ModelPackage
 ) -> None:
-    study = _studies(synth, 1)[0]
+    study = _studies(synth_studies, 1)[0]
     scope = bundled.manifest.scope.model_copy(update={"modalities": ["CT"]})
     refused = gate_headers(study, scope)
     assert refused.admitted == ()
@@ -111,9 +107,9 @@ def test_prepare_makes_one_model_input_per_admitted_instance(
 
 
 def test_a_decode_failure_fails_the_study_but_the_rest_is_prepared(
-    synth: Synth, bundled: ModelPackage, monkeypatch: pytest.MonkeyPatch
+    synth_studies: SynthStudies, bundled: ModelPackage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study = _merged(_studies(synth, 3))
+    study = _merged(_studies(synth_studies, 3))
     broken = study.instances[1].uids.sop_instance_uid
     real = prepare_module.read_instance
 
@@ -233,8 +229,8 @@ def test_stage_values_are_frozen(prepared: list[Prepared]) -> None:
 
 
 def test_groups_never_split_a_study(
-    gated: list[Gated], synth: Synth, bundled: ModelPackage
+    gated: list[Gated], synth_studies: SynthStudies, bundled: ModelPackage
 ) -> None:
-    big = gate_headers(_merged(_studies(synth, 3)), bundled.manifest.scope)
+    big = gate_headers(_merged(_studies(synth_studies, 3)), bundled.manifest.scope)
     sizes = [[len(g.admitted) for g in group] for group in model_groups([*gated, big], 2)]
     assert sizes == [[1, 1], [1], [3]]

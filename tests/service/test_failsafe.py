@@ -26,11 +26,8 @@ from diagnostics.service.claims import MAX_TRIES
 from diagnostics.service.reasons import plain
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
-from tests.service.conftest import free_port
-
-Studies = tuple[Path, list[StudyTruth]]
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
+from tests.helpers.synth import BUNDLED, SynthStudies
+from tests.helpers.wait import free_port
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +40,8 @@ def store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "store")
 
 
-def _receive(store: SqliteStore, studies: Studies, index: int = 0) -> str:
-    folder, truths = studies
+def _receive(store: SqliteStore, synth_studies: SynthStudies, index: int = 0) -> str:
+    folder, truths = synth_studies
     return store.receive((folder / truths[index].file).read_bytes(), "test").study_instance_uid
 
 
@@ -71,37 +68,46 @@ def _failed_with(result: StudyResult, words: str) -> None:
 
 
 def test_decode_failure_fails_the_study(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def corrupt(*_: object, **__: object) -> None:
         raise CorruptDicomError("pixel data truncated")
 
-    monkeypatch.setattr(diagnostics.screening.prepare, "read_instance", corrupt)
-    study = _receive(store, studies)
+    monkeypatch.setattr(diagnostics.screening.pipeline, "read_instance", corrupt)
+    study = _receive(store, synth_studies)
     assert _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "could not be read: pixel data truncated")
 
 
 def test_an_unforeseen_error_fails_the_study_without_a_traceback(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise OSError(5, "Input/output error", str(store.instances_dir / "x.dcm"))
 
-    monkeypatch.setattr(diagnostics.screening.prepare, "read_instance", broken)
-    study = _receive(store, studies)
+    monkeypatch.setattr(diagnostics.screening.pipeline, "read_instance", broken)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "internal error (OSError)")
 
 
 def test_preprocess_failure_fails_the_study(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("spatial transform failed")
 
-    monkeypatch.setattr(diagnostics.screening.prepare, "preprocess_image", broken)
-    study = _receive(store, studies)
+    monkeypatch.setattr(diagnostics.screening.pipeline, "preprocess_image", broken)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "could not be preprocessed")
 
@@ -115,7 +121,7 @@ def test_preprocess_failure_fails_the_study(
 )
 def test_inference_failure_fails_the_study(
     store: SqliteStore,
-    studies: Studies,
+    synth_studies: SynthStudies,
     screener: Screener,
     monkeypatch: pytest.MonkeyPatch,
     error: Exception,
@@ -125,19 +131,22 @@ def test_inference_failure_fails_the_study(
         raise error
 
     monkeypatch.setattr(screener.engine, "run", broken)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), words)
 
 
 def test_interpretation_failure_fails_the_study(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(diagnostics.screening.interpret, "study_findings", broken)
-    study = _receive(store, studies)
+    monkeypatch.setattr(diagnostics.screening.pipeline, "study_findings", broken)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     result = _recorded(store, study)
     _failed_with(result, "could not be interpreted")
@@ -154,7 +163,7 @@ def test_interpretation_failure_fails_the_study(
 )
 def test_an_output_writer_failure_is_named_and_the_rest_stand(
     store: SqliteStore,
-    studies: Studies,
+    synth_studies: SynthStudies,
     screener: Screener,
     monkeypatch: pytest.MonkeyPatch,
     builder: str,
@@ -165,7 +174,7 @@ def test_an_output_writer_failure_is_named_and_the_rest_stand(
         raise AttributeError("'Dataset' object has no attribute 'PatientName'")
 
     monkeypatch.setattr(diagnostics.reports, builder, broken)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     result = _recorded(store, study)
     assert result.status == "analyzed"
@@ -175,13 +184,16 @@ def test_an_output_writer_failure_is_named_and_the_rest_stand(
 
 
 def test_outputs_that_crash_unforeseen_still_record_the_result(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise MemoryError
 
     monkeypatch.setattr("diagnostics.service.claims.write_reports", broken)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     result = _recorded(store, study)
     assert result.status == "analyzed" and result.findings
@@ -191,7 +203,10 @@ def test_outputs_that_crash_unforeseen_still_record_the_result(
 
 
 def test_a_read_only_database_gives_the_claim_back_then_records(
-    store: SqliteStore, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore,
+    synth_studies: SynthStudies,
+    screener: Screener,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     complete = SqliteStore.complete
     calls = []
@@ -206,7 +221,7 @@ def test_a_read_only_database_gives_the_claim_back_then_records(
             db.execute("PRAGMA query_only = OFF")
 
     monkeypatch.setattr(SqliteStore, "complete", read_only_once)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     worker = _worker(store, screener)
     worker.run_once()
     state = store.study_state(study)
@@ -217,7 +232,7 @@ def test_a_read_only_database_gives_the_claim_back_then_records(
 
 
 def test_a_locked_database_leaves_the_claim_to_its_lease(
-    tmp_path: Path, studies: Studies, screener: Screener, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = SqliteStore(tmp_path / "store", lease_s=60.0)
     complete = SqliteStore.complete
@@ -231,7 +246,7 @@ def test_a_locked_database_leaves_the_claim_to_its_lease(
         return complete(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SqliteStore, "complete", locked)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     worker = _worker(store, screener)
     worker.run_once()
     other.execute("ROLLBACK")  # the other process lets go
@@ -247,9 +262,9 @@ def test_a_locked_database_leaves_the_claim_to_its_lease(
 
 
 def test_a_destination_that_is_down_keeps_the_result_and_retries(
-    store: SqliteStore, studies: Studies, screener: Screener
+    store: SqliteStore, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     _worker(store, screener, to=f"PACS@127.0.0.1:{free_port()}").run_once()
     assert _recorded(store, study).status == "analyzed"
     outbox = OutboxWorker(store, calling_ae="DIAGNOSTICS")
@@ -261,9 +276,9 @@ def test_a_destination_that_is_down_keeps_the_result_and_retries(
 
 
 def test_an_unforeseen_send_failure_backs_off_that_item_alone(
-    store: SqliteStore, studies: Studies, screener: Screener
+    store: SqliteStore, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     assert _recorded(store, study).status == "analyzed"
     items = store.due_outbox()
@@ -284,10 +299,10 @@ def test_an_unforeseen_send_failure_backs_off_that_item_alone(
 
 
 def test_a_study_that_keeps_killing_the_screener_is_failed_not_retried(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
     store = SqliteStore(tmp_path / "store", lease_s=0.05)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     for attempt in range(1, MAX_TRIES + 1):
         (claim,) = store.claim_due(stable_s=0)  # ...and the process dies screening it
         assert claim.tries == attempt
@@ -298,8 +313,10 @@ def test_a_study_that_keeps_killing_the_screener_is_failed_not_retried(
     assert "not retried" in str(result.reason)
 
 
-def test_a_shutdown_does_not_count_as_a_try(store: SqliteStore, studies: Studies) -> None:
-    study = _receive(store, studies)
+def test_a_shutdown_does_not_count_as_a_try(
+    store: SqliteStore, synth_studies: SynthStudies
+) -> None:
+    study = _receive(store, synth_studies)
     for _ in range(MAX_TRIES + 2):
         (claim,) = store.claim_due(stable_s=0)
         store.release(claim)  # stopped before it was screened
@@ -307,10 +324,10 @@ def test_a_shutdown_does_not_count_as_a_try(store: SqliteStore, studies: Studies
 
 
 def test_a_restart_takes_over_its_dead_predecessors_claims_at_once(
-    store: SqliteStore, studies: Studies
+    store: SqliteStore, synth_studies: SynthStudies
 ) -> None:
-    dead = _receive(store, studies, 0)
-    live = _receive(store, studies, 1)
+    dead = _receive(store, synth_studies, 0)
+    live = _receive(store, synth_studies, 1)
     assert len(store.claim_due(stable_s=0)) == 2
     gone = subprocess.Popen(["true"])
     gone.wait()  # its process id no longer runs
@@ -330,9 +347,9 @@ def test_reasons_hold_no_server_paths() -> None:
     assert plain("/srv/diagnostics/") == "no details"  # never an empty reason
 
 
-def test_an_old_store_gains_the_lease_columns(tmp_path: Path, studies: Studies) -> None:
+def test_an_old_store_gains_the_lease_columns(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    study = _receive(store, studies)
+    study = _receive(store, synth_studies)
     db = sqlite3.connect(tmp_path / "intake.sqlite3")
     db.execute("ALTER TABLE studies DROP COLUMN lease_until")
     db.execute("ALTER TABLE studies DROP COLUMN tries")

@@ -17,17 +17,16 @@ from diagnostics.errors import ConfigurationError
 from diagnostics.service.feedback_folder import export_feedback
 from diagnostics.service.review import FeedbackInput, record_feedback
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
+from tests.helpers.synth import SynthStudies
 from tests.service.reviewed import CODES, screened
 
-Studies = tuple[Path, list[StudyTruth]]
 ACTOR = "token:abc123"
 
 
 @pytest.fixture
-def store(tmp_path: Path, studies: Studies) -> tuple[SqliteStore, dict[str, str]]:
+def store(tmp_path: Path, synth_studies: SynthStudies) -> tuple[SqliteStore, dict[str, str]]:
     """Four screened studies with feedback of every kind; name -> Study Instance UID."""
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path / "storage")
     uids = {}
 
@@ -100,10 +99,10 @@ def test_export_is_read_by_training_with_the_implied_labels(
 
 
 def test_a_finding_only_some_studies_were_screened_for_is_left_out(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     """A newer model added pneumothorax: a blank cell in labels.csv would stop training."""
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path / "storage")
     old, _, v1 = screened(store, (folder / truths[0].file).read_bytes(), {"nodule"})
     new, _, v2 = screened(

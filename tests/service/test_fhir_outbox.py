@@ -16,11 +16,9 @@ from diagnostics.service import fhir_reports
 from diagnostics.service.review import mark_read
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
 from tests.fhir.server import FhirServer, running
+from tests.helpers.synth import BUNDLED, SynthStudies
 
-Studies = tuple[Path, list[StudyTruth]]
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
 PACS = "PACS@127.0.0.1:104"
 
 
@@ -55,9 +53,9 @@ def report(server: FhirServer) -> dict[str, Any]:
 
 
 def test_a_screened_study_reaches_the_fhir_server_and_turns_final_when_read(
-    tmp_path: Path, studies: Studies, screener: Screener, server: FhirServer
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener, server: FhirServer
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     truth = truths[0]
     store = SqliteStore(tmp_path)
     store.receive((folder / truth.file).read_bytes(), "test")
@@ -108,9 +106,9 @@ def test_a_screened_study_reaches_the_fhir_server_and_turns_final_when_read(
 
 
 def test_an_outage_is_retried_and_a_resend_does_not_duplicate(
-    tmp_path: Path, studies: Studies, screener: Screener, server: FhirServer
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener, server: FhirServer
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[1].file).read_bytes(), "test")
     screen(store, screener, [f"fhir+{server.url}"])
@@ -135,9 +133,9 @@ def test_an_outage_is_retried_and_a_resend_does_not_duplicate(
 
 
 def test_a_failed_study_sends_a_report_that_says_so(
-    tmp_path: Path, studies: Studies, screener: Screener, server: FhirServer
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener, server: FhirServer
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[2].file).read_bytes(), "test")
     for path in store.instances_dir.iterdir():
@@ -151,9 +149,9 @@ def test_a_failed_study_sends_a_report_that_says_so(
 
 
 def test_without_a_fhir_destination_no_bundle_is_queued_but_one_can_be_read(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[3].file).read_bytes(), "test")
     screen(store, screener, [PACS])
@@ -167,9 +165,9 @@ def test_without_a_fhir_destination_no_bundle_is_queued_but_one_can_be_read(
 
 
 def test_a_result_recorded_before_reports_gets_its_context_from_the_instances(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     truth = truths[4]
     store = SqliteStore(tmp_path)
     store.receive((folder / truth.file).read_bytes(), "test")

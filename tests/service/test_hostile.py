@@ -22,11 +22,10 @@ from diagnostics.errors import (
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
 from tests.dicom.bombs import deflate_bomb, image_dataset, part10
-from tests.service.conftest import storescu
+from tests.helpers.pacs import storescu
+from tests.helpers.synth import SynthStudies
 
-Studies = tuple[Path, list[StudyTruth]]
 MiB = 1 << 20
 
 
@@ -66,8 +65,8 @@ def _last_refusal(runtime: Runtime) -> str:
     return str(refused[-1]["detail"])
 
 
-def _short_pixel_file(studies: Studies, tmp_path: Path) -> Path:
-    folder, truths = studies
+def _short_pixel_file(synth_studies: SynthStudies, tmp_path: Path) -> Path:
+    folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[2].file)
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress(generate_instance_uid=False)
@@ -91,9 +90,9 @@ def test_deflate_bomb_over_c_store_is_refused_by_its_inflated_size(
 
 
 def test_short_pixel_data_is_refused_at_c_store_without_a_server_path(
-    runtime: Runtime, studies: Studies, tmp_path: Path
+    runtime: Runtime, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    path = _short_pixel_file(studies, tmp_path)
+    path = _short_pixel_file(synth_studies, tmp_path)
     before = runtime.store.counts()["instances"]
     done = storescu(_port(runtime), [path])
     assert done.returncode != 0
@@ -104,9 +103,9 @@ def test_short_pixel_data_is_refused_at_c_store_without_a_server_path(
 
 
 def test_conflicting_copy_over_c_store_is_refused_and_identical_resend_accepted(
-    runtime: Runtime, studies: Studies, tmp_path: Path
+    runtime: Runtime, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     original = folder / truths[3].file
     assert storescu(_port(runtime), [original]).returncode == 0
     (stored_path,) = [p for _, p in runtime.store.instances_of(truths[3].study_instance_uid)]
@@ -129,20 +128,20 @@ def test_conflicting_copy_over_c_store_is_refused_and_identical_resend_accepted(
 
 
 def test_store_refuses_short_pixel_data_and_stores_nothing(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     store = SqliteStore(tmp_path / "store")
-    data = _short_pixel_file(studies, tmp_path).read_bytes()
+    data = _short_pixel_file(synth_studies, tmp_path).read_bytes()
     with pytest.raises(CorruptDicomError, match="truncated"):
         store.receive(data, "test")
     assert store.counts()["instances"] == 0 and not list(store.instances_dir.iterdir())
 
 
 def test_identical_resend_through_another_door_is_idempotent(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     """Different file meta (another implementation wrote it), same dataset: the same instance."""
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path / "store")
     data = (folder / truths[0].file).read_bytes()
     store.receive(data, "http")
@@ -176,10 +175,10 @@ def test_conflicting_copy_is_refused_by_the_store(tmp_path: Path) -> None:
         store.receive(part10(ds), "test")
 
 
-def test_failed_reason_names_no_server_path(runtime: Runtime, studies: Studies) -> None:
+def test_failed_reason_names_no_server_path(runtime: Runtime, synth_studies: SynthStudies) -> None:
     """An instance accepted at intake whose codestream fails to decode at screening: the
     recorded `failed` reason says why without the storage folder."""
-    folder, truths = studies
+    folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[5].file)
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()

@@ -11,10 +11,9 @@ import pytest
 
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
-from diagnostics.synth.study import StudyTruth
-from tests.service.conftest import storescu, wait_for
-
-Studies = tuple[Path, list[StudyTruth]]
+from tests.helpers.pacs import storescu
+from tests.helpers.synth import SynthStudies
+from tests.helpers.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +53,8 @@ def test_unknown_caller_is_rejected_and_audited(runtime: Runtime) -> None:
     assert entries[-1]["actor"] == "dimse:STRANGER"
 
 
-def test_stored_studies_are_screened_once(runtime: Runtime, studies: Studies) -> None:
-    folder, truths = studies
+def test_stored_studies_are_screened_once(runtime: Runtime, synth_studies: SynthStudies) -> None:
+    folder, truths = synth_studies
     files = [folder / t.file for t in truths[:3]]
     done = storescu(_port(runtime), files + files[:1])  # the first twice: one result, not two
     assert done.returncode == 0, done.stderr
@@ -78,9 +77,9 @@ def test_stored_studies_are_screened_once(runtime: Runtime, studies: Studies) ->
 
 
 def test_unusable_instance_is_refused_with_a_reason(
-    runtime: Runtime, studies: Studies, tmp_path: Path
+    runtime: Runtime, synth_studies: SynthStudies, tmp_path: Path
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[4].file)
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     if "PixelData" in ds and ds.file_meta.TransferSyntaxUID.is_compressed:

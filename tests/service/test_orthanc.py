@@ -5,17 +5,15 @@ from __future__ import annotations
 import io
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pydicom
 import pytest
 
 from diagnostics.service.runtime import Runtime
 from diagnostics.service.settings import ServiceSettings
-from diagnostics.synth.study import StudyTruth
-from tests.service.conftest import Orthanc, wait_for
-
-Studies = tuple[Path, list[StudyTruth]]
+from tests.helpers.pacs import Orthanc
+from tests.helpers.synth import SynthStudies
+from tests.helpers.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +37,10 @@ def service(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory) -> Itera
     runtime.stop()
 
 
-def test_round_trip_through_orthanc(orthanc: Orthanc, service: Runtime, studies: Studies) -> None:
-    folder, truths = studies
+def test_round_trip_through_orthanc(
+    orthanc: Orthanc, service: Runtime, synth_studies: SynthStudies
+) -> None:
+    folder, truths = synth_studies
     truth = truths[5]
     uploaded = orthanc.post("/instances", (folder / truth.file).read_bytes(), "application/dicom")
     study_id = uploaded["ParentStudy"]

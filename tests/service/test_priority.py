@@ -20,9 +20,8 @@ from diagnostics.store.priority import (
 )
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite.worklist import RANK_SQL, clause, group_query
-from diagnostics.synth.study import StudyTruth
+from tests.helpers.synth import SynthStudies
 
-Studies = tuple[Path, list[StudyTruth]]
 HOUR = 3600.0
 NOW = 1_800_000_000.0
 
@@ -68,8 +67,10 @@ def test_dimse_priority_high_asks_for_urgent_and_nothing_else_asks() -> None:
     assert base_rank(from_dimse(1), None) == 1
 
 
-def test_requests_from_the_sender_raise_and_never_lower(tmp_path: Path, studies: Studies) -> None:
-    folder, truths = studies
+def test_requests_from_the_sender_raise_and_never_lower(
+    tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     uid = truths[0].study_instance_uid
     store.receive((folder / truths[0].file).read_bytes(), "dimse:PACS", requested_priority=None)
@@ -196,8 +197,8 @@ def test_filters_keep_the_order(tmp_path: Path, where: WorklistFilter, keep: obj
     assert _all_pages(store, where, size=23) == _expected(rows, keep)
 
 
-def test_reading_a_study_stops_its_escalation(tmp_path: Path, studies: Studies) -> None:
-    folder, truths = studies
+def test_reading_a_study_stops_its_escalation(tmp_path: Path, synth_studies: SynthStudies) -> None:
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     uid = truths[1].study_instance_uid
     store.receive((folder / truths[1].file).read_bytes(), "test")
@@ -236,7 +237,7 @@ def test_ten_thousand_studies_page_from_the_index_without_sorting(tmp_path: Path
 
 
 def test_a_c_store_with_priority_high_makes_its_study_urgent(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     import pydicom
     from pynetdicom import AE
@@ -244,7 +245,7 @@ def test_a_c_store_with_priority_high_makes_its_study_urgent(
 
     from diagnostics.service.listener import DicomListener
 
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     listener = DicomListener(
         store, ae_title="DIAGNOSTICS", port=0, allowed_callers=["PACS"], host="127.0.0.1"

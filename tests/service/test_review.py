@@ -14,23 +14,22 @@ from diagnostics.deid.research_export import ExportOptions, export_research
 from diagnostics.errors import RequestError
 from diagnostics.service.review import FeedbackInput, feedback_for, record_feedback
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
+from tests.helpers.synth import SynthStudies
 from tests.service.reviewed import CODES, screened
 
-Studies = tuple[Path, list[StudyTruth]]
 ACTOR = "token:abc123"
 
 
-def _data(studies: Studies, index: int) -> bytes:
-    folder, truths = studies
+def _data(synth_studies: SynthStudies, index: int) -> bytes:
+    folder, truths = synth_studies
     return (folder / truths[index].file).read_bytes()
 
 
 def test_feedback_is_stored_with_actor_and_time_and_audited(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     store = SqliteStore(tmp_path)
-    study, sop, version = screened(store, _data(studies, 0), {"nodule"})
+    study, sop, version = screened(store, _data(synth_studies, 0), {"nodule"})
     agree = record_feedback(
         store, FeedbackInput(study, version, "nodule", "agree", "PHI-like free text"), ACTOR
     )
@@ -70,10 +69,10 @@ def test_feedback_is_stored_with_actor_and_time_and_audited(
     ],
 )
 def test_feedback_that_does_not_fit_its_result_is_refused(
-    tmp_path: Path, studies: Studies, change: dict[str, object], message: str
+    tmp_path: Path, synth_studies: SynthStudies, change: dict[str, object], message: str
 ) -> None:
     store = SqliteStore(tmp_path)
-    study, _, version = screened(store, _data(studies, 1), set())
+    study, _, version = screened(store, _data(synth_studies, 1), set())
     fields: dict[str, object] = {
         "study_instance_uid": study,
         "version": version,
@@ -107,16 +106,18 @@ def test_malformed_feedback_is_refused_on_construction(
         FeedbackInput("1.2.3", 1, "nodule", **fields)  # type: ignore[arg-type]
 
 
-def test_no_feedback_on_a_study_the_model_did_not_analyse(tmp_path: Path, studies: Studies) -> None:
+def test_no_feedback_on_a_study_the_model_did_not_analyse(
+    tmp_path: Path, synth_studies: SynthStudies
+) -> None:
     store = SqliteStore(tmp_path)
-    study, _, version = screened(store, _data(studies, 2), set(), status="not_analyzed")
+    study, _, version = screened(store, _data(synth_studies, 2), set(), status="not_analyzed")
     with pytest.raises(RequestError, match="was not analysed"):
         record_feedback(store, FeedbackInput(study, version, "nodule", "agree"), ACTOR)
 
 
-def test_class_maps_are_kept_with_their_result(tmp_path: Path, studies: Studies) -> None:
+def test_class_maps_are_kept_with_their_result(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    study, sop, version = screened(store, _data(studies, 3), {"nodule"})
+    study, sop, version = screened(store, _data(synth_studies, 3), {"nodule"})
     (maps,) = store.class_maps(study, version)
     assert maps.sop_instance_uid == sop and maps.codes == CODES
     assert maps.maps.shape == (3, 10, 10) and np.all(maps.for_code("nodule") == -2.0)
@@ -124,10 +125,10 @@ def test_class_maps_are_kept_with_their_result(tmp_path: Path, studies: Studies)
 
 
 def test_research_export_reads_the_feedback_table_de_identified(
-    tmp_path: Path, studies: Studies
+    tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     store = SqliteStore(tmp_path / "store")
-    study, _, version = screened(store, _data(studies, 4), {"nodule"})
+    study, _, version = screened(store, _data(synth_studies, 4), {"nodule"})
     record_feedback(
         store,
         FeedbackInput(study, version, "nodule", "missed", "a name here", x=30.0, y=40.0),

@@ -16,13 +16,11 @@ from diagnostics.results import InstanceResult, ModelRef, StudyResult
 from diagnostics.service.workers import backoff
 from diagnostics.store.records import Delivery
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
-
-Studies = tuple[Path, list[StudyTruth]]
+from tests.helpers.synth import SynthStudies
 
 
-def _bytes(studies: Studies, index: int) -> bytes:
-    folder, truths = studies
+def _bytes(synth_studies: SynthStudies, index: int) -> bytes:
+    folder, truths = synth_studies
     return (folder / truths[index].file).read_bytes()
 
 
@@ -36,9 +34,9 @@ def _result(study: str) -> StudyResult:
     )
 
 
-def test_receive_writes_file_and_row_once(tmp_path: Path, studies: Studies) -> None:
+def test_receive_writes_file_and_row_once(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    data = _bytes(studies, 0)
+    data = _bytes(synth_studies, 0)
     first = store.receive(data, "test")
     again = store.receive(data, "test")
     assert not first.duplicate and again.duplicate
@@ -49,8 +47,8 @@ def test_receive_writes_file_and_row_once(tmp_path: Path, studies: Studies) -> N
     assert not list(store.incoming_dir.iterdir())
 
 
-def test_file_names_never_come_from_the_header(tmp_path: Path, studies: Studies) -> None:
-    folder, truths = studies
+def test_file_names_never_come_from_the_header(tmp_path: Path, synth_studies: SynthStudies) -> None:
+    folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[1].file)
     ds.PatientID = "../../etc/passwd"
     ds.SeriesDescription = "/tmp/evil"
@@ -70,15 +68,15 @@ def test_bad_input_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     assert not list(store.instances_dir.iterdir()) and not list(store.incoming_dir.iterdir())
 
 
-def test_study_waits_for_quiet_then_versions(tmp_path: Path, studies: Studies) -> None:
+def test_study_waits_for_quiet_then_versions(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    received = store.receive(_bytes(studies, 0), "test")
+    received = store.receive(_bytes(synth_studies, 0), "test")
     assert store.claim_due(stable_s=60) == []  # not quiet long enough
     (claim,) = store.claim_due(stable_s=0)
     assert claim.study_instance_uid == received.study_instance_uid and len(claim.paths) == 1
     assert store.complete(claim, _result(claim.study_instance_uid)) == 1
     # A late instance of the same study sends it back to the queue for version 2.
-    ds = pydicom.dcmread(studies[0] / studies[1][0].file)
+    ds = pydicom.dcmread(synth_studies[0] / synth_studies[1][0].file)
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     late = tmp_path / "late.dcm"
     ds.save_as(late)
@@ -90,12 +88,12 @@ def test_study_waits_for_quiet_then_versions(tmp_path: Path, studies: Studies) -
     assert version == 2
 
 
-def test_result_of_a_changed_study_is_dropped(tmp_path: Path, studies: Studies) -> None:
+def test_result_of_a_changed_study_is_dropped(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    store.receive(_bytes(studies, 0), "test")
+    store.receive(_bytes(synth_studies, 0), "test")
     (claim,) = store.claim_due(stable_s=0)
     time.sleep(0.01)
-    ds = pydicom.dcmread(studies[0] / studies[1][0].file)
+    ds = pydicom.dcmread(synth_studies[0] / synth_studies[1][0].file)
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     path = tmp_path / "during.dcm"
     ds.save_as(path)
@@ -112,9 +110,9 @@ def test_result_of_a_changed_study_is_dropped(tmp_path: Path, studies: Studies) 
     assert len(again.paths) == 2
 
 
-def test_recover_requeues_interrupted_studies(tmp_path: Path, studies: Studies) -> None:
+def test_recover_requeues_interrupted_studies(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    store.receive(_bytes(studies, 0), "test")
+    store.receive(_bytes(synth_studies, 0), "test")
     assert len(store.claim_due(stable_s=0)) == 1
     old = store.incoming_dir / "old.dcm.partial"
     old.write_bytes(b"half")
@@ -130,9 +128,9 @@ def test_recover_requeues_interrupted_studies(tmp_path: Path, studies: Studies) 
     assert len(reopened.claim_due(stable_s=0)) == 1
 
 
-def test_outbox_retries_with_backoff(tmp_path: Path, studies: Studies) -> None:
+def test_outbox_retries_with_backoff(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    store.receive(_bytes(studies, 0), "test")
+    store.receive(_bytes(synth_studies, 0), "test")
     (claim,) = store.claim_due(stable_s=0)
     store.complete(
         claim,
@@ -152,10 +150,12 @@ def test_audit_records_who_did_what(tmp_path: Path) -> None:
     assert entry["actor"] == "dimse:ORTHANC" and entry["detail"] == {"address": "127.0.0.1"}
 
 
-def test_same_instance_under_another_study_is_refused(tmp_path: Path, studies: Studies) -> None:
+def test_same_instance_under_another_study_is_refused(
+    tmp_path: Path, synth_studies: SynthStudies
+) -> None:
     store = SqliteStore(tmp_path)
-    folder, truths = studies
-    store.receive(_bytes(studies, 0), "test")
+    folder, truths = synth_studies
+    store.receive(_bytes(synth_studies, 0), "test")
     ds = pydicom.dcmread(folder / truths[0].file)
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
     moved = tmp_path / "moved.dcm"
@@ -165,9 +165,9 @@ def test_same_instance_under_another_study_is_refused(tmp_path: Path, studies: S
     assert store.counts()["instances"] == 1
 
 
-def test_a_claim_past_its_lease_is_taken_over(tmp_path: Path, studies: Studies) -> None:
+def test_a_claim_past_its_lease_is_taken_over(tmp_path: Path, synth_studies: SynthStudies) -> None:
     store = SqliteStore(tmp_path)
-    store.receive(_bytes(studies, 0), "test")
+    store.receive(_bytes(synth_studies, 0), "test")
     (first,) = store.claim_due(stable_s=0)
     assert store.claim_due(stable_s=0) == []  # held
     with sqlite3.connect(store.db_path) as db:  # as if its process died a lease ago

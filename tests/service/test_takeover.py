@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,11 +17,10 @@ import pytest
 import requests
 
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth import SynthConfig, generate
-from tests.service.conftest import free_port, wait_for
-from tests.service.test_crash import _kill_tree, _ready
+from tests.helpers.service import Server, start_service
+from tests.helpers.synth import SynthFactory
+from tests.helpers.wait import free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 3.0
 STABLE_S = 0.5
 IMAGES = 8
@@ -32,11 +28,10 @@ IMAGES = 8
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+def study(synth_factory: SynthFactory) -> list[bytes]:
     """One study of several images (copies of one synthetic radiograph under new UIDs)."""
-    out = tmp_path_factory.mktemp("takeover")
-    (truth,) = generate(out, 1, 77, SynthConfig(rows=512, columns=512, spacing_mm=409.6 / 512))
-    ds = pydicom.dcmread(out / truth.file)
+    (path,) = synth_factory("takeover", 1, 77, 512).files
+    ds = pydicom.dcmread(path)
     images = []
     for _ in range(IMAGES):
         ds.SOPInstanceUID = pydicom.uid.generate_uid()
@@ -54,42 +49,9 @@ def _multipart(parts: list[bytes]) -> tuple[str, bytes]:
     return "multipart/related; type=application/dicom; boundary=b", body + b"--b--\r\n"
 
 
-def _serve(storage: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "diagnostics.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--dicom-port",
-        "0",
-        "--storage",
-        str(storage),
-        "--stable-seconds",
-        str(STABLE_S),
-        "--insecure-dev",
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DIAGNOSTICS_LEASE_SECONDS": str(LEASE_S),
-        "BENTOML_HOME": str(storage.parent / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    env.pop("DIAGNOSTICS_API_TOKEN", None)
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    wait_for(lambda: _ready(port) or process.poll() is not None, 120, "the service to be ready")
-    assert process.poll() is None, log.read_text()[-3000:]
-    return process
+def _serve(root: Path, port: int) -> Server:
+    flags = ("--stable-seconds", str(STABLE_S))
+    return start_service(root, *flags, port=port, env={"DIAGNOSTICS_LEASE_SECONDS": str(LEASE_S)})
 
 
 def _post(port: int, parts: list[bytes], answers: list[requests.Response]) -> threading.Thread:
@@ -128,9 +90,10 @@ def _study_uid(data: bytes) -> str:
 def test_sigterm_ends_the_service_in_seconds_while_requests_wait(
     tmp_path: Path, study: list[bytes]
 ) -> None:
-    storage, port, log = tmp_path / "storage", free_port(), tmp_path / "service.log"
-    service = _serve(storage, port, log)
-    store = SqliteStore(storage, lease_s=600)
+    port = free_port()
+    server = _serve(tmp_path, port)
+    service, log = server.process, server.log
+    store = SqliteStore(server.storage, lease_s=600)
     other = _another_study(study[0])
     held = store.receive(other, "test").study_instance_uid
     claim = store.claim_study(held)  # another process is screening it, for a long time
@@ -176,9 +139,9 @@ def test_sigterm_ends_the_service_in_seconds_while_requests_wait(
 def test_a_killed_screening_is_taken_over_within_the_lease(
     tmp_path: Path, study: list[bytes]
 ) -> None:
-    storage, port, log = tmp_path / "storage", free_port(), tmp_path / "service.log"
-    service = _serve(storage, port, log)
-    store = SqliteStore(storage, lease_s=LEASE_S)
+    port = free_port()
+    service = _serve(tmp_path, port)
+    store = SqliteStore(service.storage, lease_s=LEASE_S)
     uid = _study_uid(study[0])
     answers: list[requests.Response] = []
     try:
@@ -190,8 +153,7 @@ def test_a_killed_screening_is_taken_over_within_the_lease(
             poll=0.005,
         )
     finally:
-        _kill_tree(service.pid)  # kill -9 mid-screening
-        service.wait(10)
+        service.kill()  # kill -9 mid-screening
     killed = time.monotonic()
     state = store.study_state(uid)
     assert state is not None and state["state"] == "screening", "the kill must land mid-screening"
@@ -206,13 +168,12 @@ def test_a_killed_screening_is_taken_over_within_the_lease(
     assert claim.study_instance_uid == uid and claim.tries == 2 and len(claim.paths) == IMAGES
     store.release(claim)  # ...which hands it to the restarted service
 
-    service = _serve(storage, port, log)
+    service = _serve(tmp_path, port)
     try:
         wait_for(lambda: store.latest_result(uid), 120, "the result")
         time.sleep(2 * STABLE_S)  # time for a second result, if there were to be one
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(60)
+        service.stop()
     count = store.connection().execute(
         "SELECT COUNT(*) FROM results WHERE study_instance_uid = ?", (uid,)
     )

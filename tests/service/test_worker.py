@@ -11,10 +11,7 @@ import pytest
 from diagnostics.screening import Screener
 from diagnostics.service.workers import ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
-from diagnostics.synth.study import StudyTruth
-
-Studies = tuple[Path, list[StudyTruth]]
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
+from tests.helpers.synth import BUNDLED, SynthStudies
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +24,9 @@ def _worker(store: SqliteStore, screener: Screener) -> ScreeningWorker:
 
 
 def test_result_and_outputs_are_recorded_and_queued(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[0].file).read_bytes(), "test")
     assert _worker(store, screener).run_once()
@@ -41,9 +38,9 @@ def test_result_and_outputs_are_recorded_and_queued(
 
 
 def test_outputs_that_cannot_be_built_do_not_lose_the_result(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[1].file)
     ds.PatientName = ["Doe^Jane", "Roe^Richard"]  # legal in DICOM, refused by highdicom
     buffer = io.BytesIO()
@@ -59,9 +56,9 @@ def test_outputs_that_cannot_be_built_do_not_lose_the_result(
 
 
 def test_a_vanished_file_fails_the_study_instead_of_looping(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[2].file).read_bytes(), "test")
     for path in store.instances_dir.iterdir():
@@ -74,9 +71,9 @@ def test_a_vanished_file_fails_the_study_instead_of_looping(
 
 
 def test_an_unreadable_instance_fails_its_study_not_hides(
-    tmp_path: Path, studies: Studies, screener: Screener
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
-    folder, truths = studies
+    folder, truths = synth_studies
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[3].file).read_bytes(), "test")
     ds = pydicom.dcmread(folder / truths[3].file)

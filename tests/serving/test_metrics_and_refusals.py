@@ -9,11 +9,8 @@ see the refusals its shutdown writes.
 from __future__ import annotations
 
 import io
-import os
 import random
 import string
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +24,9 @@ from pynetdicom import AE
 
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
-from tests.serving.conftest import TOKEN, Server, _stop, _wait_ready, free_port
+from tests.helpers.service import Server, start_service
+from tests.helpers.wait import free_port
+from tests.serving.settings import TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -46,38 +45,17 @@ PROBES = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("refusals")
-    storage = root / "storage"
-    port, dicom_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DIAGNOSTICS_API_TOKEN": TOKEN,
-        "DIAGNOSTICS_STABLE_SECONDS": "0.5",
-        "BENTOML_HOME": str(root / "elsewhere"),  # overridden: the service's is in its storage
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    for name in ("DIAGNOSTICS_API_TOKEN_FILE", "DIAGNOSTICS_INSECURE_DEV"):
-        env.pop(name, None)
-    command = [
-        *(sys.executable, "-m", "diagnostics.cli", "serve"),
-        *("--port", str(port), "--dicom-port", str(dicom_port), "--allow-ae", CALLING_AE),
-        *("--storage", str(storage), "--workers", "1"),
-    ]
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", storage, log, process)
-    server.dicom_port = dicom_port  # type: ignore[attr-defined]
+    server = start_service(
+        root,
+        *("--allow-ae", CALLING_AE, "--workers", "1"),
+        token=TOKEN,
+        env={"DIAGNOSTICS_STABLE_SECONDS": "0.5"},
+        dicom_port=free_port(),
+    )
     try:
-        for attempt in range(3):  # a loaded machine: up to three times the usual start-up time
-            try:
-                _wait_ready(server)
-                break
-            except AssertionError:
-                if attempt == 2 or process.poll() is not None:
-                    raise
         yield server
     finally:
-        _stop(process)
+        server.stop()
 
 
 def metrics_page(server: Server) -> str:
@@ -184,7 +162,7 @@ def _c_store(server: Server, data: bytes) -> int:
     ds = pydicom.dcmread(io.BytesIO(data))
     ae = AE(ae_title=CALLING_AE)
     ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    port = server.dicom_port  # type: ignore[attr-defined]
+    port = server.dicom_port
     assoc = ae.associate("127.0.0.1", port, ae_title="DIAGNOSTICS")
     assert assoc.is_established
     try:
@@ -195,10 +173,10 @@ def _c_store(server: Server, data: bytes) -> int:
 
 
 def test_header_values_of_refused_instances_never_reach_the_log_or_the_audit(
-    server: Server, studies: Studies
+    server: Server, one_image_studies: Studies
 ) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/dicom"}
-    for keyword, data in _refused_instances(studies).items():
+    for keyword, data in _refused_instances(one_image_studies).items():
         screened = requests.post(server.url + "/v1/screen", data=data, headers=auth, timeout=60)
         assert screened.status_code == 422, (keyword, screened.text)
         assert PROBES[keyword] in screened.text  # the sender learns what was wrong
@@ -219,7 +197,9 @@ def test_header_values_of_refused_instances_never_reach_the_log_or_the_audit(
         )
         assert stow.status_code == 409, (keyword, stow.text)
         assert _c_store(server, data) != 0  # refused over DIMSE too
-    scoped = requests.post(server.url + "/v1/screen", data=_out_of_scope(studies), headers=auth)
+    scoped = requests.post(
+        server.url + "/v1/screen", data=_out_of_scope(one_image_studies), headers=auth
+    )
     assert scoped.status_code == 200 and scoped.json()["status"] == "not_analyzed"
     time.sleep(0.5)  # let the log catch up
     text = server.log.read_text("utf-8", "replace")
@@ -233,7 +213,7 @@ def test_header_values_of_refused_instances_never_reach_the_log_or_the_audit(
 
 
 def test_refusals_are_audited_once_per_source_and_minute_at_shutdown(server: Server) -> None:
-    _stop(server.process)  # the shutdown writes the minute still open
+    server.stop()  # the shutdown writes the minute still open
     rows = SqliteStore(server.storage).audit_entries("auth_failed")
     total = sum(int(row["detail"]["count"]) for row in rows)  # type: ignore[index]
     assert total >= FLOOD

@@ -24,11 +24,12 @@ from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.package import load_package
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
-from tests.serving.conftest import MAX_REQUEST_BYTES, TOKEN, Server
+from tests.helpers.service import Server
+from tests.serving.settings import MAX_REQUEST_BYTES, TOKEN
 
 pytestmark = pytest.mark.slow
 
-Studies = list[tuple[Path, StudyTruth]]
+OneImageStudies = list[tuple[Path, StudyTruth]]
 DICOM = {"Content-Type": "application/dicom"}
 
 
@@ -106,9 +107,9 @@ def test_docs_page_still_works_with_a_token(server: Server) -> None:
 
 
 def test_screen_returns_the_analysed_result_and_audits_the_sender(
-    server: Server, studies: Studies
+    server: Server, one_image_studies: OneImageStudies
 ) -> None:
-    path, _ = studies[0]
+    path, _ = one_image_studies[0]
     response = server.post("/v1/screen", data=path.read_bytes(), headers=DICOM)
     assert response.status_code == 200, response.text
     result = response.json()
@@ -123,8 +124,10 @@ def test_screen_returns_the_analysed_result_and_audits_the_sender(
     assert server.get(f"/v1/studies/{result['study_instance_uid']}").json()["version"] == 1
 
 
-def test_screen_form_upload_of_two_studies_returns_a_list(server: Server, studies: Studies) -> None:
-    (a, _), (b, _) = studies[1], studies[2]
+def test_screen_form_upload_of_two_studies_returns_a_list(
+    server: Server, one_image_studies: OneImageStudies
+) -> None:
+    (a, _), (b, _) = one_image_studies[1], one_image_studies[2]
     files = [("file", ("a.dcm", a.read_bytes())), ("file", ("b.dcm", b.read_bytes()))]
     response = server.post("/v1/screen", files=files)
     assert response.status_code == 200, response.text
@@ -134,9 +137,9 @@ def test_screen_form_upload_of_two_studies_returns_a_list(server: Server, studie
 
 
 def test_a_non_dicom_part_is_refused_with_its_reason_and_nothing_is_stored(
-    server: Server, studies: Studies
+    server: Server, one_image_studies: OneImageStudies
 ) -> None:
-    path, _ = studies[3]
+    path, _ = one_image_studies[3]
     files = [
         ("file", ("ok.dcm", path.read_bytes(), "application/dicom")),
         ("file", ("notes.txt", b"this is not an image", "application/octet-stream")),
@@ -208,8 +211,10 @@ def test_a_client_trickling_its_body_is_cut_off(server: Server) -> None:
 # -- STOW-RS -------------------------------------------------------------------------------
 
 
-def test_stow_rs_stores_and_the_worker_screens_later(server: Server, studies: Studies) -> None:
-    paths = [studies[4][0], studies[5][0]]
+def test_stow_rs_stores_and_the_worker_screens_later(
+    server: Server, one_image_studies: OneImageStudies
+) -> None:
+    paths = [one_image_studies[4][0], one_image_studies[5][0]]
     client = DICOMwebClient(url=server.url + "/dicomweb", headers=server.auth)
     datasets = [pydicom.dcmread(p) for p in paths]
     response = client.store_instances(datasets)
@@ -224,8 +229,10 @@ def test_stow_rs_stores_and_the_worker_screens_later(server: Server, studies: St
         assert result["result"]["status"] == "analyzed"  # type: ignore[index]
 
 
-def test_an_instance_sent_twice_gives_one_result(server: Server, studies: Studies) -> None:
-    path, _ = studies[6]
+def test_an_instance_sent_twice_gives_one_result(
+    server: Server, one_image_studies: OneImageStudies
+) -> None:
+    path, _ = one_image_studies[6]
     uid = study_uid(path)
     client = DICOMwebClient(url=server.url + "/dicomweb", headers=server.auth)
     dataset = pydicom.dcmread(path)
@@ -242,9 +249,9 @@ def test_an_instance_sent_twice_gives_one_result(server: Server, studies: Studie
 
 
 def test_stow_rs_partial_failure_is_202_and_total_failure_409(
-    server: Server, studies: Studies
+    server: Server, one_image_studies: OneImageStudies
 ) -> None:
-    path, _ = studies[7]
+    path, _ = one_image_studies[7]
     body, content_type = related(
         [("application/dicom", path.read_bytes()), ("application/dicom", b"junk")]
     )
@@ -273,10 +280,12 @@ def test_unknown_study_is_404(server: Server) -> None:
     assert response.json()["error"] == "NotFound"
 
 
-def test_worklist_lists_urgent_first_then_longest_waiting(server: Server, studies: Studies) -> None:
+def test_worklist_lists_urgent_first_then_longest_waiting(
+    server: Server, one_image_studies: OneImageStudies
+) -> None:
     # Two normal studies, then one with a nodule the model flags: urgent despite arriving last.
-    normal = [path for path, truth in studies[5:] if not any(truth.findings.values())][:2]
-    sick = next(path for path, truth in studies if truth.findings["nodule"])
+    normal = [path for path, truth in one_image_studies[5:] if not any(truth.findings.values())][:2]
+    sick = next(path for path, truth in one_image_studies if truth.findings["nodule"])
     for path in (*normal, sick):
         assert server.post("/v1/screen", data=path.read_bytes(), headers=DICOM).status_code == 200
     page = server.get("/v1/worklist", params={"limit": 500}).json()
@@ -298,8 +307,10 @@ def test_worklist_lists_urgent_first_then_longest_waiting(server: Server, studie
     assert bad.status_code == 400 and "status must be one of" in bad.json()["message"]
 
 
-def test_metrics_count_instances_studies_and_stage_times(server: Server, studies: Studies) -> None:
-    server.post("/v1/screen", data=studies[0][0].read_bytes(), headers=DICOM)
+def test_metrics_count_instances_studies_and_stage_times(
+    server: Server, one_image_studies: OneImageStudies
+) -> None:
+    server.post("/v1/screen", data=one_image_studies[0][0].read_bytes(), headers=DICOM)
     text = requests.get(server.url + "/metrics", timeout=10).text
     assert 'diagnostics_instances_received_total{channel="http",outcome="' in text
     assert 'diagnostics_studies_screened_total{status="analyzed"}' in text
@@ -308,9 +319,9 @@ def test_metrics_count_instances_studies_and_stage_times(server: Server, studies
 
 
 def test_patient_names_ids_and_birth_dates_never_reach_the_log_or_the_audit(
-    server: Server, studies: Studies
+    server: Server, one_image_studies: OneImageStudies
 ) -> None:
-    ds = pydicom.dcmread(studies[0][0])
+    ds = pydicom.dcmread(one_image_studies[0][0])
     ds.PatientName = "PROBE^PRIVACY^Q"
     ds.PatientID = "PID-PROBE-4711"
     ds.PatientBirthDate = "19230417"

@@ -84,6 +84,7 @@ def test_different_seeds_differ(tmp_path: Path) -> None:
     assert not np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_parallel_generation_equals_serial(tmp_path: Path) -> None:
     serial = generate(tmp_path / "s", 4, seed=9, config=SMALL, workers=1)
     parallel = generate(tmp_path / "p", 4, seed=9, config=SMALL, workers=2)
@@ -97,6 +98,7 @@ def test_at_least_30_percent_of_nodules_are_early_stage() -> None:
     assert (sizes <= 10.0).mean() >= 0.30
 
 
+@pytest.mark.slow
 def test_prevalence_and_multiple_findings_occur() -> None:
     config = SynthConfig(rows=96, columns=96, spacing_mm=4.5)
     patients = assign_patients(3, 120, config.repeat_patient_fraction)

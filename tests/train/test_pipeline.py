@@ -135,6 +135,7 @@ def test_cli_export_rewrites_the_package_from_the_checkpoint(
     assert after.metrics["test"] == before.metrics["test"]  # same weights, same answers
 
 
+@pytest.mark.slow
 def test_cli_train_refuses_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(TINY_RECIPE.replace('model = "compact"', 'model = "vgg"'))
     result = subprocess.run(
@@ -151,6 +152,7 @@ def test_cli_train_refuses_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
     assert "compact" in result.stderr  # lists what is available
 
 
+@pytest.mark.slow
 def test_cli_export_without_a_training_run_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(TINY_RECIPE)
     result = subprocess.run(

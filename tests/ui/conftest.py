@@ -4,11 +4,7 @@ by Playwright; `playwright install` is never needed)."""
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
@@ -17,21 +13,11 @@ import requests
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
-from diagnostics.synth import SynthConfig, generate
-from tests.serving.conftest import FIELD_OF_VIEW_MM, Server, _stop, _wait_ready, free_port
+from tests.helpers.service import Server, start_service
+from tests.helpers.synth import SynthFactory
+from tests.ui.prefilled import TOKEN, Prefilled
 
 CHROMIUM = Path("/usr/bin/chromium")
-TOKEN = "ui-test-token-0123456789abcdef"
-
-
-@dataclass
-class Prefilled:
-    server: Server
-    analysed: list[str]
-    """Study UIDs screened and analysed, flagged ones first."""
-    flagged: list[str]
-    not_analysed: str
-    failed: str
 
 
 def _variant(path: Path, **changes: object) -> bytes:
@@ -62,36 +48,14 @@ def _broken(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="package")
-def prefilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefilled]:
+def prefilled(
+    tmp_path_factory: pytest.TempPathFactory, synth_factory: SynthFactory
+) -> Iterator[Prefilled]:
     root = tmp_path_factory.mktemp("ui")
-    synth = root / "synth"
-    config = SynthConfig(rows=384, columns=384, spacing_mm=FIELD_OF_VIEW_MM / 384)
-    generate(synth, 6, 3, config)
-    files = sorted(synth.glob("study-*/*.dcm"))
-    storage = root / "storage"
-    port = free_port()
-    env = {
-        **os.environ,
-        "DIAGNOSTICS_API_TOKEN": TOKEN,
-        "DIAGNOSTICS_STABLE_SECONDS": "0.5",
-        "BENTOML_HOME": str(root / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    for name in (
-        "DIAGNOSTICS_API_TOKEN_FILE",
-        "DIAGNOSTICS_INSECURE_DEV",
-        "DIAGNOSTICS_ALLOW_AE",
-        "DIAGNOSTICS_ESCALATE_AFTER_MINUTES",
-    ):
-        env.pop(name, None)
-    command = [sys.executable, "-m", "diagnostics.cli", "serve", "--port", str(port)]
-    command += ["--dicom-port", "0", "--storage", str(storage), "--workers", "1"]
-    log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", storage, log, process)
+    files = sorted(synth_factory("ui-synth", 6, 3, 384).folder.glob("study-*/*.dcm"))
+    env = {"DIAGNOSTICS_STABLE_SECONDS": "0.5"}
+    server = start_service(root, "--workers", "1", token=TOKEN, env=env)
     try:
-        _wait_ready(server)
         flagged, routine = [], []
         for path in files:
             result = _screen(server, path.read_bytes())
@@ -111,14 +75,14 @@ def prefilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefilled]:
             str(failed["study_instance_uid"]),
         )
     finally:
-        _stop(process)
+        server.stop()
 
 
 def _screen(server: Server, data: bytes) -> dict[str, object]:
     response = requests.post(
         server.url + "/v1/screen",
         data=data,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/dicom"},
+        headers={**server.auth, "Content-Type": "application/dicom"},
         timeout=120,
     )
     assert response.status_code == 200, response.text

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from diagnostics.api.auth import token_actor
 from diagnostics.datasets.labelled import load_labelled_folder
 from diagnostics.service.feedback_folder import export_feedback
-from tests.ui.conftest import TOKEN, Prefilled
+from tests.ui.prefilled import TOKEN, Prefilled
 
 pytestmark = pytest.mark.slow
 CODES = ("nodule", "consolidation", "cardiomegaly")

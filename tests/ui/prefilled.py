@@ -1,0 +1,19 @@
+"""What the `prefilled` fixture holds: the service and the studies screened into its worklist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.helpers.service import Server
+
+TOKEN = "ui-test-token-0123456789abcdef"
+
+
+@dataclass
+class Prefilled:
+    server: Server
+    analysed: list[str]
+    """Study UIDs screened and analysed, flagged ones first."""
+    flagged: list[str]
+    not_analysed: str
+    failed: str
