@@ -6,7 +6,7 @@ against fp32, each on the same inputs in interleaved rounds.
 - `reduced_precision_vs_fp32`: images/s of the bundled package's INT8 variant over the fp32
   package's, both in ONNX Runtime at batch 8; `reduced_precision_auroc_drop`: the largest
   per-finding AUROC drop of that variant on held-out synthetic studies (the acceptance check of
-  `diagnostics.train.precision`, whose limit is 0.005).
+  `diagnostics.precision`, whose limit is 0.005).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diagnostics import precision
 from diagnostics.bench.config import BenchConfig, Report
 from diagnostics.bench.timing import time_interleaved
 from diagnostics.package import ModelPackage
@@ -25,7 +26,6 @@ from diagnostics.screening.engine import Engine, OnnxEngine
 from diagnostics.screening.engines import open_engine, probe_batch
 from diagnostics.screening.openvino_engine import OpenVinoEngine
 from diagnostics.synth import SynthConfig, generate
-from diagnostics.train import precision
 
 BATCH = 8
 

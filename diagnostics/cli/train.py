@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _int8_variant(recipe: Recipe, package: ModelPackage, quiet: bool) -> dict[str, object]:
     """Quantize the exported package and check it on the recipe's held-out data."""
-    from diagnostics.train.precision import reduced_precision_package
+    from diagnostics.precision import reduced_precision_package
 
     if recipe.data.test is None:
         raise ConfigurationError(

@@ -230,7 +230,7 @@ class Manifest(StrictModel):
     precision: Literal["fp32", "int8"] = "fp32"
     """Numeric precision of the graph's weights and activations: an `int8` package is a variant
     of an fp32 one, accepted only after an accuracy check on held-out studies
-    (`diagnostics.train.precision`), whose numbers are in `metrics["precision_check"]`."""
+    (`diagnostics.precision`), whose numbers are in `metrics["precision_check"]`."""
 
     @field_validator("created")
     @classmethod

@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
+from diagnostics import precision
 from diagnostics.errors import ModelPackageError
 from diagnostics.package import MODEL_FILE, ModelPackage, load_package
+from diagnostics.precision import reduced_precision_package
 from diagnostics.screening.engine import OnnxEngine
 from diagnostics.synth import SynthConfig, generate
-from diagnostics.train import precision
-from diagnostics.train.precision import reduced_precision_package
 
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "cxr-demo"
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "cxr-demo"
 
 pytestmark = pytest.mark.slow
 
