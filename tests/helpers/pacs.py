@@ -50,13 +50,16 @@ class Orthanc:
 
 
 @contextmanager
-def start_orthanc(folder: Path) -> Iterator[Orthanc]:
-    """Orthanc (Debian package) with DICOMweb, on loopback, keeping its files in `folder`."""
+def start_orthanc(
+    folder: Path, extra: dict[str, Any] | None = None, *, dicom_port: int | None = None
+) -> Iterator[Orthanc]:
+    """Orthanc (Debian package) with DICOMweb, on loopback, keeping its files in `folder`;
+    `extra` adds to or replaces its configuration (modalities, Lua scripts)."""
     binary = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
     if binary is None:
         pytest.fail("Orthanc is missing: scripts/setup installs orthanc and orthanc-dicomweb")
-    http_port, dicom_port = free_port(), free_port()
-    config = {
+    http_port, dicom_port = free_port(), dicom_port or free_port()
+    config: dict[str, Any] = {
         "Name": "test-pacs",
         "StorageDirectory": str(folder / "db"),
         "IndexDirectory": str(folder / "db"),
@@ -70,6 +73,7 @@ def start_orthanc(folder: Path) -> Iterator[Orthanc]:
         "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.exists() else [],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StableAge": 1,
+        **(extra or {}),
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = (folder / "orthanc.log").open("w")

@@ -113,10 +113,10 @@ def test_a_decode_failure_fails_the_study_but_the_rest_is_prepared(
     broken = study.instances[1].uids.sop_instance_uid
     real = prepare_module.read_instance
 
-    def read(source: object, limits: object = None) -> object:
+    def read(source: object, limits: object = None, min_size: object = None) -> object:
         if str(source) == study.instances[1].label:
             raise CorruptDicomError("pixel data truncated")
-        return real(source, limits)  # type: ignore[arg-type]
+        return real(source, limits, min_size)  # type: ignore[arg-type]
 
     monkeypatch.setattr(prepare_module, "read_instance", read)
     gated = gate_headers(study, bundled.manifest.scope)

@@ -76,7 +76,7 @@ def test_decode_failure_fails_the_study(
     def corrupt(*_: object, **__: object) -> None:
         raise CorruptDicomError("pixel data truncated")
 
-    monkeypatch.setattr(diagnostics.screening.pipeline, "read_instance", corrupt)
+    monkeypatch.setattr(diagnostics.screening.prepare, "read_instance", corrupt)
     study = _receive(store, synth_studies)
     assert _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "could not be read: pixel data truncated")
@@ -91,7 +91,7 @@ def test_an_unforeseen_error_fails_the_study_without_a_traceback(
     def broken(*_: object, **__: object) -> None:
         raise OSError(5, "Input/output error", str(store.instances_dir / "x.dcm"))
 
-    monkeypatch.setattr(diagnostics.screening.pipeline, "read_instance", broken)
+    monkeypatch.setattr(diagnostics.screening.prepare, "read_instance", broken)
     study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "internal error (OSError)")
@@ -106,7 +106,7 @@ def test_preprocess_failure_fails_the_study(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("spatial transform failed")
 
-    monkeypatch.setattr(diagnostics.screening.pipeline, "preprocess_image", broken)
+    monkeypatch.setattr(diagnostics.screening.prepare, "preprocess_image", broken)
     study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     _failed_with(_recorded(store, study), "could not be preprocessed")
@@ -145,7 +145,7 @@ def test_interpretation_failure_fails_the_study(
     def broken(*_: object, **__: object) -> None:
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(diagnostics.screening.pipeline, "study_findings", broken)
+    monkeypatch.setattr(diagnostics.screening.interpret, "study_findings", broken)
     study = _receive(store, synth_studies)
     _worker(store, screener).run_once()
     result = _recorded(store, study)
