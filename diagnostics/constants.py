@@ -15,6 +15,10 @@ DATABASE_FILE = "intake.sqlite3"
 """The embedded store's database, inside the storage folder."""
 
 DEFAULT_AE_TITLE = "DIAGNOSTICS"
+
+ENGINE_CHOICES = ("onnxruntime", "openvino", "auto")
+"""The inference runtimes a user may name (`diagnostics.screening.engines`); here so that the
+command line can offer them without importing the runtimes."""
 """The service's own DICOM application entity title unless configured."""
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cxr-demo"

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from diagnostics.constants import BUNDLED_MODEL
+from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
 from diagnostics.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ FLAGS: dict[str, str] = {
     "escalate_after_minutes": "--escalate-after-minutes",
     "screen_wait_seconds": "--screen-wait-seconds",
     "workers": "--workers",
+    "engine": "--engine",
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
     "tls_key": "--tls-key",
@@ -130,6 +131,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "result (DIAGNOSTICS_SCREEN_WAIT_SECONDS, default 30)",
     )
     add("--workers", type=int, help="HTTP worker processes (DIAGNOSTICS_WORKERS, default 1)")
+    add(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        help="inference runtime: onnxruntime, openvino (after a parity check against ONNX "
+        "Runtime) or auto, the faster of the two measured at start (DIAGNOSTICS_ENGINE, "
+        "default onnxruntime)",
+    )
     add(
         "--insecure-dev",
         action="store_const",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diagnostics.cli.common import EXIT_OK, positive_int
-from diagnostics.constants import BUNDLED_MODEL
+from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
 from diagnostics.durable import write_file
 from diagnostics.errors import ConfigurationError, DiagnosticsError, InputError, NotDicomError
 
@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if not inputs.files and not inputs.rejected:
         raise ConfigurationError(f"no files found under {', '.join(map(str, args.paths))}")
     try:
-        screener = Screener.load(args.model, threads=args.threads, max_batch=args.batch)
+        screener = Screener.load(
+            args.model, threads=args.threads, max_batch=args.batch, engine=args.engine
+        )
     except DiagnosticsError as exc:
         # Nothing can be analysed, but every study still gets a result that says why.
         batch: ScreenBatch = failed_batch(inputs.files, f"the model could not be loaded: {exc}")
@@ -239,5 +241,11 @@ def add_parser(commands: Commands) -> None:
     )
     screen.add_argument("--threads", type=positive_int, help="inference threads (default: all)")
     screen.add_argument("--batch", type=positive_int, default=16, help="images per model call")
+    screen.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="onnxruntime",
+        help="inference runtime (openvino only after a parity check; auto: the faster here)",
+    )
     screen.add_argument("--no-dicom", action="store_true", help="write only the JSON results")
     screen.set_defaults(handler=run)

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from diagnostics.constants import ENGINE_CHOICES
 from diagnostics.errors import DiagnosticsError, InferenceError, ModelPackageError
 from diagnostics.package import ModelPackage
 from diagnostics.screening.engine import Engine, EngineOutput, OnnxEngine
@@ -26,7 +27,7 @@ from diagnostics.screening.engine import Engine, EngineOutput, OnnxEngine
 logger = logging.getLogger(__name__)
 
 EngineChoice = Literal["onnxruntime", "openvino", "auto"]
-ENGINE_CHOICES: tuple[EngineChoice, ...] = ("onnxruntime", "openvino", "auto")
+"""One of `diagnostics.constants.ENGINE_CHOICES` (a test keeps the two equal)."""
 PARITY_LIMIT = 1e-4
 """Largest allowed difference of calibrated probabilities between OpenVINO and ONNX Runtime."""
 WARMUP_ROUNDS = 5

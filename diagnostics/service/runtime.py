@@ -88,7 +88,10 @@ class Runtime:
     def start(self) -> None:
         """Load, verify and warm the model; then, in one process only, listen and work."""
         screener = Screener.load(
-            self.config.model, batch_wait_s=BATCH_WAIT_S, limits=self.config.read_limits()
+            self.config.model,
+            batch_wait_s=BATCH_WAIT_S,
+            limits=self.config.read_limits(),
+            engine=self.config.engine,
         )
         screener.warm_up()
         if self.on_batch is not None:

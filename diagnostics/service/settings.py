@@ -25,6 +25,7 @@ from pydantic_settings import (
 from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
+from diagnostics.screening.engines import EngineChoice
 from diagnostics.service.sender import Destination
 from diagnostics.strict import STRICT
 
@@ -71,6 +72,10 @@ class ServiceSettings(BaseSettings):
     """A screening claim lasts this long unless renewed (every third of it) by a live process:
     the claim of a process that died is taken over within it."""
     workers: int = Field(default=1, ge=1, le=64)
+    engine: EngineChoice = "onnxruntime"
+    """The inference runtime: onnxruntime (the reference), openvino, or auto (the faster of the
+    two on this machine, measured at start); OpenVINO only after a parity check
+    (`diagnostics.screening.engines`)."""
     max_request_bytes: int = Field(default=512 << 20, ge=1 << 10)
     max_instance_bytes: int = Field(default=ReadLimits.max_file_bytes, ge=1 << 10)
     """Largest instance, counted after inflating a deflated dataset (`ReadLimits`)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from diagnostics.constants import ENGINE_CHOICES
 from diagnostics.errors import InferenceError, ModelPackageError
 from diagnostics.package import ModelPackage, load_package
 from diagnostics.screening import engines
@@ -83,3 +85,7 @@ def test_screening_with_openvino_gives_the_results_of_onnx_runtime(
         for a, b in zip(reference.findings, other.findings, strict=True):
             assert a.code == b.code and a.flagged == b.flagged
             assert abs(a.probability - b.probability) <= engines.PARITY_LIMIT
+
+
+def test_the_command_line_offers_exactly_the_engines_there_are() -> None:
+    assert set(ENGINE_CHOICES) == set(typing.get_args(engines.EngineChoice))
