@@ -79,22 +79,11 @@ def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
     return [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
 
 
-class OnnxEngine:
-    """One ONNX Runtime session over a verified package's `model.onnx`.
+class ChunkedEngine:
+    """What every runtime shares: the package's input shape, chunks of at most `max_batch`
+    images (so memory stays bounded), and checked outputs. Subclasses run one chunk."""
 
-    Sessions are thread-safe for `run`; one engine serves a whole process. The batch is split
-    into chunks of at most `max_batch` images so that memory stays bounded.
-    """
-
-    def __init__(
-        self,
-        package: ModelPackage,
-        *,
-        threads: int | None = None,
-        max_batch: int = 16,
-        timeout_s: float | None = 120.0,
-        providers: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, package: ModelPackage, *, max_batch: int, timeout_s: float | None) -> None:
         if max_batch < 1:
             raise InferenceError(f"max_batch must be at least 1, not {max_batch}")
         if timeout_s is not None and timeout_s <= 0:
@@ -109,6 +98,46 @@ class OnnxEngine:
             manifest.input.width,
         )
         self.findings = len(manifest.findings)
+
+    def run(self, images: np.ndarray) -> EngineOutput:
+        """(N, C, H, W) float32 model inputs -> logits and CAMs, checked."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1:] != self.input_shape or len(images) == 0:
+            raise InferenceError(
+                f"input shape {images.shape} does not match the model's (N, *{self.input_shape})"
+            )
+        logits: list[np.ndarray] = []
+        cams: list[np.ndarray] = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = images[start : start + self.max_batch]
+            chunk_logits, chunk_cams = check_outputs(
+                len(chunk), self.findings, *self._run_chunk(chunk)
+            )
+            logits.append(chunk_logits)
+            cams.append(chunk_cams)
+        return EngineOutput(np.concatenate(logits), np.concatenate(cams))
+
+    def _run_chunk(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The runtime's raw logits and CAMs for one chunk (checked by `run`)."""
+        raise NotImplementedError
+
+
+class OnnxEngine(ChunkedEngine):
+    """One ONNX Runtime session over a verified package's `model.onnx`.
+
+    Sessions are thread-safe for `run`; one engine serves a whole process.
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        *,
+        threads: int | None = None,
+        max_batch: int = 16,
+        timeout_s: float | None = 120.0,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(package, max_batch=max_batch, timeout_s=timeout_s)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -124,21 +153,6 @@ class OnnxEngine:
                 f"{package.onnx_path}: onnxruntime cannot load the model: {exc}"
             ) from exc
         self.providers = tuple(self.session.get_providers())
-
-    def run(self, images: np.ndarray) -> EngineOutput:
-        """(N, C, H, W) float32 model inputs -> logits and CAMs, checked."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[1:] != self.input_shape or len(images) == 0:
-            raise InferenceError(
-                f"input shape {images.shape} does not match the model's (N, *{self.input_shape})"
-            )
-        logits: list[np.ndarray] = []
-        cams: list[np.ndarray] = []
-        for start in range(0, len(images), self.max_batch):
-            chunk_logits, chunk_cams = self._run_chunk(images[start : start + self.max_batch])
-            logits.append(chunk_logits)
-            cams.append(chunk_cams)
-        return EngineOutput(np.concatenate(logits), np.concatenate(cams))
 
     def _run_chunk(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         options = ort.RunOptions()
@@ -159,7 +173,7 @@ class OnnxEngine:
         finally:
             if timer is not None:
                 timer.cancel()
-        return check_outputs(len(chunk), self.findings, np.asarray(logits), np.asarray(cams))
+        return np.asarray(logits), np.asarray(cams)
 
 
 def check_outputs(

@@ -20,13 +20,13 @@ import openvino as ov
 
 from diagnostics.errors import InferenceError, ModelPackageError
 from diagnostics.package import INPUT_NAME, ModelPackage
-from diagnostics.screening.engine import EngineOutput, check_outputs, default_threads
+from diagnostics.screening.engine import ChunkedEngine, default_threads
 
 OV_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, TypeError)
 """What OpenVINO's Python API raises (its C++ exceptions arrive as RuntimeError)."""
 
 
-class OpenVinoEngine:
+class OpenVinoEngine(ChunkedEngine):
     """One compiled OpenVINO model over a verified package's `model.onnx`, fp32 on the CPU.
 
     Infer requests are not thread-safe, so each concurrent `run` borrows one from a small pool.
@@ -41,20 +41,7 @@ class OpenVinoEngine:
         timeout_s: float | None = 120.0,
         requests: int = 2,
     ) -> None:
-        if max_batch < 1:
-            raise InferenceError(f"max_batch must be at least 1, not {max_batch}")
-        if timeout_s is not None and timeout_s <= 0:
-            raise InferenceError(f"timeout_s must be positive, not {timeout_s}")
-        manifest = package.manifest
-        self.package = package
-        self.max_batch = max_batch
-        self.timeout_s = timeout_s
-        self.input_shape: tuple[int, int, int] = (
-            manifest.input.channels,
-            manifest.input.height,
-            manifest.input.width,
-        )
-        self.findings = len(manifest.findings)
+        super().__init__(package, max_batch=max_batch, timeout_s=timeout_s)
         config = {
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": threads or default_threads(),
@@ -70,23 +57,6 @@ class OpenVinoEngine:
             raise ModelPackageError(
                 f"{package.onnx_path}: OpenVINO cannot compile the model: {exc}"
             ) from exc
-
-    def run(self, images: np.ndarray) -> EngineOutput:
-        """(N, C, H, W) float32 model inputs -> logits and CAMs, checked."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[1:] != self.input_shape or len(images) == 0:
-            raise InferenceError(
-                f"input shape {images.shape} does not match the model's (N, *{self.input_shape})"
-            )
-        logits: list[np.ndarray] = []
-        cams: list[np.ndarray] = []
-        for start in range(0, len(images), self.max_batch):
-            chunk = images[start : start + self.max_batch]
-            chunk_logits, chunk_cams = self._run_chunk(chunk)
-            checked = check_outputs(len(chunk), self.findings, chunk_logits, chunk_cams)
-            logits.append(checked[0])
-            cams.append(checked[1])
-        return EngineOutput(np.concatenate(logits), np.concatenate(cams))
 
     @contextmanager
     def _request(self) -> Iterator[ov.InferRequest]:
