@@ -77,3 +77,9 @@ def test_orthanc_routes_a_stable_study_and_gets_the_results_back_once(
     # Orthanc's stable age and the service's stable time, then check there was one screening.
     time.sleep(8)
     assert server.get(f"/v1/studies/{study_uid}").json()["version"] == 1
+    sends = [
+        job
+        for job in orthanc.get("/jobs?expand")
+        if job["Type"] == "DicomModalityStore" and job["Content"].get("RemoteAet") == "DIAGNOSTICS"
+    ]
+    assert len(sends) == 1, sends

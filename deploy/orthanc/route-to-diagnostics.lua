@@ -21,6 +21,8 @@ function OnStableStudy(studyId, tags, metadata)
     end
   end
   if radiograph then
-    SendToModality(studyId, 'diagnostics')
+    -- A C-STORE job for the whole study (the Lua SendToModality command takes instances only).
+    local request = { Resources = { studyId }, Asynchronous = true }
+    RestApiPost('/modalities/diagnostics/store', DumpJson(request, true))
   end
 end

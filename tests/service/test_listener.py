@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +72,16 @@ def test_stored_studies_are_screened_once(runtime: Runtime, synth_studies: Synth
         assert state["version"] == 1 and state["instance_count"] == 1
         latest = runtime.store.latest_result(truth.study_instance_uid)
         assert latest is not None and latest[1].status == "analyzed"
-    screened = runtime.store.audit_entries("study_screened")
-    uids = [e["detail"]["study"] for e in screened]  # type: ignore[index]
+
+    # The audit row follows the recorded result (claims.py): wait for it, then check that
+    # no study was screened twice.
+    def audited() -> list[str]:
+        screened = runtime.store.audit_entries("study_screened")
+        return [str(e["detail"]["study"]) for e in screened]  # type: ignore[index]
+
+    wait_for(lambda: len(audited()) >= 3, 30, "three study_screened audit rows")
+    time.sleep(1)  # a duplicate screening, if there were one, would be recorded by now
+    uids = audited()
     assert sorted(uids) == sorted(t.study_instance_uid for t in truths[:3])
 
 
