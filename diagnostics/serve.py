@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -218,11 +219,14 @@ def _check_port(flag: str, port: int) -> None:
             raise ConfigurationError(f"{flag} {port}: {exc.strerror}") from None
 
 
-def usage(config: ServiceSettings, model: str) -> str:
-    """How to send a study to this service (never the token itself)."""
+def usage(config: ServiceSettings, model: str, token_file: str | None = None) -> str:
+    """How to send a study to this service, in commands that work as pasted: the token is
+    read from its file when there is one (an administrator's shell rarely has the variable),
+    and is never printed itself."""
     scheme = "https" if config.tls_cert else "http"
     base = f"{scheme}://localhost:{config.port}"
-    auth = '-H "Authorization: Bearer $DIAGNOSTICS_API_TOKEN" ' if config.api_tokens else ""
+    source = f"$(head -n 1 {shlex.quote(token_file)})" if token_file else "$DIAGNOSTICS_API_TOKEN"
+    auth = f'-H "Authorization: Bearer {source}" ' if config.api_tokens else ""
     lines = [
         f"diagnostics: serving {model} on {base} (storage {config.storage})",
         "",
@@ -237,8 +241,8 @@ def usage(config: ServiceSettings, model: str) -> str:
     if config.allow_ae:
         lines += [
             "Send over DICOM (C-STORE):",
-            f"  storescu -aet {config.allow_ae[0]} -aec {config.ae_title} localhost "
-            f"{config.dicom_port} IM-0001.dcm",
+            f"  dcmsend -aet {config.allow_ae[0]} -aec {config.ae_title} localhost "
+            f"{config.dicom_port} IM-0001.dcm   # any transfer syntax, as stored",
         ]
     else:
         lines += ["DICOM listener off: add --allow-ae TITLE to accept C-STORE from a PACS."]
@@ -248,7 +252,7 @@ def usage(config: ServiceSettings, model: str) -> str:
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>/fhir   # as the EMR gets it",
         f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
         f"Review in a browser: {base}/ui/ (sign in with an API token)",
-        f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/",
+        f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/docs",
     ]
     if config.insecure_dev and not config.api_tokens:
         lines += ["", "WARNING: --insecure-dev: no authentication. Never use with patient data."]
@@ -294,7 +298,7 @@ def server_environment(
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     model = preflight(config)
-    print(usage(config, model), flush=True)
+    print(usage(config, model, os.environ.get("DIAGNOSTICS_API_TOKEN_FILE")), flush=True)
     code = run_server(server_command(config), server_environment(config))
     # The server has stopped and this process holds nothing else: skip unloading what the
     # preflight imported (torch alone takes seconds), so that SIGTERM ends it in seconds.

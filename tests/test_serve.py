@@ -83,6 +83,10 @@ def test_the_server_gets_the_settings_but_the_usage_never_shows_the_token(tmp_pa
     text = usage(config, "cxr-demo 1.0.0")
     assert TOKEN not in text
     assert "/v1/screen" in text and "$DIAGNOSTICS_API_TOKEN" in text
+    # A token file (scripts/run, the systemd unit) is read where the command runs.
+    from_file = usage(config, "cxr-demo 1.0.0", "/etc/diagnostics/api tokens")
+    assert "Bearer $(head -n 1 '/etc/diagnostics/api tokens')" in from_file
+    assert "$DIAGNOSTICS_API_TOKEN" not in from_file and TOKEN not in from_file
 
 
 def test_cli_error_is_one_line_and_exit_2(
