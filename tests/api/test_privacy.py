@@ -48,10 +48,16 @@ def test_every_handler_redacts_third_party_records_and_exception_messages() -> N
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     root = logging.getLogger()
-    root.addHandler(handler)
+    root.handlers.insert(0, handler)  # first: a CLI run's filter strips tracebacks from records
+    # Another test in this process may have quietened pynetdicom (the CLI does): this test is
+    # about redaction, so the probe's records must reach the root handler whatever ran before.
+    parent, netdicom = logging.getLogger("pynetdicom"), logging.getLogger("pynetdicom.probe")
+    saved = (parent.level, parent.propagate, parent.disabled, netdicom.level)
+    parent.setLevel(logging.DEBUG)
+    parent.propagate, parent.disabled = True, False
+    netdicom.setLevel(logging.DEBUG)
     try:
         keep_patient_data_out_of_logs()  # after the handler exists, as at service start
-        netdicom = logging.getLogger("pynetdicom.probe")
         netdicom.warning("Affected SOP Instance UID 'DOE^JOHN^1923' is invalid")
         name = "ROE^RICHARD"
         try:
@@ -60,6 +66,9 @@ def test_every_handler_redacts_third_party_records_and_exception_messages() -> N
             netdicom.exception("decoding the dataset failed")
     finally:
         root.removeHandler(handler)
+        parent.setLevel(saved[0])
+        parent.propagate, parent.disabled = saved[1], saved[2]
+        netdicom.setLevel(saved[3])
     text = stream.getvalue()
     assert "DOE^JOHN" not in text and "ROE^RICHARD" not in text
     assert "Affected SOP Instance UID '<redacted>' is invalid" in text
