@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diagnostics.i18n import N_
+
 
 @dataclass(frozen=True)
 class KnownFinding:
     code: str
     display: str
+    """English; the catalogues of `diagnostics.i18n` translate it (the SNOMED concept stays)."""
     snomed: str
     snomed_meaning: str
 
@@ -20,14 +23,14 @@ class KnownFinding:
 KNOWN_FINDINGS: dict[str, KnownFinding] = {
     f.code: f
     for f in (
-        KnownFinding("nodule", "Lung nodule", "786838002", "Pulmonary nodule"),
-        KnownFinding("consolidation", "Consolidation", "95436008", "Lung consolidation"),
-        KnownFinding("cardiomegaly", "Cardiomegaly", "8186001", "Cardiomegaly"),
+        KnownFinding("nodule", N_("Lung nodule"), "786838002", "Pulmonary nodule"),
+        KnownFinding("consolidation", N_("Consolidation"), "95436008", "Lung consolidation"),
+        KnownFinding("cardiomegaly", N_("Cardiomegaly"), "8186001", "Cardiomegaly"),
         # Findings labelled by the public research layouts (diagnostics.datasets).
-        KnownFinding("pneumonia", "Pneumonia", "233604007", "Pneumonia"),
-        KnownFinding("effusion", "Pleural effusion", "60046008", "Pleural effusion"),
-        KnownFinding("atelectasis", "Atelectasis", "46621007", "Atelectasis"),
-        KnownFinding("pneumothorax", "Pneumothorax", "36118008", "Pneumothorax"),
-        KnownFinding("covid19", "COVID-19", "840539006", "COVID-19"),
+        KnownFinding("pneumonia", N_("Pneumonia"), "233604007", "Pneumonia"),
+        KnownFinding("effusion", N_("Pleural effusion"), "60046008", "Pleural effusion"),
+        KnownFinding("atelectasis", N_("Atelectasis"), "46621007", "Atelectasis"),
+        KnownFinding("pneumothorax", N_("Pneumothorax"), "36118008", "Pneumothorax"),
+        KnownFinding("covid19", N_("COVID-19"), "840539006", "COVID-19"),
     )
 }

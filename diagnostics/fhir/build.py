@@ -20,12 +20,16 @@ from urllib.parse import urlencode
 from diagnostics.constants import MANUFACTURER
 from diagnostics.fhir.context import Concept, Reader, ReportContext
 from diagnostics.fhir.text import (
-    DEFAULT_LANGUAGE,
     conclusion_text,
+    finding_name,
     interpretation_text,
+    observation_note,
     operating_point_text,
+    report_texts,
+    status_text,
 )
 from diagnostics.fhir.validate import validate_bundle
+from diagnostics.i18n import check_language
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.results import FindingResult, ModelRef, StudyResult
 
@@ -64,12 +68,16 @@ def build_bundle(
     version: int,
     context: ReportContext,
     reader: Reader | None = None,
-    language: str = DEFAULT_LANGUAGE,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """The validated transaction Bundle: `preliminary` until `reader` marks it read, then `final`.
 
-    Raises `FhirBundleError` when the bundle does not validate (it must then not be sent).
+    Its texts are in `language`, by default the one the context recorded; the coded concepts
+    are the same in every language. Raises `FhirBundleError` when the bundle does not validate
+    (it must then not be sent), `ConfigurationError` for a language the project does not speak.
     """
+    language = check_language(language or context.language)
+    labels = report_texts(language)
     status = "final" if reader is not None else "preliminary"
     report_id = identifier_of(result, version)
     study = {
@@ -100,14 +108,14 @@ def build_bundle(
         "language": language,
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": report_id}],
         "status": status,
-        "category": [{"coding": RADIOLOGY, "text": "Radiology"}],
-        "code": {"coding": [CHEST_RADIOGRAPH], "text": "Chest radiograph, AI pre-screening"},
+        "category": [{"coding": RADIOLOGY, "text": labels["category"]}],
+        "code": {"coding": [CHEST_RADIOGRAPH], "text": labels["code"]},
         "effectiveDateTime": effective,
         "issued": reader.read_at if reader is not None else result.created,
         "imagingStudy": [study],
         "conclusion": conclusion_text(result, language),
     }
-    codes = _conclusion_codes(result, context.concepts)
+    codes = _conclusion_codes(result, context.concepts, language)
     if codes:
         report["conclusionCode"] = codes
     if subject:
@@ -167,7 +175,7 @@ def _observation(
     language: str,
 ) -> dict[str, Any]:
     concept = context.concepts.get(finding.code)
-    code: dict[str, Any] = {"text": finding.display}
+    code: dict[str, Any] = {"text": finding_name(finding.display, language)}
     if concept is not None:
         code["coding"] = [concept.model_dump()]
     flag = ("POS", "Positive") if finding.flagged else ("NEG", "Negative")
@@ -192,7 +200,7 @@ def _observation(
             }
         ],
         "derivedFrom": [study],
-        "note": [{"text": f"{DISCLAIMER}; from instance {finding.sop_instance_uid}"}],
+        "note": [{"text": observation_note(finding.sop_instance_uid, language)}],
     }
     if device_url is not None:
         observation["device"] = {"reference": device_url}
@@ -203,17 +211,20 @@ def _probability(value: float) -> dict[str, Any]:
     return {"value": round(value, 6), "unit": "probability", "system": UCUM, "code": "1"}
 
 
-def _conclusion_codes(result: StudyResult, concepts: dict[str, Concept]) -> list[dict[str, Any]]:
+def _conclusion_codes(
+    result: StudyResult, concepts: dict[str, Concept], language: str
+) -> list[dict[str, Any]]:
     """The flagged findings' codes; a study that was not analysed is coded as such, so that no
-    system reading codes alone mistakes the absence of findings for a normal study."""
+    system reading codes alone mistakes the absence of findings for a normal study. A coding's
+    display is the code system's (English); the text is for people, in the report's language."""
     if result.status != "analyzed":
-        text = "not analysed" if result.status == "not_analyzed" else "screening failed"
-        coding = {"system": STATUS_SYSTEM, "code": result.status, "display": text}
-        return [{"coding": [coding], "text": text}]
+        display = "not analysed" if result.status == "not_analyzed" else "screening failed"
+        coding = {"system": STATUS_SYSTEM, "code": result.status, "display": display}
+        return [{"coding": [coding], "text": status_text(result.status, language)}]
     out = []
     for finding in result.flagged:
         concept = concepts.get(finding.code)
-        entry: dict[str, Any] = {"text": finding.display}
+        entry: dict[str, Any] = {"text": finding_name(finding.display, language)}
         if concept is not None:
             entry["coding"] = [concept.model_dump()]
         out.append(entry)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, Field
 from pydicom.dataset import Dataset
 
+from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.package import CodedConcept, Manifest
 from diagnostics.strict import STRICT
 
@@ -85,14 +86,24 @@ class ReportContext(BaseModel):
     """FHIR date of the study (Study Date): the report's effective time."""
     concepts: dict[str, Concept] = Field(default_factory=dict)
     """Finding code -> coded concept, from the model's catalogue."""
+    language: Language = DEFAULT_LANGUAGE
+    """The language the report is written in (the service's `--report-language` when the result
+    was recorded): kept with the result's context, not in the StudyResult, because it belongs to
+    this report, not to what the model found; kept at all so that the `final` report and a later
+    GET say the same, in the same words, as the preliminary one the EMR already has."""
 
     @classmethod
-    def from_header(cls, header: Dataset | None, manifest: Manifest | None) -> ReportContext:
+    def from_header(
+        cls,
+        header: Dataset | None,
+        manifest: Manifest | None,
+        language: Language = DEFAULT_LANGUAGE,
+    ) -> ReportContext:
         concepts = (
             {f.code: Concept.from_dicom(f.concept) for f in manifest.findings} if manifest else {}
         )
         if header is None:
-            return cls(concepts=concepts)
+            return cls(concepts=concepts, language=language)
         patient_id = str(header.get("PatientID", "") or "").strip()
         issuer = str(header.get("IssuerOfPatientID", "") or "").strip() or None
         accession = str(header.get("AccessionNumber", "") or "").strip() or None
@@ -101,6 +112,7 @@ class ReportContext(BaseModel):
             accession_number=accession,
             study_date=_fhir_date(str(header.get("StudyDate", "") or "")),
             concepts=concepts,
+            language=language,
         )
 
 

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 import diagnostics
 from diagnostics.constants import MANUFACTURER
 from diagnostics.errors import ReportError
+from diagnostics.i18n import N_
 from diagnostics.package import FindingSpec, Manifest, ModelPackage
 from diagnostics.reports._header import clean_header
 from diagnostics.results import FindingResult
@@ -22,7 +23,8 @@ from diagnostics.results import FindingResult
 if TYPE_CHECKING:  # imported for types only: the screening package pulls in the ONNX runtime
     from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
 
-DISCLAIMER = "AI pre-screening, not for diagnosis"
+DISCLAIMER = N_("AI pre-screening, not for diagnosis")
+"""Shown on every output; translated where a language is chosen (`diagnostics.i18n`)."""
 _LO_MAX = 64
 
 # Body Part Examined defined terms (PS3.16 Annex L) of structures that are not paired: for these

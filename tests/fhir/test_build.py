@@ -174,12 +174,16 @@ def test_validation_refuses_what_fhir_does_not_allow(manifest: Manifest) -> None
     assert "PAT-0042" not in str(error.value)  # messages reach logs: no patient identifiers
 
 
-def test_conclusions_are_english_until_translations_exist(manifest: Manifest) -> None:
+def test_conclusions_are_english_by_default_and_unknown_languages_are_refused(
+    manifest: Manifest,
+) -> None:
     result = analysed(manifest, flagged=None)
     text = conclusion_text(result)
     assert "flagged none" in text and "not for diagnosis" in text
-    with pytest.raises(ConfigurationError, match="'uz'"):
-        conclusion_text(result, language="uz")
+    with pytest.raises(ConfigurationError, match=r"'fr'.*uz, ru, en"):
+        conclusion_text(result, language="fr")
+    with pytest.raises(ConfigurationError, match="'de'"):
+        build_bundle(result, 1, context(manifest), language="de")
 
 
 def _unquoted(query: str) -> str:
