@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
 from diagnostics.errors import ConfigurationError
+from diagnostics.i18n import LANGUAGES
 
 if TYPE_CHECKING:
     from diagnostics.service.settings import ServiceSettings
@@ -57,6 +58,8 @@ FLAGS: dict[str, str] = {
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
     "tls_key": "--tls-key",
+    # -- languages --
+    "report_language": "--report-language",
 }
 
 
@@ -147,6 +150,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add("--tls-cert", type=Path, help="TLS certificate for HTTP and DICOM (DIAGNOSTICS_TLS_CERT)")
     add("--tls-key", type=Path, help="TLS private key (DIAGNOSTICS_TLS_KEY)")
+    # -- languages --
+    add(
+        "--report-language",
+        choices=LANGUAGES,
+        help="language of the FHIR reports' conclusion and texts: uz (Uzbek, Latin script), ru "
+        "or en (DIAGNOSTICS_REPORT_LANGUAGE, default en)",
+    )
     serve.set_defaults(handler=run)
 
 

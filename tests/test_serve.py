@@ -142,3 +142,14 @@ def test_without_the_bundled_model_the_error_asks_for_one(
     with pytest.raises(DiagnosticsError, match="not a folder") as given:
         preflight(config.model_copy(update={"model": tmp_path / "elsewhere"}))
     assert "give --model" not in str(given.value)  # a path was given: the loader's own words
+
+
+def test_the_report_language_comes_from_the_flag_or_its_variable(tmp_path: Path) -> None:
+    assert config_from_args(parse(), {}).report_language == "en"
+    env = {"DIAGNOSTICS_REPORT_LANGUAGE": "ru"}
+    assert config_from_args(parse(), env).report_language == "ru"
+    assert config_from_args(parse("--report-language", "uz"), env).report_language == "uz"
+    with pytest.raises(ConfigurationError, match="DIAGNOSTICS_REPORT_LANGUAGE"):
+        config_from_args(parse(), {"DIAGNOSTICS_REPORT_LANGUAGE": "fr"})
+    with pytest.raises(SystemExit):
+        parse("--report-language", "fr")

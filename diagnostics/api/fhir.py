@@ -18,7 +18,9 @@ def fhir_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
         return unknown_study(study_instance_uid)
     screener = runtime.screener
     manifest = screener.package.manifest if screener is not None else None
-    current = fhir_reports.current_bundle(runtime.store, study_instance_uid, manifest)
+    current = fhir_reports.current_bundle(
+        runtime.store, study_instance_uid, manifest, runtime.config.report_language
+    )
     if current is None:
         wait = max(1, math.ceil(runtime.config.stable_seconds))
         body = {

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from diagnostics.errors import DiagnosticsError, ReportError
+from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.reports import WrittenReports, write_reports
 from diagnostics.results import OutputFailure, StudyResult
 from diagnostics.screening import Screener, ScreeningOutcome, with_output_failures
@@ -118,10 +119,12 @@ class ClaimScreening:
         *,
         leases: Leases | None = None,
         actor: str = "screening-worker",
+        report_language: Language = DEFAULT_LANGUAGE,
     ) -> None:
         self.store = store
         self.screener = screener
         self.destinations = list(destinations)
+        self.report_language: Language = report_language
         self.leases = leases
         self.actor = actor
         self.stopping = threading.Event()
@@ -194,6 +197,7 @@ class ClaimScreening:
             claim.paths,
             self.screener.package.manifest,
             self.destinations,
+            self.report_language,
         )
         outputs = [*outputs, *report.paths]
         recorded = self.store.complete(

@@ -27,6 +27,7 @@ from diagnostics.dicom.reader import read_info
 from diagnostics.durable import write_file
 from diagnostics.errors import InputError
 from diagnostics.fhir import FhirBundleError, Reader, ReportContext, build_bundle
+from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.package import Manifest
 from diagnostics.results import StudyResult
 from diagnostics.service.sender import FHIR_PREFIX
@@ -61,15 +62,17 @@ def prepare(
     paths: Sequence[Path],
     manifest: Manifest | None,
     destinations: Sequence[str],
+    language: Language = DEFAULT_LANGUAGE,
 ) -> PreparedReport:
-    """The context of a result about to be recorded and, for FHIR destinations, its bundle.
+    """The context of a result about to be recorded and, for FHIR destinations, its bundle,
+    written in `language` (recorded in the context: the final report keeps it).
 
     A bundle that does not validate or cannot be written is left out, logged and audited: the
     result is recorded without it rather than lost.
     """
     study = result.study_instance_uid
     version = store.latest_version(study) + 1
-    context = ReportContext.from_header(_header(paths, store.limits), manifest)
+    context = ReportContext.from_header(_header(paths, store.limits), manifest, language)
     prepared = PreparedReport(study, version, context)
     if not wants_fhir(destinations):
         return prepared
@@ -111,12 +114,15 @@ def queue_final(store: Store, tx: Transaction, study: str, actor: str) -> None:
 
 
 def current_bundle(
-    store: Store, study: str, manifest: Manifest | None = None
+    store: Store,
+    study: str,
+    manifest: Manifest | None = None,
+    language: Language = DEFAULT_LANGUAGE,
 ) -> tuple[int, dict[str, Any]] | None:
     """The bundle of the newest result as it stands (final once read); None before a result.
 
-    A result recorded before reports were kept gets its context from the stored instances and
-    `manifest` now.
+    It is in the language its context recorded. A result recorded before reports were kept gets
+    its context from the stored instances and `manifest` now, and `language`.
     """
     latest = store.latest_result(study)
     if latest is None:
@@ -126,7 +132,7 @@ def current_bundle(
     context = view.fhir_context(study, version)
     if context is None:
         paths = [path for _, path in store.instances_of(study)]
-        context = ReportContext.from_header(_header(paths, store.limits), manifest)
+        context = ReportContext.from_header(_header(paths, store.limits), manifest, language)
     return version, build_bundle(result, version, context, _reader(view, study, version))
 
 

@@ -97,7 +97,13 @@ class Runtime:
         if self.on_batch is not None:
             screener = ObservedScreener(screener, self.on_batch)
         self.screener = screener
-        screening = ClaimScreening(self.store, screener, self.config.results_to, leases=self.leases)
+        screening = ClaimScreening(
+            self.store,
+            screener,
+            self.config.results_to,
+            leases=self.leases,
+            report_language=self.config.report_language,
+        )
         screening.on_finished(self._wake)
         self.screening = screening
         self.leases.start()

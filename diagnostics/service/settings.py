@@ -25,6 +25,7 @@ from pydantic_settings import (
 from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
+from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.screening.engines import EngineChoice
 from diagnostics.service.sender import Destination
 from diagnostics.strict import STRICT
@@ -93,6 +94,10 @@ class ServiceSettings(BaseSettings):
     """Run without tokens (development only; logged loudly)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # -- languages --
+    report_language: Language = DEFAULT_LANGUAGE
+    """The language of the FHIR reports' texts (uz, ru, en): recorded with each result's report
+    context, so a result keeps the language its first report was written in."""
 
     @classmethod
     def settings_customise_sources(

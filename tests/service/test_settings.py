@@ -21,6 +21,7 @@ def test_settings_survive_the_environment_round_trip(tmp_path: Path) -> None:
         stable_seconds=2.5,
         api_tokens=(TOKEN,),
         insecure_dev=True,
+        report_language="uz",
     )
     env = settings.to_env()
     assert env["DIAGNOSTICS_ALLOW_AE"] == "PACS1,PACS2"
