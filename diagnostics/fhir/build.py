@@ -39,7 +39,8 @@ IDENTIFIER_SYSTEM = "urn:radiology-diagnostics:result"
 """Identifiers of reports and observations: `<study>-v<version>-<model sha256[:16]>[-<code>]`."""
 DEVICE_SYSTEM = "urn:radiology-diagnostics:model-sha256"
 STATUS_SYSTEM = "urn:radiology-diagnostics:screening-status"
-CHEST_RADIOGRAPH = {"system": LOINC, "code": "36643-5", "display": "XR Chest 2 Views"}
+CHEST_RADIOGRAPH = {"system": LOINC, "code": "30745-4", "display": "XR Chest Views"}
+"""Views unspecified: a study may be one PA view (36643-5, "XR Chest 2 Views", would say two)."""
 RADIOLOGY = [
     {"system": LOINC, "code": "LP29684-5", "display": "Radiology"},
     {

@@ -44,7 +44,11 @@ def test_an_analysed_result_maps_every_finding(manifest: Manifest) -> None:
     assert report["status"] == "preliminary"
     assert report["language"] == "en"
     assert {c["code"] for c in report["category"][0]["coding"]} >= {"LP29684-5"}
-    assert report["code"]["coding"][0]["system"] == "http://loinc.org"
+    assert report["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "30745-4",
+        "display": "XR Chest Views",
+    }
     assert report["imagingStudy"][0]["identifier"] == {
         "system": "urn:dicom:uid",
         "value": f"urn:oid:{STUDY}",
