@@ -152,3 +152,12 @@ def test_the_installed_wheel_serves_until_sigterm(venv: Path) -> None:
         server.stop()
     assert server.process.returncode == 0, server.log.read_text()[-3000:]
     assert (storage / DATABASE_FILE).is_file()
+
+
+def test_the_wheel_carries_the_translation_catalogues(venv: Path) -> None:
+    script = (
+        "from diagnostics.i18n import LOCALE_DIR, translator; "
+        "print(LOCALE_DIR); print(translator('ru').gettext('Pneumothorax'))"
+    )
+    folder, word = _run([venv / "bin" / "python", "-c", script], venv.parent).split()
+    assert Path(folder).is_relative_to(venv) and word == "Пневмоторакс"
