@@ -17,6 +17,7 @@ from diagnostics.i18n import (
     format_date,
     format_datetime,
     format_number,
+    language_name,
     negotiate,
     translator,
 )
@@ -134,6 +135,10 @@ def test_numbers_and_dates_are_written_the_languages_way() -> None:
 )
 def test_negotiation(header: str | None, expected: str) -> None:
     assert negotiate(header) == expected
+
+
+def test_each_language_is_named_in_itself() -> None:
+    assert [language_name(lang) for lang in LANGUAGES] == ["o\u02bbzbek", "русский", "English"]
 
 
 def test_negotiation_among_what_is_available() -> None:

@@ -19,6 +19,7 @@ from diagnostics.i18n.catalogues import (
     N_,
     Language,
     check_language,
+    language_name,
     translator,
 )
 from diagnostics.i18n.formats import format_date, format_datetime, format_number
@@ -35,6 +36,7 @@ __all__ = [
     "format_date",
     "format_datetime",
     "format_number",
+    "language_name",
     "negotiate",
     "translator",
 ]

@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 from typing import Literal, get_args
 
+from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -42,6 +43,14 @@ def check_language(language: str) -> Language:
     raise ConfigurationError(
         f"language {language!r} is not available; choose one of {', '.join(LANGUAGES)}"
     )
+
+
+def language_name(language: str) -> str:
+    """The language's name in itself (Uzbek, Russian, English in their own words), for a
+    language chooser. Uzbek as our catalogues write it: the o and g with a mark take U+02BB, as
+    the official Latin alphabet has them (CLDR has U+2018)."""
+    name: str = Locale.parse(check_language(language)).get_display_name(language) or language
+    return name.replace("\u2018", "\u02bb")
 
 
 def catalogue_path(language: str) -> Path:
