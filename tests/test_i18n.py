@@ -49,6 +49,15 @@ def test_every_catalogue_translates_every_message_of_the_code(
     assert not found, f"{language}: run scripts/i18n and translate:\n" + "\n".join(found)
 
 
+def test_uzbek_is_written_in_the_official_latin_alphabet() -> None:
+    """O and g with a mark take U+02BB and the tutuq belgisi U+02BC, so that a search or a
+    comparison in the EMR finds one spelling, not three."""
+    for message in read("uz"):
+        forms = message.string if isinstance(message.string, (list, tuple)) else [message.string]
+        for text in forms:
+            assert not any(mark in text for mark in ("'", "\u2018", "\u2019", "`")), text
+
+
 def test_an_incomplete_catalogue_is_caught(template: Catalog) -> None:
     broken = read("ru")
     names = [m.id for m in broken if isinstance(m.id, str) and m.id]

@@ -3,8 +3,9 @@
 Mapped after the HL7 "DICOM SR to FHIR" guide and IHE's imaging report profiles: a transaction
 Bundle holding a `DiagnosticReport`, one `Observation` per finding and a `Device` for the
 model. Built as plain JSON (`build`), checked against `fhir.resources`' R4B models (`validate`)
-before it is written or sent, and posted by `client`. A study that was not analysed gets a
-report that says so, never a normal one.
+before it is written or sent, and posted by `client`. Texts for people are in the report's
+language (`text`, through `diagnostics.i18n`); codes are the same in every language. A study
+that was not analysed gets a report that says so, never a normal one.
 """
 
 from __future__ import annotations
