@@ -57,6 +57,9 @@ FLAGS: dict[str, str] = {
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
     "tls_key": "--tls-key",
+    # -- patient context and PACS viewer (issue #14) --
+    "timezone": "--timezone",
+    "viewer_url": "--viewer-url",
 }
 
 
@@ -147,6 +150,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add("--tls-cert", type=Path, help="TLS certificate for HTTP and DICOM (DIAGNOSTICS_TLS_CERT)")
     add("--tls-key", type=Path, help="TLS private key (DIAGNOSTICS_TLS_KEY)")
+    # -- patient context and PACS viewer (issue #14) --
+    add(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA time zone of the times the review UI shows, e.g. Asia/Tashkent "
+        "(DIAGNOSTICS_TIMEZONE, default this machine's)",
+    )
+    add(
+        "--viewer-url",
+        metavar="TEMPLATE",
+        help="link to the study in the PACS viewer on the review pages: an http(s):// or "
+        "weasis:// URL with {study_uid}, {accession} or {patient_id}, e.g. "
+        "'http://pacs:8042/ohif/viewer?StudyInstanceUIDs={study_uid}' (DIAGNOSTICS_VIEWER_URL)",
+    )
     serve.set_defaults(handler=run)
 
 
