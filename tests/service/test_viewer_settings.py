@@ -55,7 +55,7 @@ def test_a_bad_viewer_url_stops_the_start_naming_the_flag(template: str, problem
 
 
 def test_an_unknown_time_zone_stops_the_start() -> None:
-    with pytest.raises(ConfigurationError, match="--timezone.*unknown time zone 'Mars/Olympus'"):
+    with pytest.raises(ConfigurationError, match=r"--timezone.*unknown time zone 'Mars/Olympus'"):
         config_from_args(_args("--timezone", "Mars/Olympus"), {})
     config = config_from_args(_args("--timezone", "Asia/Tashkent", "--viewer-url", OHIF), {})
     assert config.timezone == "Asia/Tashkent" and config.viewer_url == OHIF
