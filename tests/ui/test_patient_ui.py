@@ -11,8 +11,10 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pydicom
 import pytest
@@ -115,8 +117,11 @@ def _sign_in(page: Page, served: Served) -> None:
     expect(page).to_have_url(re.compile(r"/ui/$"))
 
 
-def _row(page: Page, uid: str) -> object:
-    return page.locator(f'#worklist tr[data-uid="{uid}"]')
+def _name(raw: object) -> str:
+    """A Patient's Name as the pages show it."""
+    shown = display_name(str(raw))
+    assert shown is not None
+    return shown
 
 
 def test_worklist_columns_show_the_headers(served: Served, page: Page) -> None:
@@ -125,7 +130,7 @@ def test_worklist_columns_show_the_headers(served: Served, page: Page) -> None:
         if uid == served.empty:
             continue
         row = page.locator(f'#worklist tr[data-uid="{uid}"]')
-        expect(row.locator("td.patient-name")).to_have_text(display_name(str(ds.PatientName)))
+        expect(row.locator("td.patient-name")).to_have_text(_name(ds.PatientName))
         expect(row.locator("td.patient-id")).to_have_text(str(ds.PatientID))
         expect(row.locator("td.accession")).to_have_text(str(ds.AccessionNumber))
         date, time = str(ds.StudyDate), str(ds.StudyTime)
@@ -144,7 +149,7 @@ def test_worklist_columns_show_the_headers(served: Served, page: Page) -> None:
     expect(page.locator("#worklist")).not_to_contain_text("None")
     # Cyrillic names, sent in ISO_IR 144 (ISO 8859-5) and in UTF-8, read correctly.
     for charset, uid in served.cyrillic.items():
-        name = display_name(CYRILLIC[charset])
+        name = _name(CYRILLIC[charset])
         expect(page.locator(f'#worklist tr[data-uid="{uid}"] td.patient-name')).to_have_text(name)
     page.screenshot(path=str(served.server.log.parent / "worklist-patient.png"), full_page=True)
 
@@ -174,7 +179,7 @@ def test_study_page_header_and_viewer_link(served: Served, page: Page) -> None:
     expected = VIEWER.format(study_uid=quote(uid, safe=""), accession="CYR1")
     expect(link).to_have_attribute("href", expected)
     page.locator(f'#worklist tr[data-uid="{uid}"] a.study-link').click()
-    expect(page.locator("main h1")).to_have_text(display_name(CYRILLIC["ISO_IR 192"]))
+    expect(page.locator("main h1")).to_have_text(_name(CYRILLIC["ISO_IR 192"]))
     header = page.locator("#patient")
     expect(header.locator(".patient-id")).to_have_text(str(ds.PatientID))
     expect(header.locator(".accession")).to_have_text("CYR1")
@@ -209,3 +214,24 @@ def test_patient_names_stay_out_of_logs_metrics_and_audit(served: Served, page: 
             if len(part) > 3:
                 assert part not in log and part not in metrics and part not in audit, part
     assert "Кузнецова" in CYRILLIC["ISO_IR 144"]  # the test looked for the Cyrillic one
+
+
+def test_date_filters_are_iso_days_in_the_local_zone(served: Served, page: Page) -> None:
+    _sign_in(page, served)
+    start = page.locator('input[name="from"]')
+    expect(start).to_have_attribute("placeholder", "YYYY-MM-DD")
+    today = datetime.now(ZoneInfo("Asia/Tashkent")).date()
+    start.fill(today.isoformat())
+    start.press("Enter")
+    expect(page.locator("#worklist tbody tr")).to_have_count(len(served.headers))
+    start = page.locator('input[name="from"]')
+    expect(start).to_have_value(today.isoformat())
+    start.fill((today + timedelta(days=1)).isoformat())
+    start.press("Enter")
+    expect(page.locator("#summary")).to_contain_text("No studies match")
+
+
+def test_the_worklist_fits_1400_pixels(served: Served, page: Page) -> None:
+    _sign_in(page, served)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1400, f"the worklist is {width} px wide: it scrolls sideways"
