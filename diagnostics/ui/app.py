@@ -37,9 +37,9 @@ from diagnostics.errors import DiagnosticsError, InputError, RequestError, Store
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
-from diagnostics.service.viewer import local_zone
 from diagnostics.ui import forms
 from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
+from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class ReviewUI:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = self._when
-        self.templates.filters["dash"] = _dash
+        self.templates.filters["dash"] = dash
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class ReviewUI:
 
     def _zone_now(self) -> tzinfo:
         runtime = self._runtime()
-        return _zone(runtime.config.timezone if runtime is not None else None)
+        return zone_named(runtime.config.timezone if runtime is not None else None)
 
     def _when(self, timestamp: float) -> str:
         return when(timestamp, self._zone_now())
@@ -141,7 +141,7 @@ class ReviewUI:
 
     def zone(self, runtime: Runtime) -> tzinfo:
         """The time zone of the times shown (`--timezone`, default this machine's)."""
-        return _zone(runtime.config.timezone)
+        return zone_named(runtime.config.timezone)
 
     def codes(self, runtime: Runtime) -> tuple[str, ...]:
         screener = runtime.screener
@@ -409,16 +409,6 @@ class ReviewUI:
             mark_read(runtime.store, uid, actor, read=form.get("read", "1") == "1")
 
         return await self._post(request, save, "read")
-
-
-@functools.lru_cache(maxsize=4)
-def _zone(name: str | None) -> tzinfo:
-    return local_zone(name)
-
-
-def _dash(value: object) -> object:
-    """An empty value (DICOM Type 2 attributes often are) as a dash, never `None`."""
-    return "—" if value is None or value == "" else value
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -8,12 +8,13 @@ show it as a dash.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
 from diagnostics.dicom.patient import display_name
-from diagnostics.service.viewer import viewer_link
+from diagnostics.service.viewer import local_zone, viewer_link
 from diagnostics.store.records import StudyFacts
 
 AGE_UNITS = {"Y": "y", "M": "mo", "W": "wk", "D": "d"}
@@ -110,6 +111,17 @@ def _age(age: str | None, birth: str | None, study: str | None) -> str | None:
         return None
     years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
     return f"{years} y"
+
+
+def dash(value: object) -> object:
+    """An empty value (DICOM Type 2 attributes often are) as a dash, never `None`."""
+    return "—" if value is None or value == "" else value
+
+
+@functools.lru_cache(maxsize=4)
+def zone_named(name: str | None) -> tzinfo:
+    """`--timezone`'s zone (this machine's without one), looked up once."""
+    return local_zone(name)
 
 
 def local_time(timestamp: float, zone: tzinfo) -> str:

@@ -110,11 +110,16 @@ def facts_of(db: sqlite3.Connection, uids: Sequence[str]) -> dict[str, StudyFact
     ).fetchall()
     out = {}
     for r in rows:
-        values: dict[str, object] = {n: r[n] for n in SCALARS}
-        for column in LISTS:
-            values[column] = tuple(v for v in (r[column] or "").split(",") if v)
-        out[r["study_instance_uid"]] = StudyFacts(**values)  # type: ignore[arg-type]
+        out[r["study_instance_uid"]] = StudyFacts(
+            **{n: r[n] for n in SCALARS},
+            modalities=_split(r["modalities"]),
+            views=_split(r["views"]),
+        )
     return out
+
+
+def _split(joined: str | None) -> tuple[str, ...]:
+    return tuple(v for v in (joined or "").split(",") if v)
 
 
 def search_clause(text: str) -> tuple[str, list[object]]:
