@@ -60,6 +60,9 @@ FLAGS: dict[str, str] = {
     "tls_key": "--tls-key",
     # -- languages --
     "report_language": "--report-language",
+    # -- patient context and PACS viewer (issue #14) --
+    "timezone": "--timezone",
+    "viewer_url": "--viewer-url",
 }
 
 
@@ -156,6 +159,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=LANGUAGES,
         help="language of the FHIR reports' conclusion and texts: uz (Uzbek, Latin script), ru "
         "or en (DIAGNOSTICS_REPORT_LANGUAGE, default en)",
+    )
+    # -- patient context and PACS viewer (issue #14) --
+    add(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA time zone of the times the review UI shows, e.g. Asia/Tashkent "
+        "(DIAGNOSTICS_TIMEZONE, default this machine's)",
+    )
+    add(
+        "--viewer-url",
+        metavar="TEMPLATE",
+        help="link to the study in the PACS viewer on the review pages: an http(s):// or "
+        "weasis:// URL with {study_uid}, {accession} or {patient_id}, e.g. "
+        "'http://pacs:8042/ohif/viewer?StudyInstanceUIDs={study_uid}' (DIAGNOSTICS_VIEWER_URL)",
     )
     serve.set_defaults(handler=run)
 

@@ -28,6 +28,7 @@ from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.screening.engines import EngineChoice
 from diagnostics.service.sender import Destination
+from diagnostics.service.viewer import check_timezone, check_viewer_url
 from diagnostics.strict import STRICT
 
 PREFIX = "DIAGNOSTICS_"
@@ -98,6 +99,11 @@ class ServiceSettings(BaseSettings):
     report_language: Language = DEFAULT_LANGUAGE
     """The language of the FHIR reports' texts (uz, ru, en): recorded with each result's report
     context, so a result keeps the language its first report was written in."""
+    # -- patient context and PACS viewer (issue #14) --
+    timezone: str | None = None
+    """IANA time zone for the times the review UI shows; default this machine's."""
+    viewer_url: str | None = None
+    """PACS viewer link on the review pages, with {study_uid}, {accession}, {patient_id}."""
 
     @classmethod
     def settings_customise_sources(
@@ -128,6 +134,16 @@ class ServiceSettings(BaseSettings):
         for value in values:
             Destination.parse(value)
         return values
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return check_timezone(value) if value is not None else None
+
+    @field_validator("viewer_url")
+    @classmethod
+    def _check_viewer_url(cls, value: str | None) -> str | None:
+        return check_viewer_url(value) if value is not None else None
 
     @field_validator("api_tokens")
     @classmethod

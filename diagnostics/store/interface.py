@@ -29,6 +29,7 @@ from diagnostics.store.records import (
     PreparedContext,
     Received,
     StoredInstance,
+    StudyFacts,
     WorklistRow,
 )
 
@@ -123,6 +124,8 @@ class Store(Protocol):
     def result_version(self, study_instance_uid: str, version: int) -> StudyResult | None: ...
 
     def study_state(self, study_instance_uid: str) -> dict[str, object] | None: ...
+
+    def study_facts(self, study_instance_uids: Sequence[str]) -> dict[str, StudyFacts]: ...
 
     def worklist(
         self,

@@ -98,3 +98,5 @@ class WorklistFilter:
     received_before: float | None = None
     read: bool | None = None
     """True: only studies marked read; False: only unread ones."""
+    search: str | None = None
+    """Accession number or patient ID (exactly, any case), or words of the patient's name."""

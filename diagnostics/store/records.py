@@ -48,6 +48,25 @@ class WorklistRow:
 
 
 @dataclass(frozen=True)
+class StudyFacts:
+    """A study's patient and study facts from its headers (None: the headers do not say).
+    Patient data: for the signed-in review pages only, never the JSON API's worklist."""
+
+    patient_name: str | None = None
+    patient_id: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    age: str | None = None
+    accession_number: str | None = None
+    study_date: str | None = None
+    study_time: str | None = None
+    description: str | None = None
+    institution: str | None = None
+    modalities: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Claim:
     """A study taken for screening: `claimed_at` identifies the claim, `paths` what it covers."""
 

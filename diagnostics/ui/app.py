@@ -15,6 +15,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -38,6 +39,7 @@ from diagnostics.service.review import mark_read, record_feedback, set_requested
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms
 from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
+from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,8 @@ class ReviewUI:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["when"] = when
+        self.templates.filters["when"] = self._when
+        self.templates.filters["dash"] = dash
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -118,6 +121,13 @@ class ReviewUI:
         )
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
+    def _zone_now(self) -> tzinfo:
+        runtime = self._runtime()
+        return zone_named(runtime.config.timezone if runtime is not None else None)
+
+    def _when(self, timestamp: float) -> str:
+        return when(timestamp, self._zone_now())
+
     def message(self, request: Request, status: int, title: str, text: str) -> Response:
         return self.page(request, "message.html", status, title=title, text=text)
 
@@ -128,6 +138,10 @@ class ReviewUI:
         runtime = self._runtime()
         limits = runtime.store.limits if runtime is not None else None
         return self.images.get(path, functools.partial(read_instance, limits=limits))
+
+    def zone(self, runtime: Runtime) -> tzinfo:
+        """The time zone of the times shown (`--timezone`, default this machine's)."""
+        return zone_named(runtime.config.timezone)
 
     def codes(self, runtime: Runtime) -> tuple[str, ...]:
         screener = runtime.screener
@@ -221,6 +235,8 @@ class ReviewUI:
             query,
             self.codes(runtime),
             runtime.config.escalate_after_minutes,
+            zone=self.zone(runtime),
+            viewer_url=runtime.config.viewer_url,
         )
         try:
             page = await _in_thread(call)
@@ -245,6 +261,8 @@ class ReviewUI:
                 index,
                 self.load,
                 runtime.config.escalate_after_minutes,
+                zone=self.zone(runtime),
+                viewer_url=runtime.config.viewer_url,
             )
             page = await _in_thread(call)
         except RequestError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -24,6 +24,7 @@ from diagnostics.store import Store
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.priority import REQUESTED_PRIORITIES, WorklistFilter, effective_priority
 from diagnostics.store.records import Feedback, WorklistRow
+from diagnostics.ui.patient import PatientContext, local_time, patient_context
 from diagnostics.ui.render import DisplayWindow
 
 Load = Callable[[Path], DicomImage]
@@ -37,11 +38,12 @@ STATUSES = {
     "pending": "Pending",
 }
 READ_FILTERS = {"unread": False, "read": True}
-QUERY_KEYS = ("status", "finding", "from", "to", "read", "page")
+QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
+MAX_SEARCH = 64
 
 
-def when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def when(timestamp: float, zone: tzinfo = UTC) -> str:
+    return local_time(timestamp, zone)
 
 
 def waited(seconds: float) -> str:
@@ -65,6 +67,7 @@ class WorklistEntry:
     reason: str | None
     received: str
     waiting: str
+    patient: PatientContext = field(default_factory=PatientContext)
 
     @property
     def uid(self) -> str:
@@ -103,16 +106,22 @@ def plain(text: str | None) -> str | None:
     return without_paths(text) if text is not None else None
 
 
-def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[WorklistFilter, int]:
+def parse_filters(
+    query: Mapping[str, str], codes: Sequence[str], zone: tzinfo = UTC
+) -> tuple[WorklistFilter, int]:
     """The worklist filters and page number from the query string; RequestError names the bad
-    one. Dates are whole days in UTC (`to` is inclusive)."""
+    one (never echoing a search, which is patient data). Dates are whole days in `zone` (`to`
+    is inclusive)."""
+    search = (query.get("q") or "").strip() or None
+    if search is not None and len(search) > MAX_SEARCH:
+        raise RequestError(f"the search must be at most {MAX_SEARCH} characters")
     status = query.get("status") or None
     if status is not None and status not in STATUSES:
         raise RequestError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     finding = query.get("finding") or None
     if finding is not None and finding not in codes:
         raise RequestError(f"finding must be one of {', '.join(codes)}, not {finding!r}")
-    start, end = _day(query, "from"), _day(query, "to")
+    start, end = _day(query, "from", zone), _day(query, "to", zone)
     read = query.get("read") or None
     if read is not None and read not in READ_FILTERS:
         raise RequestError("read must be read or unread")
@@ -124,12 +133,13 @@ def parse_filters(query: Mapping[str, str], codes: Sequence[str]) -> tuple[Workl
             received_from=start.timestamp() if start else None,
             received_before=(end + timedelta(days=1)).timestamp() if end else None,
             read=READ_FILTERS[read] if read else None,
+            search=search,
         ),
         page,
     )
 
 
-def _day(query: Mapping[str, str], name: str) -> datetime | None:
+def _day(query: Mapping[str, str], name: str, zone: tzinfo) -> datetime | None:
     text = query.get(name) or ""
     if not text:
         return None
@@ -139,7 +149,7 @@ def _day(query: Mapping[str, str], name: str) -> datetime | None:
         raise RequestError(f"{name} must be a date as YYYY-MM-DD, not {text!r}") from None
     if not 1900 <= day.year <= 9000:  # and the end of 9999-12-31 would overflow
         raise RequestError(f"{name} must be a date between 1900 and 9000, not {text!r}")
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
 def worklist_page(
@@ -148,9 +158,11 @@ def worklist_page(
     codes: Sequence[str],
     escalate_after_minutes: float,
     now: float | None = None,
+    zone: tzinfo = UTC,
+    viewer_url: str | None = None,
 ) -> WorklistPage:
     now = time.time() if now is None else now
-    where, page = parse_filters(query, codes)
+    where, page = parse_filters(query, codes, zone)
     total, rows = store.worklist(
         where=where,
         limit=PAGE_SIZE,
@@ -158,6 +170,7 @@ def worklist_page(
         now=now,
         escalate_after_s=escalate_after_minutes * 60.0,
     )
+    facts = store.study_facts([row.study_instance_uid for row in rows])
     entries = []
     for row in rows:
         reason = None
@@ -169,8 +182,11 @@ def worklist_page(
                 row=row,
                 status=row.status or "pending",
                 reason=reason,
-                received=when(row.first_received),
+                received=when(row.first_received, zone),
                 waiting=waited(now - row.first_received),
+                patient=patient_context(
+                    row.study_instance_uid, facts.get(row.study_instance_uid), viewer_url
+                ),
             )
         )
     return WorklistPage(
@@ -225,6 +241,7 @@ class StudyPage:
     waiting: str
     requested_priorities: tuple[str, ...] = REQUESTED_PRIORITIES
     codes: tuple[str, ...] = field(default_factory=tuple)
+    patient: PatientContext = field(default_factory=PatientContext)
 
     @property
     def can_give_feedback(self) -> bool:
@@ -242,6 +259,8 @@ def study_page(
     load: Load,
     escalate_after_minutes: float,
     now: float | None = None,
+    zone: tzinfo = UTC,
+    viewer_url: str | None = None,
 ) -> StudyPage | None:
     """The study page's data; None when no instance of the study was ever received.
 
@@ -296,9 +315,10 @@ def study_page(
         image_problem=problem,
         feedback=feedback_for(store, uid),
         effective_priority=effective,
-        received=when(first),
+        received=when(first, zone),
         waiting=waited(now - first),
         codes=tuple(f.code for f in result.findings) if result else (),
+        patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
     )
 
 

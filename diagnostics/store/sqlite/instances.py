@@ -16,10 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
+from diagnostics.dicom.patient import study_header
 from diagnostics.dicom.reader import read_info
 from diagnostics.durable import replace_synced, write_synced
 from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.store.records import Received
+from diagnostics.store.sqlite import headers
 from diagnostics.store.sqlite.connection import SqliteBase
 
 
@@ -37,6 +39,7 @@ class Instances(SqliteBase):
         """
         info = read_info(data, self.limits)
         uids = info.uids
+        header = study_header(info.dataset)
         digest = content_digest(data)
         name = f"{uuid.uuid4().hex}.dcm"
         partial = self.incoming_dir / (name + ".partial")
@@ -97,6 +100,7 @@ class Instances(SqliteBase):
                            ELSE coalesce(requested_priority, excluded.requested_priority) END""",
                     (uids.study_instance_uid, now, now, requested_priority),
                 )
+                headers.merge(db, uids.study_instance_uid, header)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

@@ -19,11 +19,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from diagnostics.errors import StoreError
+from diagnostics.dicom.patient import StudyHeader, study_header
+from diagnostics.dicom.reader import read_info
+from diagnostics.errors import InputError, StoreError
 from diagnostics.results import StudyResult
 from diagnostics.store import evidence
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.records import Claim, Delivery, OutboxItem, PreparedContext
+from diagnostics.store.sqlite import headers
 from diagnostics.store.sqlite.connection import SqliteBase
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
@@ -136,6 +139,7 @@ class Queue(SqliteBase):
         study waits again and the stale result is dropped (the next one will cover them).
         """
         now = time.time()
+        found = self._missing_headers(claim)
         with self._transaction() as db:
             row = db.execute(
                 "SELECT claimed_at, version, instance_count, state FROM studies "
@@ -164,6 +168,8 @@ class Queue(SqliteBase):
                    WHERE study_instance_uid = ?""",
                 (version, result.status, result.priority, flagged, claim.study_instance_uid),
             )
+            for header in found:
+                headers.merge(db, claim.study_instance_uid, header)
             for item in maps:
                 db.execute(
                     "INSERT INTO cams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -190,6 +196,19 @@ class Queue(SqliteBase):
                     ),
                 )
         return version
+
+    def _missing_headers(self, claim: Claim) -> list[StudyHeader]:
+        """The headers of a study received before `study_headers` existed (none for others):
+        screening fills in what the worklist shows of it."""
+        if headers.has_header(self._connection(), claim.study_instance_uid):
+            return []
+        found = []
+        for path in claim.paths:
+            try:
+                found.append(study_header(read_info(path, self.limits).dataset))
+            except (InputError, OSError):
+                continue  # the result says why; the worklist shows what the others say
+        return found
 
     def release(self, claim: Claim, *, failed: bool = False) -> None:
         """Give a claimed study back to the queue.

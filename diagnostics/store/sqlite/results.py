@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from diagnostics.results import StudyResult
 from diagnostics.store import evidence
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.priority import WorklistFilter
-from diagnostics.store.records import Feedback, WorklistRow
+from diagnostics.store.records import Feedback, StudyFacts, WorklistRow
 from diagnostics.store.sqlite.connection import SqliteBase
+from diagnostics.store.sqlite.headers import facts_of
 from diagnostics.store.sqlite.worklist import worklist_page, worklist_row
 
 
@@ -39,6 +41,10 @@ class Results(SqliteBase):
         if row is None:
             return None
         return int(row["version"]), StudyResult.from_json(row["result"])
+
+    def study_facts(self, study_instance_uids: Sequence[str]) -> dict[str, StudyFacts]:
+        """Patient and study facts of each study that has them (the review pages only)."""
+        return facts_of(self._connection(), study_instance_uids)
 
     def study_state(self, study_instance_uid: str) -> dict[str, object] | None:
         row = (

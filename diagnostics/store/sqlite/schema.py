@@ -2,7 +2,8 @@
 
 Tables: `instances` (one row per stored file), `studies` (the work queue and the worklist),
 `results` (every version), `cams` (the evidence behind each result), `outbox`, `audit`,
-`feedback`, and `fhir_context` (created with the first FHIR report context). The UI's
+`feedback`, `study_headers` (patient and study facts for the worklist, `headers.py`), and
+`fhir_context` (created with the first FHIR report context). The UI's
 signed-out sessions live in a database of their own (`sessions.py`).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from diagnostics.errors import StoreError
+from diagnostics.store.sqlite.headers import HEADERS_SCHEMA
 from diagnostics.store.sqlite.worklist import INDEX_SQL
 
 SCHEMA = """
@@ -130,7 +132,7 @@ def create(db: sqlite3.Connection) -> None:
     (idempotent, race-safe)."""
     # executescript commits any open transaction itself, so it cannot run inside one;
     # every statement is idempotent (IF NOT EXISTS).
-    db.executescript(SCHEMA + CAMS_SCHEMA)
+    db.executescript(SCHEMA + CAMS_SCHEMA + HEADERS_SCHEMA)
     for table, column, kind in ADDED_COLUMNS:
         present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
         if column not in present:

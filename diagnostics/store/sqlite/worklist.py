@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from diagnostics.store.priority import WorklistFilter, effective_priority
 from diagnostics.store.records import WorklistRow
+from diagnostics.store.sqlite.headers import search_clause
 
 RANK_SQL = (
     "(CASE WHEN requested_priority = 'stat' THEN 0 "
@@ -44,6 +45,10 @@ def clause(wanted: WorklistFilter) -> tuple[str, list[object]]:
         params.append(wanted.received_before)
     if wanted.read is not None:
         conditions.append("reviewed_at IS NOT NULL" if wanted.read else "reviewed_at IS NULL")
+    if wanted.search:
+        condition, search_params = search_clause(wanted.search)
+        conditions.append(condition)
+        params += search_params
     return "".join(f" AND {w}" for w in conditions), params
 
 
