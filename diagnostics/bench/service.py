@@ -55,6 +55,7 @@ from diagnostics.bench.timing import cpu_model, load_average, peak_rss_mib
 from diagnostics.constants import BUNDLED_MODEL
 from diagnostics.errors import ConfigurationError
 from diagnostics.package import load_package
+from diagnostics.reports import write_reports
 from diagnostics.screening import Screener
 from diagnostics.screening.engine import default_threads
 from diagnostics.service.runtime import BATCH_WAIT_S
@@ -75,10 +76,10 @@ class ServiceBenchConfig:
 
     model: Path = BUNDLED_MODEL
     engine: str = "onnxruntime"
-    rounds: int = 5
-    latency_studies: int = 12
+    rounds: int = 3
+    latency_studies: int = 10
     """Studies per round at 1 client, each way."""
-    throughput_studies: int = 32
+    throughput_studies: int = 24
     """Studies per round at 8 clients, each way."""
     cstore_studies: int = 10
     study_size: int = 512
@@ -170,10 +171,16 @@ def _http_screen(
     counts.add(f"http_{json.loads(body).get('status')}")
 
 
-def _local_screen(screener: Screener, data: bytes, counts: Counts) -> None:
+def _local_screen(
+    screener: Screener, data: bytes, counts: Counts, outputs: Path | None = None
+) -> None:
+    """`Screener.screen` of one study; with `outputs`, also its DICOM outputs (SR, overlay,
+    presentation state) written there, as the service writes them before it answers."""
     batch = screener.screen([data])
     for outcome in batch.outcomes:
         counts.add(f"inprocess_{outcome.result.status}")
+        if outputs is not None:
+            write_reports(outcome, outputs)
     if batch.rejected:
         counts.add("inprocess_rejected")
 
@@ -260,7 +267,9 @@ def _cstore_ms(service: Service, studies: Studies, count: int, root: Path) -> Re
     }
 
 
-def _measure(service: Service, config: ServiceBenchConfig, studies: Studies) -> Report:
+def _measure(
+    service: Service, config: ServiceBenchConfig, studies: Studies, outputs: Path
+) -> Report:
     """The interleaved rounds: HTTP and in-process alternate which goes first."""
     package = load_package(config.model)
     plain = Screener.load(package, engine=config.engine)  # type: ignore[arg-type]
@@ -289,7 +298,8 @@ def _measure(service: Service, config: ServiceBenchConfig, studies: Studies) -> 
         _local_screen(plain, data, warm)
         _local_screen(batching, data, warm)
     floor: list[float] = []
-    latency: dict[str, list[float]] = {"http": [], "inprocess": []}
+    latency: dict[str, list[float]] = {"http": [], "inprocess": [], "inprocess_outputs": []}
+    information = Counts()
     rates: dict[str, list[float]] = {"http": [], "inprocess": []}
     try:
         for number in range(config.rounds):
@@ -299,6 +309,9 @@ def _measure(service: Service, config: ServiceBenchConfig, studies: Studies) -> 
             for side in sides:
                 call = http_call if side == "http" else partial(_local_screen, plain, counts=counts)
                 latency[side].extend(sequential_ms(call, one))
+            # Information: what the DICOM outputs add to in-process screening (not a goal).
+            write = partial(_local_screen, plain, counts=information, outputs=outputs)
+            latency["inprocess_outputs"].extend(sequential_ms(write, one))
             many = studies.batch(config.throughput_studies)
             for side in sides:
                 client = http_client if side == "http" else local_client
@@ -315,6 +328,7 @@ def _measure(service: Service, config: ServiceBenchConfig, studies: Studies) -> 
             "studies_per_round": config.latency_studies,
             "http_ms": http_ms,
             "inprocess_ms": local_ms,
+            "inprocess_with_dicom_outputs_ms": percentiles(latency["inprocess_outputs"]),
             "http_round_trip_floor_ms": percentiles(floor),
         },
         "throughput": {
@@ -355,7 +369,7 @@ def run_service_bench(config: ServiceBenchConfig) -> Report:
         log.info("bench --service: ready in %.1f s; measuring", service.cold_start_s)
         try:
             at_ready = memory_summary(service.processes_at_ready)
-            measured = _measure(service, config, studies)
+            measured = _measure(service, config, studies, root / "outputs")
             log.info("bench --service: C-STORE")
             cstore_report = _cstore_ms(service, studies, config.cstore_studies, root)
             after = memory_summary(process_memory(service.process.pid))
@@ -387,6 +401,8 @@ def run_service_bench(config: ServiceBenchConfig) -> Report:
             "memory": "VmRSS and PSS of every process of the service, from /proc",
             "cstore": "storescu of one new study until GET /v1/studies/{uid} answers 200",
             "floor": "GET /v1/studies/{unknown uid}: an authenticated request doing nothing",
+            "inprocess_with_dicom_outputs": "information: Screener.screen plus write_reports "
+            "(SR, overlay, presentation state), which the service does before it answers",
         },
         "environment": {
             "cpu": cpu_model(),
@@ -455,7 +471,8 @@ def service_summary_lines(report: Report) -> list[str]:
         f"(all processes {service['memory_after']['total_rss_mib']:.0f} MiB)",
         f"1 client: HTTP p50 {latency['http_ms']['p50']:.1f} ms, p95 "
         f"{latency['http_ms']['p95']:.1f} ms; in-process p50 {latency['inprocess_ms']['p50']:.1f}"
-        f" ms, p95 {latency['inprocess_ms']['p95']:.1f} ms; HTTP floor "
+        f" ms, p95 {latency['inprocess_ms']['p95']:.1f} ms (with DICOM outputs p50 "
+        f"{latency['inprocess_with_dicom_outputs_ms']['p50']:.1f} ms); HTTP floor "
         f"{latency['http_round_trip_floor_ms']['p50']:.1f} ms",
         f"{throughput['clients']} clients: HTTP {throughput['http_studies_per_s']:.1f} studies/s,"
         f" in-process {throughput['inprocess_studies_per_s']:.1f} studies/s",
