@@ -246,6 +246,8 @@ def memory_summary(rows: list[dict[str, object]]) -> dict[str, object]:
         "worker_rss_mib": workers,
         "rss_mib_per_worker": max(workers) if workers else None,
         "total_rss_mib": sum(float(str(r["rss_mib"])) for r in rows),
+        # Shared pages (the library and its imports) counted once: the memory really used.
+        "total_pss_mib": sum(float(str(r["pss_mib"] or 0.0)) for r in rows),
     }
 
 
