@@ -311,3 +311,5 @@ def test_service_config_names_the_bad_setting() -> None:
         ServiceBenchConfig(rounds=0)
     with pytest.raises(ConfigurationError, match="cstore_studies"):
         ServiceBenchConfig(cstore_studies=-1)
+    with pytest.raises(ConfigurationError, match="engine"):
+        ServiceBenchConfig(engine="tensorrt")  # type: ignore[arg-type]

@@ -53,12 +53,13 @@ from diagnostics.bench.server import (
     wait_recorded,
 )
 from diagnostics.bench.timing import cpu_model, load_average, peak_rss_mib
-from diagnostics.constants import BUNDLED_MODEL
+from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
 from diagnostics.errors import ConfigurationError
 from diagnostics.package import load_package
 from diagnostics.reports import write_reports
 from diagnostics.screening import Screener
 from diagnostics.screening.engine import default_threads
+from diagnostics.screening.engines import EngineChoice
 from diagnostics.service.runtime import BATCH_WAIT_S
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class ServiceBenchConfig:
     """What `diagnostics bench --service` runs; the defaults are the full run (minutes)."""
 
     model: Path = BUNDLED_MODEL
-    engine: str = "onnxruntime"
+    engine: EngineChoice = "onnxruntime"
     rounds: int = 3
     latency_studies: int = 10
     """Studies per round at 1 client, each way."""
@@ -94,11 +95,13 @@ class ServiceBenchConfig:
         for name in ("rounds", "latency_studies", "throughput_studies", "pool", "study_size"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"bench --service {name} must be at least 1")
+        if self.engine not in ENGINE_CHOICES:
+            raise ConfigurationError(f"bench --service engine must be one of {ENGINE_CHOICES}")
         if self.cstore_studies < 0 or self.warmup < 0:
             raise ConfigurationError("bench --service cstore_studies and warmup must be >= 0")
 
     @classmethod
-    def quick_run(cls, model: Path, engine: str = "onnxruntime") -> ServiceBenchConfig:
+    def quick_run(cls, model: Path, engine: EngineChoice = "onnxruntime") -> ServiceBenchConfig:
         """Seconds of measuring (plus the service's start): numbers that mean little."""
         return cls(
             model=model,
@@ -176,10 +179,10 @@ def _measure(
 ) -> Report:
     """The interleaved rounds: HTTP and in-process alternate which goes first."""
     package = load_package(config.model)
-    plain = Screener.load(package, engine=config.engine)  # type: ignore[arg-type]
+    plain = Screener.load(package, engine=config.engine)
     batching = Screener.load(
         package,
-        engine=config.engine,  # type: ignore[arg-type]
+        engine=config.engine,
         batch_wait_s=BATCH_WAIT_S,
     )
     plain.warm_up()
