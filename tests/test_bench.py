@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 
 from diagnostics.bench import GOALS, BenchConfig, time_interleaved
 from diagnostics.bench.config import GOALS_AT_MOST
+from diagnostics.bench.server import process_memory, role
+from diagnostics.bench.service import ServiceBenchConfig
 from diagnostics.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,3 +211,105 @@ def test_config_names_the_bad_setting() -> None:
     with pytest.raises(ConfigurationError, match="densenet_size"):
         BenchConfig(densenet_size=16)
     assert set(GOALS) | set(GOALS_AT_MOST) <= set(REQUIRED_RATIOS)
+
+
+# -- diagnostics bench --service --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench-service") / "out.json"
+    result = _run("bench", "--service", "--quick", "--json", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+@pytest.mark.slow
+def test_service_bench_reports_every_number(service_quick: tuple[dict[str, Any], str]) -> None:
+    """The real service was started, screened every study sent, and was measured."""
+    report, stdout = service_quick
+    assert report["benchmark"] == "diagnostics bench --service" and report["quick"] is True
+    service = report["service"]
+    assert service["cold_start_s"] > 0 and service["exit_code"] == 0
+    for memory in (service["memory_at_ready"], service["memory_after"]):
+        roles = [p["role"] for p in memory["processes"]]
+        assert roles.count("worker") == 1 and "cli" in roles, roles
+        assert all(p["rss_mib"] > 0 for p in memory["processes"])
+        assert memory["rss_mib_per_worker"] == max(memory["worker_rss_mib"]) > 0
+    assert service["rss_mib_per_worker"] == service["memory_after"]["rss_mib_per_worker"]
+    latency, throughput = report["latency"], report["throughput"]
+    rounds = report["config"]["rounds"]
+    for side in ("http_ms", "inprocess_ms"):
+        stats = latency[side]
+        assert stats["count"] == rounds * latency["studies_per_round"]
+        assert 0 < stats["p50"] <= stats["p95"]
+    assert latency["http_round_trip_floor_ms"]["p50"] > 0
+    assert throughput["clients"] == throughput["inprocess_threads"] == 8
+    for side in ("http", "inprocess"):
+        assert len(throughput[f"{side}_rounds"]) == rounds
+        assert throughput[f"{side}_studies_per_s"] > 0
+    # Every study went through the model on both sides: nothing refused, nothing left pending.
+    sent = rounds * (latency["studies_per_round"] + throughput["studies_per_round"])
+    assert report["outcomes"] == {"http_analyzed": sent, "inprocess_analyzed": sent}
+    assert "cold start to ready" in stdout
+
+
+@pytest.mark.slow
+def test_service_ratios_and_goals(service_quick: tuple[dict[str, Any], str]) -> None:
+    report, stdout = service_quick
+    ratios, latency, throughput = report["ratios"], report["latency"], report["throughput"]
+    assert _close(
+        ratios["http_p50_vs_inprocess"], latency["http_ms"]["p50"] / latency["inprocess_ms"]["p50"]
+    )
+    assert _close(
+        ratios["http_8clients_vs_inprocess"],
+        throughput["http_studies_per_s"] / throughput["inprocess_studies_per_s"],
+    )
+    goals = report["goals"]
+    assert goals["http_p50_vs_inprocess"]["goal_at_most"] == 1.2
+    assert goals["http_8clients_vs_inprocess"]["goal"] == 0.9
+    for name, goal in goals.items():
+        assert goal["value"] == ratios[name] > 0
+        bound = goal.get("goal", goal.get("goal_at_most"))
+        assert goal["met"] is (goal["value"] >= bound if "goal" in goal else goal["value"] <= bound)
+        assert f"goal {name}" in stdout
+    assert any("quick" in warning for warning in report["warnings"])
+
+
+@pytest.mark.slow
+def test_service_bench_times_cstore_to_result(service_quick: tuple[dict[str, Any], str]) -> None:
+    """storescu -> result recorded, when DCMTK is here (a number without a goal)."""
+    cstore = service_quick[0]["cstore"]
+    if shutil.which("storescu") is None:
+        assert "storescu" in cstore["skipped"]
+        return
+    assert cstore["studies"] == service_quick[0]["config"]["cstore_studies"]
+    assert cstore["statuses"] == {"analyzed": cstore["studies"]}
+    assert 0 < cstore["p50_ms"] <= cstore["p95_ms"]
+
+
+def test_service_memory_is_read_from_proc() -> None:
+    """This process and a child of it, found under it in /proc with their resident memory."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        rows = process_memory(os.getpid())
+        pids = {row["pid"] for row in rows}
+        assert {os.getpid(), child.pid} <= pids
+        assert all(float(row["rss_mib"]) > 0 for row in rows)
+    finally:
+        child.kill()
+        child.wait()
+    assert role(["python", "-m", "diagnostics.cli", "serve", "--port", "1"]) == "cli"
+    assert role(["python", "-m", "bentoml", "serve", "diagnostics.serving.service:X"]) == (
+        "supervisor"
+    )
+
+
+def test_service_config_names_the_bad_setting() -> None:
+    with pytest.raises(ConfigurationError, match="rounds"):
+        ServiceBenchConfig(rounds=0)
+    with pytest.raises(ConfigurationError, match="cstore_studies"):
+        ServiceBenchConfig(cstore_studies=-1)
+    with pytest.raises(ConfigurationError, match="engine"):
+        ServiceBenchConfig(engine="tensorrt")  # type: ignore[arg-type]

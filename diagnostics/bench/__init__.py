@@ -14,7 +14,9 @@ starting, thermal limits) affects them alike. A package of its own in the faces 
 in the library imports it), typed and tested, so that the CLI, `benchmarks/bench_screening.py`
 and the tests share one implementation: `config` (what to measure), `timing` (how),
 `models` (ONNX Runtime vs eager, the matmul peak), `pipeline` (DICOM -> result vs model only),
-`report` (the run and its summary).
+`report` (the run and its summary). `diagnostics bench --service` is `service` (the HTTP
+service beside in-process screening, one run), `server` (the real service in a subprocess,
+its memory from /proc, C-STORE) and `clients` (the studies sent and how calls are timed).
 """
 
 from diagnostics.bench.config import GOALS, BenchConfig, Report

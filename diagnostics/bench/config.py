@@ -37,6 +37,23 @@ Report = dict[str, Any]
 Runner = Callable[[], object]
 
 
+def goal_table(
+    ratios: dict[str, float], at_least: dict[str, float], at_most: dict[str, float]
+) -> Report:
+    """The report's `goals` object: each goal, the measured value and whether it is met."""
+    goals: Report = {
+        name: {"goal": goal, "value": ratios[name], "met": ratios[name] >= goal}
+        for name, goal in at_least.items()
+    }
+    goals.update(
+        {
+            name: {"goal_at_most": limit, "value": ratios[name], "met": ratios[name] <= limit}
+            for name, limit in at_most.items()
+        }
+    )
+    return goals
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure and for how long; the defaults are the full run (a few minutes)."""

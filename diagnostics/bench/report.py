@@ -24,6 +24,7 @@ from diagnostics.bench.config import (
     PIPELINE_SYNTAXES,
     BenchConfig,
     Report,
+    goal_table,
 )
 from diagnostics.bench.models import bench_bundled, bench_densenet, matmul_peak
 from diagnostics.bench.pipeline import bench_pipeline
@@ -103,16 +104,7 @@ def run_bench(config: BenchConfig) -> Report:
         "load_average_1min_end": load_average(),
     }
     ratios = _ratios(models, pipeline, peak, runtimes, int8)
-    goals = {
-        name: {"goal": goal, "value": ratios[name], "met": ratios[name] >= goal}
-        for name, goal in GOALS.items()
-    }
-    goals.update(
-        {
-            name: {"goal_at_most": limit, "value": ratios[name], "met": ratios[name] <= limit}
-            for name, limit in GOALS_AT_MOST.items()
-        }
-    )
+    goals = goal_table(ratios, GOALS, GOALS_AT_MOST)
     warnings = []
     if load_start is not None and load_start > BUSY_LOAD:
         warnings.append(

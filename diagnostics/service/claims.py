@@ -104,6 +104,9 @@ class Leases:
                 log.warning("study %s: claim lost while screening", claim.study_instance_uid)
 
 
+DICOM_OUTPUT = Path("SR.dcm")
+"""Any DICOM output: the destinations that carry one are PACSs (`sender.carries`)."""
+
 Recorded = Callable[[Claim, int, float], None]
 """Called after a result is recorded: (claim, version, seconds spent)."""
 
@@ -267,7 +270,10 @@ class ClaimScreening:
         self, claim: Claim, outcome: ScreeningOutcome
     ) -> tuple[ScreeningOutcome, list[Path]]:
         """The DICOM outputs; an output that cannot be built is named in the result, which
-        still stands without it."""
+        still stands without it. None without a PACS destination: nothing would read them, and
+        building them is most of a screening's time (`diagnostics bench --service`)."""
+        if not any(carries(destination, DICOM_OUTPUT) for destination in self.destinations):
+            return outcome, []
         # A folder per screening, never shared: a second process screening the same study
         # (after a lease ran out) cannot overwrite files an outbox row points at.
         try:

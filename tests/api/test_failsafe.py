@@ -37,9 +37,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return sorted(out.glob("study-*/*.dcm"))
 
 
-def _runtime(storage: Path, wait_s: float) -> Runtime:
+def _runtime(storage: Path, wait_s: float, results_to: tuple[str, ...] = ()) -> Runtime:
     # A long stable period: only the requests under test screen anything.
-    config = ServiceSettings(storage=storage, stable_seconds=3600, screen_wait_seconds=wait_s)
+    config = ServiceSettings(
+        storage=storage, stable_seconds=3600, screen_wait_seconds=wait_s, results_to=results_to
+    )
     runtime = Runtime(config)
     runtime.start()
     return runtime
@@ -111,16 +113,25 @@ def test_shutdown_answers_waiting_requests_at_once(runtime: Runtime, files: list
 
 
 def test_an_output_crash_is_a_result_naming_it_not_a_500(
-    runtime: Runtime, files: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, files: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*_: object, **__: object) -> None:
         raise TypeError("unsupported operand type(s)")
 
     monkeypatch.setattr(diagnostics.reports, "build_sr", broken)
+    # DICOM outputs are built only for a PACS (nothing listens on port 9: it is never reached).
+    runtime = _runtime(tmp_path / "store", wait_s=60, results_to=("PACS@127.0.0.1:9",))
     app = create_app(lambda: runtime, lambda: None)
-    response = asgi_request(
-        app, "POST", "/v1/screen", headers={"Content-Type": DICOM}, content=files[0].read_bytes()
-    )
+    try:
+        response = asgi_request(
+            app,
+            "POST",
+            "/v1/screen",
+            headers={"Content-Type": DICOM},
+            content=files[0].read_bytes(),
+        )
+    finally:
+        runtime.stop()
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "analyzed"

@@ -37,6 +37,21 @@ def test_result_and_outputs_are_recorded_and_queued(
     assert all(p.path.is_file() for p in queued)
 
 
+@pytest.mark.parametrize("destinations", [[], ["fhir+http://127.0.0.1:9/fhir"]])
+def test_no_dicom_outputs_are_built_without_a_pacs(
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener, destinations: list[str]
+) -> None:
+    """Nothing would read them: building them was most of a screening's time (bench)."""
+    folder, truths = synth_studies
+    store = SqliteStore(tmp_path)
+    store.receive((folder / truths[0].file).read_bytes(), "test")
+    assert ScreeningWorker(store, screener, stable_s=0, destinations=destinations).run_once()
+    _, result = store.latest_result(truths[0].study_instance_uid) or (0, None)
+    assert result is not None and result.status == "analyzed" and not result.output_failures
+    assert not list(store.results_dir.rglob("*.dcm"))
+    assert {item.path.suffix for item in store.due_outbox()} <= {".json"}
+
+
 def test_outputs_that_cannot_be_built_do_not_lose_the_result(
     tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
