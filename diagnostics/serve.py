@@ -57,6 +57,9 @@ FLAGS: dict[str, str] = {
     "insecure_dev": "--insecure-dev",
     "tls_cert": "--tls-cert",
     "tls_key": "--tls-key",
+    # -- retention and disk --
+    "retain_days": "--retain-days",
+    "min_free_disk": "--min-free-disk",
 }
 
 
@@ -147,6 +150,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add("--tls-cert", type=Path, help="TLS certificate for HTTP and DICOM (DIAGNOSTICS_TLS_CERT)")
     add("--tls-key", type=Path, help="TLS private key (DIAGNOSTICS_TLS_KEY)")
+    # -- retention and disk --
+    add(
+        "--retain-days",
+        type=float,
+        help="delete stored images and output files of done studies whose result is older "
+        "than this many days; results, worklist and audit stay (DIAGNOSTICS_RETAIN_DAYS; "
+        "default: keep forever)",
+    )
+    add(
+        "--min-free-disk",
+        help="refuse new instances (C-STORE 0xA700, HTTP 507) while the storage disk has less "
+        "free space: 2GiB, 500MB or 5%% (DIAGNOSTICS_MIN_FREE_DISK; default 1GiB; 0: never)",
+    )
     serve.set_defaults(handler=run)
 
 

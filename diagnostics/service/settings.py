@@ -93,6 +93,13 @@ class ServiceSettings(BaseSettings):
     """Run without tokens (development only; logged loudly)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # -- retention and disk --
+    retain_days: float | None = Field(default=None, gt=0.0)
+    """Delete the images and output files of done studies whose newest result is older than
+    this many days (results, worklist and audit stay); None keeps them forever."""
+    min_free_disk: str = "1GiB"
+    """Refuse new instances while the storage folder's disk has less free space than this
+    (`2GiB`, `500MB`, bytes, or `5%` of the disk; `0` never refuses)."""
 
     @classmethod
     def settings_customise_sources(
@@ -123,6 +130,17 @@ class ServiceSettings(BaseSettings):
         for value in values:
             Destination.parse(value)
         return values
+
+    @field_validator("min_free_disk")
+    @classmethod
+    def _check_min_free(cls, value: str) -> str:
+        from diagnostics.service.retention import MinFree  # the loops it imports are heavy
+
+        try:
+            MinFree.parse(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("api_tokens")
     @classmethod
