@@ -77,9 +77,11 @@ class Retention(SqliteBase):
                 if len(batch) < BATCH:
                     break
         leftovers = self._leftovers(outputs)
-        if not dry_run:
+        stray_bytes = sum(_size(p) for p in leftovers)
+        freed = sum(s.bytes for s in studies) + stray_bytes
+        if leftovers and not dry_run:
             _delete(leftovers, self.results_dir)
-        freed = sum(s.bytes for s in studies) + sum(_size(p) for p in leftovers)
+            self.audit(actor, "purge_leftovers", files=len(leftovers), bytes=stray_bytes)
         return PurgeReport(cutoff, tuple(studies), tuple(leftovers), freed, dry_run)
 
     def _purge_batch(
