@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import requests
 
 from diagnostics.store.sqlite import SqliteStore
 from tests.helpers.pacs import _STORESCU_OPTION, storescu
@@ -112,6 +113,9 @@ def test_under_the_free_disk_floor_intake_is_refused_before_anything_is_written(
         metrics = server.get("/metrics").text
         assert "diagnostics_intake_refused 1.0" in metrics
         assert "diagnostics_storage_min_free_bytes" in metrics
+        health = requests.get(server.url + "/healthz", timeout=30)  # no token needed
+        assert health.status_code == 200 and health.json()["intake"] == "refused"
+        assert "--min-free-disk" in health.json()["message"]
     finally:
         server.stop()
     assert "refusing new instances" in server.log.read_text()
@@ -120,6 +124,7 @@ def test_under_the_free_disk_floor_intake_is_refused_before_anything_is_written(
     server = start_service(tmp_path, *flags, "--min-free-disk", "1MiB", dicom_port=dicom_port)
     try:
         assert "diagnostics_intake_refused 0.0" in server.get("/metrics").text
+        assert requests.get(server.url + "/healthz", timeout=30).json()["intake"] == "accepting"
         sent = storescu(dicom_port, [path])
         assert sent.returncode == 0, sent.stderr
         assert "a700" not in (sent.stdout + sent.stderr).lower()
