@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError
 from diagnostics.screening import Screener
 from diagnostics.service.retention import DAY_S, MinFree, cutoff
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
+from diagnostics.ui.pages import study_page
 from tests.helpers.cli import assert_refused, run_cli
 from tests.helpers.synth import BUNDLED, SynthStudies
 
@@ -75,6 +77,9 @@ def test_purge_deletes_images_and_outputs_and_keeps_the_result(
     assert entry["detail"]["studies"] == [study]  # type: ignore[index]
     assert entry["detail"]["files"] == len(instances) + len(outputs)  # type: ignore[index]
     assert not store.purge(FUTURE).studies  # nothing left to purge
+    page = study_page(store, study, None, read_instance, 60.0)
+    assert page is not None and page.shown is None and page.result is not None
+    assert page.image_problem is not None and "purged" in page.image_problem
 
     # Sent again after the purge: stored and screened again like a new study.
     received = store.receive(data, "test")
