@@ -141,6 +141,9 @@ def test_files_left_by_an_interrupted_purge_are_swept(
     swept = store.purge(FUTURE)
     assert swept.studies == () and len(swept.leftovers) == 1 and swept.bytes > 0
     assert _files(store.instances_dir) == []
+    audited = store.audit_entries("purge_leftovers")
+    outputs = len(_files(saved / "results"))
+    assert [e["detail"]["files"] for e in audited] == [outputs, 1]  # type: ignore[index]
     latest = store.latest_result(truths[0].study_instance_uid)
     assert latest is not None and latest[1].status == "analyzed"
 
