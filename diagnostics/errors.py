@@ -78,6 +78,11 @@ class StoreError(DiagnosticsError):
     """
 
 
+class DiskFullError(StoreError):
+    """Free disk space is under the service's floor (`--min-free-disk`): new instances are
+    refused before anything is written (HTTP 507, C-STORE 0xA700); send again later."""
+
+
 class RequestError(InputError):
     """An HTTP request is malformed: no multipart boundary, an empty body, a broken part.
 

@@ -63,6 +63,9 @@ FLAGS: dict[str, str] = {
     # -- patient context and PACS viewer (issue #14) --
     "timezone": "--timezone",
     "viewer_url": "--viewer-url",
+    # -- retention and disk --
+    "retain_days": "--retain-days",
+    "min_free_disk": "--min-free-disk",
 }
 
 
@@ -173,6 +176,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="link to the study in the PACS viewer on the review pages: an http(s):// or "
         "weasis:// URL with {study_uid}, {accession} or {patient_id}, e.g. "
         "'http://pacs:8042/ohif/viewer?StudyInstanceUIDs={study_uid}' (DIAGNOSTICS_VIEWER_URL)",
+    )
+    # -- retention and disk --
+    add(
+        "--retain-days",
+        type=float,
+        help="delete stored images and output files of done studies whose result is older "
+        "than this many days; results, worklist and audit stay (DIAGNOSTICS_RETAIN_DAYS; "
+        "default: keep forever)",
+    )
+    add(
+        "--min-free-disk",
+        help="refuse new instances (C-STORE 0xA700, HTTP 507) while the storage disk has less "
+        "free space: 2GiB, 500MB or 5%% (DIAGNOSTICS_MIN_FREE_DISK; default 1GiB; 0: never)",
     )
     serve.set_defaults(handler=run)
 

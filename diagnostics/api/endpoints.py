@@ -215,6 +215,7 @@ def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
         state=str(state["state"]),
         version=version,
         result=result,
+        images_purged=state.get("purged_at") is not None and state["instance_count"] == 0,
     ).model_dump(mode="json")
     if state["state"] == "done" and result is not None:
         return Reply(200, body)

@@ -29,6 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from diagnostics.screening import ScreenBatch
+from diagnostics.service.retention import DiskWatermark
 from diagnostics.service.runtime import InstanceOutcome, Runtime
 from diagnostics.store import Store
 from diagnostics.store.records import Received
@@ -138,10 +139,17 @@ class ServiceMetrics:
 class ServiceGauges(Collector):
     """What is read, not counted, at scrape time: queue and outbox, disk, model."""
 
-    def __init__(self, store: Store, storage: Path, model: tuple[str, str] | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        storage: Path,
+        model: tuple[str, str] | None,
+        disk: DiskWatermark | None = None,
+    ) -> None:
         self.store = store
         self.storage = storage
         self.model = model
+        self.disk = disk
 
     def collect(self) -> Iterable[Metric]:
         counts = self.store.counts()
@@ -183,6 +191,19 @@ class ServiceGauges(Collector):
             "Free space on the file system of the storage folder",
             value=free,
         )
+        if self.disk is not None:
+            disk = self.disk.state()
+            yield GaugeMetricFamily(
+                "diagnostics_storage_min_free_bytes",
+                "Free space under which new instances are refused (--min-free-disk)",
+                value=disk.floor,
+            )
+            yield GaugeMetricFamily(
+                "diagnostics_intake_refused",
+                "1 while new instances are refused for lack of free disk (C-STORE 0xA700, "
+                "HTTP 507), else 0",
+                value=int(disk.refused),
+            )
         if self.model is not None:
             info = GaugeMetricFamily(
                 "diagnostics_model_info",
@@ -207,7 +228,7 @@ def render_metrics(runtime: Runtime | None) -> bytes:
     screener = runtime.screener
     model = (screener.model_ref.name, screener.model_ref.version) if screener else None
     gauges = CollectorRegistry(auto_describe=False)
-    gauges.register(ServiceGauges(runtime.store, runtime.config.storage, model))
+    gauges.register(ServiceGauges(runtime.store, runtime.config.storage, model, runtime.disk))
     return text + generate_latest(gauges)
 
 

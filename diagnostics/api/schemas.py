@@ -50,6 +50,11 @@ class StudyState(BaseModel):
     state: str = Field(description="done, or the screening state while it is due")
     version: int = Field(description="result version; 0 before the first result")
     result: StudyResult | None
+    images_purged: bool = Field(
+        default=False,
+        description="the stored images and output files went with the retention window "
+        "(--retain-days); the result stands, and the study is screened again if sent again",
+    )
 
 
 class WorklistItem(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from diagnostics.errors import (
     ConfigurationError,
     DiagnosticsError,
+    DiskFullError,
     DuplicateInstanceError,
     InputError,
     ModelPackageError,
@@ -23,6 +24,7 @@ _STATUSES: tuple[tuple[type[DiagnosticsError], int], ...] = (
     (DuplicateInstanceError, 409),
     (RequestError, 400),
     (InputError, 422),
+    (DiskFullError, 507),
     (StoreError, 503),
     (ModelPackageError, 503),
     (ConfigurationError, 500),
@@ -34,7 +36,8 @@ RETRY_AFTER_S = 5
 
 def http_status(error: DiagnosticsError) -> int:
     """400/413/415 for a bad request, 409 for a conflicting copy of a stored instance,
-    422 for unusable DICOM, 503 for a retryable failure."""
+    422 for unusable DICOM, 507 when free disk is under the floor, 503 for a retryable
+    failure."""
     for cls, status in _STATUSES:
         if isinstance(error, cls):
             return status

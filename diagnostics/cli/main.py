@@ -20,6 +20,7 @@ from diagnostics.cli import (
     export,
     feedback,
     inspect,
+    purge,
     research_export,
     screen,
     serve,
@@ -42,6 +43,7 @@ COMMANDS = (
     feedback,
     serve,
     research_export,
+    purge,
 )
 """In the order `diagnostics --help` lists them."""
 

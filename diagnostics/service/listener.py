@@ -48,8 +48,11 @@ class DicomListener:
         host: str = "0.0.0.0",
         ssl_context: ssl.SSLContext | None = None,
         on_received: Callable[[Received, str], None] | None = None,
+        refuse_intake: Callable[[], StoreError | None] | None = None,
     ) -> None:
+        """`refuse_intake` says why new instances are refused now (the free-disk watermark)."""
         self.store = store
+        self.refuse_intake = refuse_intake
         self.address = (host, port)
         self.ssl_context = ssl_context
         self.on_received = on_received
@@ -104,6 +107,9 @@ class DicomListener:
 
     def _on_store(self, event: Any) -> Dataset | int:
         caller = self._caller(event)
+        full = self.refuse_intake() if self.refuse_intake is not None else None
+        if full is not None:  # before anything is written; the watermark logs the crossing
+            return _status(OUT_OF_RESOURCES, str(full))
         try:
             data = event.encoded_dataset()
             priority = from_dimse(getattr(event.request, "Priority", None))

@@ -25,6 +25,7 @@ from diagnostics.results import StudyResult
 from diagnostics.screening import ScreenBatch, Screener
 from diagnostics.service.claims import ClaimScreening, Leases
 from diagnostics.service.listener import DicomListener
+from diagnostics.service.retention import DiskWatermark, RetentionJob
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
 from diagnostics.store import open_store
@@ -71,6 +72,9 @@ class Runtime:
             config.storage, limits=config.read_limits(), lease_s=config.lease_seconds
         )
         self.leases = Leases(self.store)
+        self.disk = DiskWatermark(config.storage, config.min_free_disk)
+        """Intake refuses new instances while free disk is under `--min-free-disk`."""
+        self.retention: RetentionJob | None = None
         self.screener: Screener | None = None
         self.screening: ClaimScreening | None = None
         self.listener: DicomListener | None = None
@@ -145,6 +149,10 @@ class Runtime:
         ]
         for loop in self.loops:
             loop.start()
+        if config.retain_days is not None:
+            self.retention = RetentionJob(self.store, config.retain_days)
+            self.retention.start()
+        self.disk.state()  # logs at start when intake is refused already
         if config.allow_ae:
             self.listener = DicomListener(
                 self.store,
@@ -153,6 +161,7 @@ class Runtime:
                 allowed_callers=config.allow_ae,
                 ssl_context=self._tls(),
                 on_received=self.on_received,
+                refuse_intake=self.disk.refusal,
             )
             self.listener.start()
         else:
@@ -200,6 +209,8 @@ class Runtime:
             self.listener.stop()
         for loop in self.loops:
             loop.stop(max(0.1, deadline - time.monotonic()))
+        if self.retention is not None:
+            self.retention.stop(max(0.1, deadline - time.monotonic()))
         for thread in list(self._requests):
             thread.join(max(0.1, deadline - time.monotonic()))
         released = self.leases.release_all()
@@ -218,7 +229,11 @@ class Runtime:
     # -- requests -------------------------------------------------------------------------
 
     def receive_many(self, parts: Sequence[bytes], actor: str) -> list[InstanceOutcome]:
-        """Store each part durably; one bad part does not stop the others."""
+        """Store each part durably; one bad part does not stop the others. Raises
+        `DiskFullError`, before anything is written, while free disk is under the floor."""
+        full = self.disk.refusal()
+        if full is not None:
+            raise full
         outcomes = []
         for index, data in enumerate(parts):
             try:

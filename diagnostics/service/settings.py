@@ -105,6 +105,14 @@ class ServiceSettings(BaseSettings):
     viewer_url: str | None = None
     """PACS viewer link on the review pages, with {study_uid}, {accession}, {patient_id}."""
 
+    # -- retention and disk --
+    retain_days: float | None = Field(default=None, gt=0.0)
+    """Delete the images and output files of done studies whose newest result is older than
+    this many days (results, worklist and audit stay); None keeps them forever."""
+    min_free_disk: str = "1GiB"
+    """Refuse new instances while the storage folder's disk has less free space than this
+    (`2GiB`, `500MB`, bytes, or `5%` of the disk; `0` never refuses)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -144,6 +152,17 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _check_viewer_url(cls, value: str | None) -> str | None:
         return check_viewer_url(value) if value is not None else None
+
+    @field_validator("min_free_disk")
+    @classmethod
+    def _check_min_free(cls, value: str) -> str:
+        from diagnostics.service.retention import MinFree  # the loops it imports are heavy
+
+        try:
+            MinFree.parse(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("api_tokens")
     @classmethod

@@ -34,6 +34,7 @@ from diagnostics.api import (
     create_app,
 )
 from diagnostics.api.errors import JsonErrors
+from diagnostics.api.health import IntakeHealth
 from diagnostics.api.privacy import keep_patient_data_out_of_logs
 from diagnostics.api.refusals import RefusalLog
 from diagnostics.api.session import SessionCodec
@@ -165,3 +166,4 @@ Diagnostics.add_asgi_middleware(JsonErrors)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(BearerAuth, policy=_auth)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(BodySizeLimit, max_bytes=_max_bytes)  # type: ignore[attr-defined]
 Diagnostics.add_asgi_middleware(BodyReadTimeout, pace=_read_pace)  # type: ignore[attr-defined]
+Diagnostics.add_asgi_middleware(IntakeHealth, runtime=_runtime)  # type: ignore[attr-defined]

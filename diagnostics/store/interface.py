@@ -27,6 +27,7 @@ from diagnostics.store.records import (
     Feedback,
     OutboxItem,
     PreparedContext,
+    PurgeReport,
     Received,
     StoredInstance,
     StudyFacts,
@@ -151,6 +152,11 @@ class Store(Protocol):
     def mark_sent(self, item: OutboxItem) -> None: ...
 
     def mark_failed(self, item: OutboxItem, error: str, retry_in_s: float) -> None: ...
+
+    # -- retention
+    def purge(
+        self, cutoff: float, *, dry_run: bool = False, actor: str = "retention"
+    ) -> PurgeReport: ...
 
     # -- audit, units of work, life
     def audit(self, actor: str, action: str, **detail: object) -> None: ...

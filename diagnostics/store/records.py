@@ -153,3 +153,27 @@ def feedback_from_row(row: dict[str, object]) -> Feedback:
 
 def _float(value: object) -> float | None:
     return None if value is None else float(str(value))
+
+
+@dataclass(frozen=True)
+class PurgedStudy:
+    """One study whose stored images and output files a purge deletes (or, dry, would)."""
+
+    study_instance_uid: str
+    result_created: float
+    """When its newest result was recorded: what the retention window is counted from."""
+    files: tuple[Path, ...]
+    """Stored instances and output files (SR, overlay, presentation state, FHIR bundles)."""
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What one purge deleted (or, dry, would delete)."""
+
+    cutoff: float
+    studies: tuple[PurgedStudy, ...]
+    leftovers: tuple[Path, ...]
+    """Files an interrupted purge or intake left behind that nothing refers to any more."""
+    bytes: int
+    dry_run: bool

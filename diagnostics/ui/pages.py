@@ -294,6 +294,9 @@ def study_page(
             problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
+    elif state.get("purged_at") is not None:
+        purged = when(float(str(state["purged_at"])))
+        problem = f"The images were purged on {purged} (retention window); the result stands."
     first = float(str(state["first_received"]))
     reviewed = state.get("reviewed_at")
     effective = effective_priority(

@@ -10,12 +10,13 @@ from diagnostics.store.sqlite.connection import database_path, open_read_only
 from diagnostics.store.sqlite.instances import Instances, content_digest
 from diagnostics.store.sqlite.queue import Queue
 from diagnostics.store.sqlite.results import Results
+from diagnostics.store.sqlite.retention import Retention
 from diagnostics.store.sqlite.sessions import RevokedSessions
 from diagnostics.store.sqlite.snapshot import SqliteSnapshot, exists, read_snapshot
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
 
-class SqliteStore(Instances, Queue, Results):
+class SqliteStore(Instances, Queue, Results, Retention):
     """The store's tables in one SQLite database (WAL) under one storage root."""
 
 

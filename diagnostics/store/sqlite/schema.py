@@ -99,6 +99,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("studies", "tries", "INTEGER NOT NULL DEFAULT 0"),
     ("instances", "digest", "TEXT"),
     ("instances", "image_bytes", "INTEGER"),
+    ("studies", "purged_at", "REAL"),
 )
 """Columns added since the first stores were written; `_migrate` adds them to older stores."""
 

@@ -1,0 +1,195 @@
+"""Keeping the storage folder from filling: the retention job and the free-disk watermark.
+
+Retention (`--retain-days`): the images and output files of studies that are done and whose
+newest result is older than the window are deleted; results, the worklist and the audit trail
+stay (`diagnostics.store.sqlite.retention` says what qualifies and why the order is crash-safe).
+The running service purges at start and then once an hour (or as often as the window, if that
+is shorter); `diagnostics purge` does the same by hand.
+
+The watermark (`--min-free-disk`): under it, new instances are refused before anything is
+written (C-STORE 0xA700, HTTP 507), so intake fails cleanly instead of the database or an
+output failing half-written on a full disk. It is read with `statvfs`, at most once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from diagnostics.errors import ConfigurationError, DiskFullError
+from diagnostics.service.workers import _Loop
+from diagnostics.store import Store
+from diagnostics.store.records import PurgeReport
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+PURGE_EVERY_S = 3600.0
+MIN_PURGE_EVERY_S = 1.0
+DISK_CACHE_S = 1.0
+DEFAULT_MIN_FREE = "1GiB"
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+}
+_AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z%]*)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MinFree:
+    """A free-space floor: bytes, or a percentage of the file system's size."""
+
+    amount: float
+    percent: bool
+
+    @classmethod
+    def parse(cls, text: str) -> MinFree:
+        """`2GiB`, `500MB`, `1073741824` (bytes), `5%`; `0` turns the watermark off."""
+        match = _AMOUNT.match(text)
+        unit = match.group(2).lower() if match else ""
+        if match is None or (unit != "%" and unit not in _UNITS):
+            raise ConfigurationError(
+                f"--min-free-disk {text!r}: give bytes with a unit (2GiB, 500MB) or a "
+                "percentage of the disk (5%)"
+            )
+        value = float(match.group(1))
+        if unit == "%":
+            if value >= 100:
+                raise ConfigurationError(f"--min-free-disk {text!r}: a percentage under 100")
+            return cls(value, True)
+        return cls(value * _UNITS[unit], False)
+
+    def bytes_of(self, total: int) -> int:
+        return int(total * self.amount / 100) if self.percent else int(self.amount)
+
+
+@dataclass(frozen=True)
+class DiskState:
+    free: int
+    floor: int
+
+    @property
+    def refused(self) -> bool:
+        return self.free < self.floor
+
+
+class DiskWatermark:
+    """Whether the storage folder's file system has room for new instances (cached ~1 s)."""
+
+    def __init__(self, folder: Path, min_free: str | MinFree) -> None:
+        self.folder = folder
+        self.min_free = MinFree.parse(min_free) if isinstance(min_free, str) else min_free
+        self._lock = threading.Lock()
+        self._state: DiskState | None = None
+        self._read_at = 0.0
+
+    def state(self) -> DiskState:
+        now = time.monotonic()
+        with self._lock:
+            if self._state is not None and now - self._read_at < DISK_CACHE_S:
+                return self._state
+            try:
+                stat = os.statvfs(self.folder)
+                free = stat.f_bavail * stat.f_frsize
+                floor = self.min_free.bytes_of(stat.f_blocks * stat.f_frsize)
+            except OSError:
+                free, floor = 0, 1  # cannot tell: refuse rather than fill blindly
+            state = DiskState(free, floor)
+            before, self._state, self._read_at = self._state, state, now
+        if before is None or before.refused != state.refused:
+            _log_crossing(state, first=before is None)
+        return state
+
+    def refusal(self) -> DiskFullError | None:
+        """The error to refuse a new instance with, or None when there is room."""
+        state = self.state()
+        if not state.refused:
+            return None
+        return DiskFullError(
+            f"not enough free disk space for new instances: {_size(state.free)} free, "
+            f"under the service's floor of {_size(state.floor)} (--min-free-disk); free space "
+            "or lower the floor, then send again"
+        )
+
+
+def _log_crossing(state: DiskState, *, first: bool) -> None:
+    if state.refused:
+        log.error(
+            "free disk %s is under --min-free-disk %s: refusing new instances until there is "
+            "room (C-STORE 0xA700, HTTP 507)",
+            _size(state.free),
+            _size(state.floor),
+        )
+    elif not first:
+        log.warning(
+            "free disk %s is back above --min-free-disk %s: accepting new instances again",
+            _size(state.free),
+            _size(state.floor),
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def cutoff(retain_days: float, now: float | None = None) -> float:
+    """The Unix time before which a study's newest result makes it due for purging."""
+    return (time.time() if now is None else now) - retain_days * DAY_S
+
+
+def purge(
+    store: Store,
+    retain_days: float,
+    *,
+    now: float | None = None,
+    dry_run: bool = False,
+    actor: str = "retention",
+) -> PurgeReport:
+    """One purge of everything older than the window; logged when it deletes anything."""
+    report = store.purge(cutoff(retain_days, now), dry_run=dry_run, actor=actor)
+    if report.studies or report.leftovers:
+        log.info(
+            "retention: %s %d studies' images and outputs and %d leftover files (%s)",
+            "would purge" if dry_run else "purged",
+            len(report.studies),
+            len(report.leftovers),
+            _size(report.bytes),
+        )
+    return report
+
+
+class RetentionJob(_Loop):
+    """The service's background purge: at start, then once an hour (or once per window)."""
+
+    name = "retention"
+
+    def __init__(self, store: Store, retain_days: float) -> None:
+        window = retain_days * DAY_S
+        super().__init__(min(PURGE_EVERY_S, max(MIN_PURGE_EVERY_S, window)))
+        self.store = store
+        self.retain_days = retain_days
+
+    def run_once(self) -> bool:
+        purge(self.store, self.retain_days)
+        return False  # then wait for the next round
