@@ -18,6 +18,7 @@ own `/healthz`, `/livez`, `/readyz`; `/metrics` is ours (`diagnostics.api.metric
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import bentoml
@@ -45,6 +46,12 @@ from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
+
+# uvicorn believes X-Forwarded-Proto and -For from the addresses in FORWARDED_ALLOW_IPS
+# (127.0.0.1 when unset): only from the proxies of --trusted-proxy, nobody's by default, so the
+# session cookie is `Secure` behind a TLS-terminating proxy and a client cannot claim https.
+# The worker builds its server after importing this module, so this is what it reads.
+os.environ["FORWARDED_ALLOW_IPS"] = os.environ.get("DIAGNOSTICS_TRUSTED_PROXY", "")
 
 
 def _current() -> Diagnostics | None:
@@ -133,6 +140,7 @@ class Diagnostics:
             sessions=SessionCodec.for_storage(config.storage),
         )
         self.runtime.start()
+        log.info("%s", self.runtime.ready_line())
         # Built in the server's main thread after it set its own handlers: ours come first,
         # so requests waiting on a screening answer (202) before the server waits for them.
         stop_on_signals(self.runtime)
