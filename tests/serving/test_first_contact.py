@@ -152,3 +152,73 @@ def test_secure_cookie_only_when_the_trusted_proxy_says_https(server: Server) ->
     assert "Secure" in over_https.headers["set-cookie"]
     plain = requests.get(server.url + "/ui/login", timeout=30)
     assert "Secure" not in plain.headers["set-cookie"]
+
+
+# -- the README, as pasted ---------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+RUN = Path(__file__).resolve().parents[2] / "scripts" / "run"
+
+
+def _readme_block() -> list[str]:
+    """The commands of "Two commands" that send a study, one per line (continuations joined)."""
+    text = README.read_text(encoding="utf-8")
+    block = text.split("TOKEN=$(cat work/api-token)", 1)[1].split("```", 1)[0]
+    return ["TOKEN=$(cat work/api-token)", *block.replace("\\\n", " ").strip().splitlines()]
+
+
+def test_readme_commands_work_for_every_demo_transfer_syntax(
+    server: Server, tmp_path: Path
+) -> None:
+    """The demo `scripts/run` writes (its own synth line), the README's commands as pasted, with
+    only the ports and the working folder changed: every study arrives, RLE and JPEG-LS too."""
+    import sys
+
+    import pydicom
+
+    run = RUN.read_text(encoding="utf-8")
+    synth = re.search(r"diagnostics synth (--out \"\$demo\".*?)>/dev/null", run, re.S)
+    assert synth is not None, "scripts/run no longer writes the demo with `diagnostics synth`"
+    options = synth.group(1).replace('"$demo"', "work/demo").replace("\\\n", " ").split()
+    work = tmp_path / "work"
+    subprocess.run(
+        [sys.executable, "-m", "diagnostics.cli", "synth", *options],
+        cwd=tmp_path, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (work / "api-token").write_text(TOKEN + "\n")
+    files = sorted((work / "demo").glob("study-*/IM-0001.dcm"))
+    syntaxes = {str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+                for f in files}  # fmt: skip
+    # Uncompressed and RLE, which plain `storescu` cannot send (it offers uncompressed only).
+    assert {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"} <= syntaxes, syntaxes
+
+    lines = _readme_block()
+    assert any(line.startswith("dcmsend ") for line in lines)
+    script = []
+    for line in lines:
+        line = line.replace("http://localhost:3000", server.url)
+        line = line.replace("localhost 11112", f"127.0.0.1 {server.dicom_port}")
+        if line.startswith("dcmsend "):  # the README sends one study; send each of the demo
+            script += [re.sub(r"work/demo/\S+", str(f.relative_to(tmp_path)), line) for f in files]
+        else:
+            script.append(line)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for f in files:
+        uid = str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID)
+        state = server.wait_for_result(uid, timeout=120)
+        assert state["result"], state
+
+
+def test_readme_paths_match_scripts_run() -> None:
+    """What the README tells to pass as --storage is where `scripts/run` keeps it."""
+    run = RUN.read_text(encoding="utf-8")
+    storage = re.search(r"DIAGNOSTICS_STORAGE:-([^}]+)\}", run)
+    assert storage is not None
+    readme = README.read_text(encoding="utf-8")
+    given = set(re.findall(r"--storage (\S+)", readme))
+    assert given == {storage.group(1)}, given
+    assert "work/api-token" in run and "work/demo" in run
