@@ -252,8 +252,9 @@ def _check_port(flag: str, address: str, port: int) -> None:
 
 
 def _reach(address: str) -> str:
-    """The host to put in the banner's commands: localhost when this machine answers on it."""
-    if address in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+    """The host to put in the banner's commands: the bound address itself (`localhost` could
+    resolve to the other IP version), or localhost when every interface answers."""
+    if address in ("0.0.0.0", "::"):
         return "localhost"
     return host_in_url(address)
 
@@ -293,7 +294,7 @@ def usage(config: ServiceSettings, model: str, token_file: str | None = None) ->
         lines += [
             "Send over DICOM (C-STORE):",
             f"  dcmsend -aet {config.allow_ae[0]} -aec {shlex.quote(config.ae_title)} "
-            f"{_reach(config.listen_dicom)} {config.dicom_port} IM-0001.dcm"
+            f"{_reach(config.listen_dicom).strip('[]')} {config.dicom_port} IM-0001.dcm"
             "   # any transfer syntax, as stored",
         ]
     else:

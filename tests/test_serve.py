@@ -156,7 +156,8 @@ def test_bind_addresses_reach_the_server_and_the_banner(tmp_path: Path) -> None:
     text = usage(config, "cxr-demo 1.0.0")
     assert "HTTP on 127.0.0.1:3000, DICOM on [::1]:11112 as AE DIAGNOSTICS" in text
     assert "(any called AE title accepted)" in text
-    assert "http://localhost:3000/docs" in text
+    assert "http://127.0.0.1:3000/docs" in text  # the bound address, not localhost (maybe ::1)
+    assert "dcmsend -aet PACS -aec DIAGNOSTICS ::1 11112" in text  # host and port apart
     env = server_environment(config, {})
     assert env["DIAGNOSTICS_TRUSTED_PROXY"] == "10.0.0.0/8,192.0.2.7"
     assert env["DIAGNOSTICS_DICOM_BIND"] == "::1"

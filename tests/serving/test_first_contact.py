@@ -75,7 +75,8 @@ def test_bound_to_loopback_only_and_says_so(server: Server) -> None:
     assert f"Listening: HTTP on 127.0.0.1:{port}, {dicom}" in log  # the banner
     assert f"ready: HTTP on http://127.0.0.1:{port}, {dicom}" in log  # when /readyz turns ready
     # The banner's commands use the bound address, which answers.
-    assert f"dcmsend -aet STORESCU -aec DIAGNOSTICS localhost {server.dicom_port}" in log
+    assert f"dcmsend -aet STORESCU -aec DIAGNOSTICS 127.0.0.1 {server.dicom_port}" in log
+    assert f"API docs http://127.0.0.1:{port}/docs" in log
     echo = subprocess.run(
         ["echoscu", "-aet", "STORESCU", "-aec", "DIAGNOSTICS", "127.0.0.1", str(server.dicom_port)],
         capture_output=True,
