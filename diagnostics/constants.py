@@ -24,3 +24,9 @@ command line can offer them without importing the runtimes."""
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cxr-demo"
 """The bundled model package, beside the `diagnostics` package in a source checkout; an installed
 wheel does not carry it (give a model package's path instead)."""
+
+
+def host_in_url(address: str) -> str:
+    """An IP address as it goes before `:port` in a URL or a log line (IPv6 in brackets): the
+    banner of `diagnostics serve` and the service's ready line say where it listens alike."""
+    return f"[{address}]" if ":" in address else address

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
+from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES, host_in_url
 from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import LANGUAGES
 
@@ -66,6 +66,11 @@ FLAGS: dict[str, str] = {
     # -- retention and disk --
     "retain_days": "--retain-days",
     "min_free_disk": "--min-free-disk",
+    # -- contact --
+    "bind": "--bind",
+    "dicom_bind": "--dicom-bind",
+    "accept_any_called_ae": "--accept-any-called-ae",
+    "trusted_proxy": "--trusted-proxy",
 }
 
 
@@ -190,6 +195,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="refuse new instances (C-STORE 0xA700, HTTP 507) while the storage disk has less "
         "free space: 2GiB, 500MB or 5%% (DIAGNOSTICS_MIN_FREE_DISK; default 1GiB; 0: never)",
     )
+    # -- contact --
+    add(
+        "--bind",
+        metavar="ADDRESS",
+        help="address HTTP listens on, and DICOM unless --dicom-bind (DIAGNOSTICS_BIND, "
+        "default 0.0.0.0: all interfaces; 127.0.0.1 behind a proxy on this host)",
+    )
+    add(
+        "--dicom-bind",
+        metavar="ADDRESS",
+        help="address the DICOM listener listens on (DIAGNOSTICS_DICOM_BIND, default --bind)",
+    )
+    add(
+        "--accept-any-called-ae",
+        action="store_const",
+        const=True,
+        help="accept associations whatever called AE title they name; by default only "
+        "--ae-title (DIAGNOSTICS_ACCEPT_ANY_CALLED_AE=1)",
+    )
+    add(
+        "--trusted-proxy",
+        action="append",
+        metavar="IP|CIDR",
+        help="a TLS-terminating reverse proxy whose X-Forwarded-Proto/-For are believed "
+        "(repeatable; DIAGNOSTICS_TRUSTED_PROXY, comma-separated; default none)",
+    )
     serve.set_defaults(handler=run)
 
 
@@ -247,19 +278,33 @@ def preflight(config: ServiceSettings) -> str:
             "only in a source checkout): give --model PATH or DIAGNOSTICS_MODEL"
         )
     manifest = load_package(config.model).manifest
-    _check_port("--port", config.port)
+    _check_port("--port", config.bind, config.port)
     if config.allow_ae and config.dicom_port:
-        _check_port("--dicom-port", config.dicom_port)
+        _check_port("--dicom-port", config.listen_dicom, config.dicom_port)
     return f"{manifest.name} {manifest.version}"
 
 
-def _check_port(flag: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _check_port(flag: str, address: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("0.0.0.0", port))
+            probe.bind((address, port))
         except OSError as exc:
-            raise ConfigurationError(f"{flag} {port}: {exc.strerror}") from None
+            raise ConfigurationError(f"{flag} {port} on {address}: {exc.strerror}") from None
+
+
+def _reach(address: str) -> str:
+    """The host to put in the banner's commands: the bound address itself (`localhost` could
+    resolve to the other IP version), or localhost when every interface answers."""
+    if address in ("0.0.0.0", "::"):
+        return "localhost"
+    return host_in_url(address)
+
+
+def _where(address: str, port: int) -> str:
+    everywhere = address in ("0.0.0.0", "::")
+    return f"{host_in_url(address)}:{port}" + (" (all interfaces)" if everywhere else "")
 
 
 def usage(config: ServiceSettings, model: str, token_file: str | None = None) -> str:
@@ -267,11 +312,18 @@ def usage(config: ServiceSettings, model: str, token_file: str | None = None) ->
     read from its file when there is one (an administrator's shell rarely has the variable),
     and is never printed itself."""
     scheme = "https" if config.tls_cert else "http"
-    base = f"{scheme}://localhost:{config.port}"
+    base = f"{scheme}://{_reach(config.bind)}:{config.port}"
     source = f"$(head -n 1 {shlex.quote(token_file)})" if token_file else "$DIAGNOSTICS_API_TOKEN"
     auth = f'-H "Authorization: Bearer {source}" ' if config.api_tokens else ""
     lines = [
         f"diagnostics: serving {model} on {base} (storage {config.storage})",
+        f"Listening: HTTP on {_where(config.bind, config.port)}, "
+        + (
+            f"DICOM on {_where(config.listen_dicom, config.dicom_port)} as AE {config.ae_title}"
+            + (" (any called AE title accepted)" if config.accept_any_called_ae else "")
+            if config.allow_ae
+            else "DICOM off"
+        ),
         "",
         "Screen a study now (the StudyResult comes back):",
         f'  curl {auth}-H "Content-Type: application/dicom" --data-binary @IM-0001.dcm '
@@ -284,8 +336,9 @@ def usage(config: ServiceSettings, model: str, token_file: str | None = None) ->
     if config.allow_ae:
         lines += [
             "Send over DICOM (C-STORE):",
-            f"  dcmsend -aet {config.allow_ae[0]} -aec {config.ae_title} localhost "
-            f"{config.dicom_port} IM-0001.dcm   # any transfer syntax, as stored",
+            f"  dcmsend -aet {config.allow_ae[0]} -aec {shlex.quote(config.ae_title)} "
+            f"{_reach(config.listen_dicom).strip('[]')} {config.dicom_port} IM-0001.dcm"
+            "   # any transfer syntax, as stored",
         ]
     else:
         lines += ["DICOM listener off: add --allow-ae TITLE to accept C-STORE from a PACS."]
@@ -309,6 +362,8 @@ def server_command(config: ServiceSettings) -> list[str]:
         "bentoml",
         "serve",
         SERVICE,
+        "--host",
+        config.bind,
         "--port",
         str(config.port),
         "--working-dir",

@@ -153,3 +153,30 @@ def test_the_report_language_comes_from_the_flag_or_its_variable(tmp_path: Path)
         config_from_args(parse(), {"DIAGNOSTICS_REPORT_LANGUAGE": "fr"})
     with pytest.raises(SystemExit):
         parse("--report-language", "fr")
+
+
+def test_bind_addresses_reach_the_server_and_the_banner(tmp_path: Path) -> None:
+    args = parse(
+        "--bind", "127.0.0.1", "--dicom-bind", "::1", "--allow-ae", "PACS",
+        "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.0.2.7",
+        "--accept-any-called-ae", "--storage", str(tmp_path),
+    )  # fmt: skip
+    config = config_from_args(args, {})
+    command = server_command(config)
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    text = usage(config, "cxr-demo 1.0.0")
+    assert "HTTP on 127.0.0.1:3000, DICOM on [::1]:11112 as AE DIAGNOSTICS" in text
+    assert "(any called AE title accepted)" in text
+    assert "http://127.0.0.1:3000/docs" in text  # the bound address, not localhost (maybe ::1)
+    assert "dcmsend -aet PACS -aec DIAGNOSTICS ::1 11112" in text  # host and port apart
+    env = server_environment(config, {})
+    assert env["DIAGNOSTICS_TRUSTED_PROXY"] == "10.0.0.0/8,192.0.2.7"
+    assert env["DIAGNOSTICS_DICOM_BIND"] == "::1"
+    everywhere = usage(config_from_args(parse("--storage", str(tmp_path)), {}), "m")
+    assert "HTTP on 0.0.0.0:3000 (all interfaces), DICOM off" in everywhere
+    elsewhere = usage(config_from_args(parse("--bind", "192.0.2.5"), {}), "m")
+    assert "http://192.0.2.5:3000/v1/screen" in elsewhere  # the commands use what answers
+    with pytest.raises(ConfigurationError, match=r"--bind: .*not an IP address"):
+        config_from_args(parse("--bind", "example.org"), {})
+    with pytest.raises(ConfigurationError, match=r"--trusted-proxy: .*not an IP address"):
+        config_from_args(parse("--trusted-proxy", "10.0.0.0/33"), {})

@@ -1,9 +1,10 @@
 """Bearer-token authentication as a pure ASGI middleware: nothing is open by default.
 
 Only the probes and metrics (`/healthz`, `/livez`, `/readyz`, `/metrics`), the review UI's
-sign-in page and its static files pass without a token. The rest of the review UI (`/ui`)
-also accepts a signed session cookie (`diagnostics.api.session`); a browser without one is
-sent to the sign-in page.
+sign-in page and its static files pass without a token. The rest of the review UI (`/ui`) and
+the API page (`/`, `/docs`, `/docs.json`) also accept a signed session cookie
+(`diagnostics.api.session`); a browser without one is sent to the sign-in page (for the API
+page, only a client that asks for HTML: others get 401, as from any API route).
 Tokens are compared in constant time (as SHA-256 digests, so their lengths leak nothing either).
 A request that passes carries its actor, `token:<first 6 hex digits of the token's SHA-256>`,
 in the ASGI scope under `ACTOR_KEY`, so the audit log records who sent what without ever
@@ -40,6 +41,8 @@ SESSION_KEY = "diagnostics.session"
 REFUSED_KEY = "diagnostics.refused"
 """Set (to the reason) on the scope of a request authentication refused: no metrics series."""
 REALM = "diagnostics"
+DOCS_PATHS: frozenset[str] = frozenset({"/", "/docs", "/docs.json"})
+"""The API page (`diagnostics.api.docs`): read with a token or the UI's session cookie."""
 
 AuditFn = Callable[..., None]
 """`audit(actor, action, **detail)`, e.g. `Store.audit`."""
@@ -163,7 +166,7 @@ class BearerAuth:
             await _flush(policy.refusals)
         authorization = _header(scope, b"authorization")
         actor, problem = policy.authenticate(authorization)
-        ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/") or path in DOCS_PATHS
         if ui and authorization is None:
             # A browser: its session cookie, never the open development door, stands for it.
             session = policy.session(read_cookie(_header(scope, b"cookie"), COOKIE))
@@ -183,7 +186,9 @@ class BearerAuth:
             route = route_name(scope)
             policy.refusals.refused(client_actor(scope), problem, method_label(scope), route)
         method = scope.get("method", "WEBSOCKET")
-        if problem == "no_session" and method in ("GET", "HEAD"):
+        path = str(scope.get("path", ""))
+        browser = path not in DOCS_PATHS or "text/html" in (_header(scope, b"accept") or "")
+        if problem == "no_session" and method in ("GET", "HEAD") and browser:
             # Pages and images alike: the browser goes to the sign-in page and comes back.
             target = UI_LOGIN + "?" + urlencode({"next": _path_and_query(scope)})
             await _respond(scope, send, 303, {"error": "sign in first"}, {"Location": target})

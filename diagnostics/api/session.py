@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 COOKIE = "diagnostics_session"
 LOGIN_COOKIE = "diagnostics_login"
 """A short-lived nonce for the sign-in form (CSRF protection before there is a session)."""
-COOKIE_PATH = "/ui"
+COOKIE_PATH = "/"
+"""The whole site: the API page (`/docs`) is read with the same session as the UI. The cookie
+authenticates only there (`diagnostics.api.auth`): the API routes want a bearer token."""
 SESSION_TTL_S = 8 * 3600
 """A working shift; then the radiologist signs in again."""
 KEY_FILE = "ui-session.key"

@@ -1,8 +1,11 @@
 """The DICOM listener a PACS sends to: C-ECHO and C-STORE SCP (pynetdicom).
 
-Only calling AE titles on the allow-list may associate; others are rejected at association
-and audited. A C-STORE is answered with success only after the intake store has the instance
-on disk and in the database, so an acknowledged instance is never lost. A C-STORE request's
+Only calling AE titles on the allow-list may associate, and only when they call us by our AE
+title (unless `accept_any_called_ae`: some PACS cannot be told it); others are rejected at
+association with the standard reason (PS3.8 9.3.4: calling or called AE title not recognised),
+logged and audited without anything the peer sent but its calling AE title.
+A C-STORE is answered with success only after the intake store has the instance on disk and in
+the database, so an acknowledged instance is never lost. A C-STORE request's
 Priority HIGH makes the study urgent on the worklist (`diagnostics.store.priority`).
 """
 
@@ -46,6 +49,7 @@ class DicomListener:
         port: int,
         allowed_callers: Sequence[str],
         host: str = "0.0.0.0",
+        accept_any_called_ae: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         on_received: Callable[[Received, str], None] | None = None,
         refuse_intake: Callable[[], StoreError | None] | None = None,
@@ -65,6 +69,7 @@ class DicomListener:
             if context.abstract_syntax is not None:
                 ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.require_calling_aet = self.allowed
+        ae.require_called_aet = not accept_any_called_ae
         ae.maximum_associations = 16
         ae.network_timeout = 60
         self.ae = ae
@@ -79,7 +84,8 @@ class DicomListener:
         self._server = self.ae.start_server(
             self.address, block=False, evt_handlers=handlers, ssl_context=self.ssl_context
         )
-        log.info("DICOM listener on %s:%d as %s", *self.address, self.ae.ae_title)
+        checked = "" if self.ae.require_called_aet else " (any called AE title accepted)"
+        log.info("DICOM listener on %s:%d as %s%s", *self.address, self.ae.ae_title, checked)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -102,8 +108,20 @@ class DicomListener:
     def _on_rejected(self, event: Any) -> None:
         caller = self._caller(event)
         address = event.assoc.requestor.address
-        log.warning("association from %s (%s) rejected", caller, address)
-        self.store.audit(f"dimse:{caller}", "association_rejected", address=address)
+        reason = self._rejection(event, caller)
+        log.warning("association from %s (%s) rejected: %s", caller, address, reason)
+        self.store.audit(f"dimse:{caller}", "association_rejected", address=address, reason=reason)
+
+    def _rejection(self, event: Any, caller: str) -> str:
+        """Why pynetdicom rejected it, in the same order of checks (`acse.py`): the called AE
+        title is checked last, so it wins. Never quotes the wrong called AE title."""
+        primitive = getattr(event.assoc.requestor, "primitive", None)
+        called = str(getattr(primitive, "called_ae_title", "") or "").strip()
+        if self.ae.require_called_aet and called != self.ae.ae_title.strip():
+            return "called AE title not recognised"
+        if caller not in self.allowed:
+            return "calling AE title not allowed"
+        return "refused (busy or not acceptable)"
 
     def _on_store(self, event: Any) -> Dataset | int:
         caller = self._caller(event)

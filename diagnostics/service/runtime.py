@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO
 
+from diagnostics.constants import host_in_url
 from diagnostics.dicom.reader import Source
 from diagnostics.errors import InputError, StoreError
 from diagnostics.results import StudyResult
@@ -159,6 +160,8 @@ class Runtime:
                 ae_title=config.ae_title,
                 port=config.dicom_port,
                 allowed_callers=config.allow_ae,
+                host=config.listen_dicom,
+                accept_any_called_ae=config.accept_any_called_ae,
                 ssl_context=self._tls(),
                 on_received=self.on_received,
                 refuse_intake=self.disk.refusal,
@@ -182,6 +185,20 @@ class Runtime:
             and not self._stopping.is_set()
             and all(loop.running for loop in self.loops)
         )
+
+    def ready_line(self) -> str:
+        """What the service logs when it turns ready: where it listens, and as which AE."""
+        config = self.config
+        scheme = "https" if config.tls_cert else "http"
+        http = f"{scheme}://{host_in_url(config.bind)}:{config.port}"
+        if self.listener is not None:
+            where = f"{host_in_url(config.listen_dicom)}:{self.listener.port}"
+            dicom = f"DICOM on {where} as AE {config.ae_title}"
+        elif not self.leads:
+            dicom = "DICOM in the lead worker"
+        else:
+            dicom = "DICOM off (no --allow-ae)"
+        return f"ready: HTTP on {http}, {dicom}"
 
     @property
     def leads(self) -> bool:

@@ -8,6 +8,7 @@ and `ServiceSettings.from_env` reads them back (pydantic-settings). Settings bui
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,6 +114,19 @@ class ServiceSettings(BaseSettings):
     """Refuse new instances while the storage folder's disk has less free space than this
     (`2GiB`, `500MB`, bytes, or `5%` of the disk; `0` never refuses)."""
 
+    # -- contact: addresses, called AE title, trusted proxies --
+    bind: str = "0.0.0.0"
+    """The address HTTP listens on (all interfaces by default: the PACS and the radiologists'
+    browsers are on other machines; 127.0.0.1 behind a reverse proxy on the same host)."""
+    dicom_bind: str | None = None
+    """The address the DICOM listener listens on; None: the same as `bind`."""
+    accept_any_called_ae: bool = False
+    """Accept associations whatever called AE title they name (sites whose PACS cannot be
+    told ours); by default one that does not name `ae_title` is rejected."""
+    trusted_proxy: Listed = ()
+    """Addresses or networks (CIDR) of TLS-terminating proxies whose X-Forwarded-Proto and
+    X-Forwarded-For are believed; nobody's by default."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -125,12 +139,12 @@ class ServiceSettings(BaseSettings):
         """Only what the caller gives: the environment is read by `from_env` alone."""
         return (init_settings,)
 
-    @field_validator("allow_ae", "results_to", mode="before")
+    @field_validator("allow_ae", "results_to", "trusted_proxy", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value) if isinstance(value, str) else value
 
-    @field_validator("insecure_dev", mode="before")
+    @field_validator("insecure_dev", "accept_any_called_ae", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
         """A variable's `1`, `true` or `yes` (any case) turns it on; any other text off."""
@@ -163,6 +177,35 @@ class ServiceSettings(BaseSettings):
         except ConfigurationError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("bind", "dicom_bind")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address (e.g. 0.0.0.0, 127.0.0.1 or ::)"
+                ) from None
+        return value
+
+    @field_validator("trusted_proxy")
+    @classmethod
+    def _check_proxies(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return values
+
+    @property
+    def listen_dicom(self) -> str:
+        """The address the DICOM listener binds."""
+        return self.dicom_bind if self.dicom_bind is not None else self.bind
 
     @field_validator("api_tokens")
     @classmethod

@@ -11,14 +11,17 @@ Run it with `diagnostics serve` (which validates the settings first and passes t
 Routes (docs/architecture.md): `POST /v1/screen`, STOW-RS `POST /dicomweb/studies`,
 `GET /v1/studies/{uid}`, `GET /v1/worklist` (a mounted Starlette app, because they take raw
 DICOM bodies or GET parameters), `POST /v1/infer` (BentoML's adaptive batching, preprocessed
-tensors in, probabilities out), the review UI under `/ui` (`diagnostics.ui`), and BentoML's
-own `/healthz`, `/livez`, `/readyz`; `/metrics` is ours (`diagnostics.api.metrics`).
+tensors in, probabilities out), the review UI under `/ui` (`diagnostics.ui`), the API page
+`/docs` and `/docs.json` (`diagnostics.api.docs`, in place of BentoML's page at `/`), and
+BentoML's own `/healthz`, `/livez`, `/readyz`; `/metrics` is ours (`diagnostics.api.metrics`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import bentoml
 import numpy as np
@@ -33,6 +36,7 @@ from diagnostics.api import (
     ServiceMetrics,
     create_app,
 )
+from diagnostics.api.docs import docs_routes
 from diagnostics.api.errors import JsonErrors
 from diagnostics.api.health import IntakeHealth
 from diagnostics.api.privacy import keep_patient_data_out_of_logs
@@ -46,6 +50,12 @@ from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
+
+# uvicorn believes X-Forwarded-Proto and -For from the addresses in FORWARDED_ALLOW_IPS
+# (127.0.0.1 when unset): only from the proxies of --trusted-proxy, nobody's by default, so the
+# session cookie is `Secure` behind a TLS-terminating proxy and a client cannot claim https.
+# The worker builds its server after importing this module, so this is what it reads.
+os.environ["FORWARDED_ALLOW_IPS"] = os.environ.get("DIAGNOSTICS_TRUSTED_PROXY", "")
 
 
 def _current() -> Diagnostics | None:
@@ -96,7 +106,20 @@ def _valid_tensors(images: np.ndarray) -> np.ndarray:
 
 Tensors = Annotated[np.ndarray, AfterValidator(_valid_tensors)]
 
-http_app = create_app(_runtime, _metrics, extra_routes=[create_ui(_runtime, _auth)])
+
+@functools.cache
+def _openapi_document() -> dict[str, Any]:
+    return dict(Diagnostics.openapi_spec.asdict())  # type: ignore[attr-defined]
+
+
+def _openapi() -> dict[str, Any] | None:
+    """The OpenAPI document BentoML builds for the whole service, once it is built."""
+    return _openapi_document() if _current() is not None else None
+
+
+http_app = create_app(
+    _runtime, _metrics, extra_routes=[create_ui(_runtime, _auth), *docs_routes(_openapi)]
+)
 
 
 @bentoml.asgi_app(http_app, path="/")
@@ -134,6 +157,7 @@ class Diagnostics:
             sessions=SessionCodec.for_storage(config.storage),
         )
         self.runtime.start()
+        log.info("%s", self.runtime.ready_line())
         # Built in the server's main thread after it set its own handlers: ours come first,
         # so requests waiting on a screening answer (202) before the server waits for them.
         stop_on_signals(self.runtime)

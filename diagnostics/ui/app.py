@@ -418,9 +418,10 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _safe_next(target: str | None) -> str:
-    """Where to go after signing in: only a path inside the UI, never another site."""
+    """Where to go after signing in: only a path inside the UI or the API page, never
+    another site."""
     unsafe = ("\\", "//", "\n", "\r")
-    inside = target == "/ui" or (target or "").startswith("/ui/")
+    inside = target in ("/", "/ui", "/docs") or (target or "").startswith("/ui/")
     if target and inside and not any(u in target for u in unsafe):
         return target
     return "/ui/"

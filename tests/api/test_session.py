@@ -65,7 +65,7 @@ def test_an_unreadable_signed_out_list_refuses_sessions(tmp_path: Path) -> None:
 
 def test_cookie_attributes() -> None:
     header = cookie_header(COOKIE, "v", 60, secure=True)
-    for part in ("HttpOnly", "SameSite=Strict", "Secure", "Path=/ui", "Max-Age=60"):
+    for part in ("HttpOnly", "SameSite=Strict", "Secure", "Path=/", "Max-Age=60"):
         assert part in header
     assert "Secure" not in cookie_header(COOKIE, "v", 60, secure=False)
     assert read_cookie(f"a=1; {COOKIE}=xyz; b=2", COOKIE) == "xyz"

@@ -102,3 +102,70 @@ def test_unusable_instance_is_refused_with_a_reason(
     assert runtime.store.counts()["instances"] == before
     refused = runtime.store.audit_entries("instance_refused")
     assert refused and "BitsStored" in str(refused[-1]["detail"])
+
+
+# -- the called AE title ---------------------------------------------------------------------
+
+
+def test_wrong_called_ae_is_rejected_with_the_standard_reason(
+    runtime: Runtime, synth_studies: SynthStudies
+) -> None:
+    """A-ASSOCIATE-RJ, permanent, service user, reason 7: called AE title not recognised."""
+    echo = _dcmtk("echoscu", "-d", "-aet", "ECHOSCU", "-aec", "WRONG", "127.0.0.1", _port(runtime))
+    assert echo.returncode != 0
+    text = (echo.stdout + echo.stderr).lower()
+    assert "called ae title not recognized" in text or "reason: 7" in text, text
+    entries = wait_for(
+        lambda: [
+            e
+            for e in runtime.store.audit_entries("association_rejected")
+            if e["detail"]["reason"] == "called AE title not recognised"  # type: ignore[index]
+        ],
+        5,
+        "the audited rejection",
+    )
+    assert entries[-1]["actor"] == "dimse:ECHOSCU"
+    assert "WRONG" not in str(entries[-1])  # nothing the peer sent but its calling AE title
+
+    folder, truths = synth_studies
+    before = runtime.store.counts()["instances"]
+    store = _dcmtk(
+        "storescu", "-aet", "STORESCU", "-aec", "WRONG", "-R", "127.0.0.1", _port(runtime),
+        str(folder / truths[5].file),
+    )  # fmt: skip
+    assert store.returncode != 0
+    assert "rejected" in (store.stdout + store.stderr).lower()
+    assert runtime.store.counts()["instances"] == before
+    # Our own title, as the sender is told: accepted.
+    assert (
+        _dcmtk(
+            "echoscu", "-aet", "ECHOSCU", "-aec", "DIAGNOSTICS", "127.0.0.1", _port(runtime)
+        ).returncode
+        == 0
+    )
+
+
+def test_any_called_ae_when_configured(tmp_path: Path) -> None:
+    """`--accept-any-called-ae`: for a PACS that cannot be told our title. The calling AE
+    title is still checked."""
+    from diagnostics.service.listener import DicomListener
+    from diagnostics.store import open_store
+
+    listener = DicomListener(
+        open_store(tmp_path),
+        ae_title="DIAGNOSTICS",
+        port=0,
+        allowed_callers=["ECHOSCU"],
+        host="127.0.0.1",
+        accept_any_called_ae=True,
+    )
+    listener.start()
+    try:
+        port = str(listener.port)
+        assert (
+            _dcmtk("echoscu", "-aet", "ECHOSCU", "-aec", "ANY", "127.0.0.1", port).returncode == 0
+        )
+        stranger = _dcmtk("echoscu", "-aet", "STRANGER", "-aec", "ANY", "127.0.0.1", port)
+        assert stranger.returncode != 0
+    finally:
+        listener.stop()

@@ -103,6 +103,17 @@ def test_docs_page_still_works_with_a_token(server: Server) -> None:
     assert not any(path.startswith("/ui") for path in paths)  # pages, not an API
 
 
+def test_forwarded_proto_from_a_client_nobody_trusts_changes_nothing(server: Server) -> None:
+    """No `--trusted-proxy`: X-Forwarded-Proto is believed from nobody, not even 127.0.0.1
+    (uvicorn's own default), so a client cannot make the service think it came over https.
+    (Believed from a trusted proxy: tests/serving/test_first_contact.py.)"""
+    response = requests.get(
+        server.url + "/ui/login", headers={"X-Forwarded-Proto": "https"}, timeout=30
+    )
+    assert response.status_code == 200
+    assert "Secure" not in response.headers["set-cookie"]
+
+
 # -- POST /v1/screen -----------------------------------------------------------------------
 
 
