@@ -26,6 +26,7 @@ from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.screening.engines import EngineChoice
+from diagnostics.service.logs import LogFormat, LogLevel
 from diagnostics.service.sender import Destination
 from diagnostics.strict import STRICT
 
@@ -93,6 +94,16 @@ class ServiceSettings(BaseSettings):
     """Run without tokens (development only; logged loudly)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # -- logs --
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    """`json`: one object per line (time, level, logger, message and the event's fields)."""
+    log_file: Path | None = None
+    """Also written here (by `diagnostics serve`, the one writer); stderr always has it."""
+    log_max_bytes: int = Field(default=10 << 20, ge=0)
+    """The file is rotated past this size; 0: never here (logrotate moves it, it is reopened)."""
+    log_backups: int = Field(default=5, ge=0, le=999)
+    """Rotated files kept (`service.log.1` ...)."""
 
     @classmethod
     def settings_customise_sources(
@@ -110,6 +121,14 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """`info` or `INFO`, `JSON` or `json`."""
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
 
     @field_validator("insecure_dev", mode="before")
     @classmethod
