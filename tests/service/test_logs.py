@@ -19,6 +19,7 @@ import pydicom.uid
 import pytest
 
 from diagnostics.cli.main import NoTraceback
+from diagnostics.errors import ConfigurationError
 from diagnostics.service.logs import (
     JsonFormatter,
     TextFormatter,
@@ -245,3 +246,20 @@ def test_destinations_are_logged_without_credentials() -> None:
         "fhir+https://emr.example.org/fhir"
     )
     assert destination_label("PACS@10.0.0.1:104") == "PACS@10.0.0.1:104"
+
+
+def test_log_settings_are_flags_and_variables_and_survive_the_round_trip(tmp_path: Path) -> None:
+    from diagnostics.cli.main import build_parser
+    from diagnostics.serve import config_from_args
+    from diagnostics.service.settings import ServiceSettings
+
+    flags = ["serve", "--log-level", "debug", "--log-format", "JSON"]
+    flags += ["--log-file", str(tmp_path / "x.log"), "--log-max-bytes", "0", "--log-backups", "3"]
+    environ = {"DIAGNOSTICS_LOG_LEVEL": "error", "DIAGNOSTICS_LOG_BACKUPS": "9"}
+    config = config_from_args(build_parser().parse_args(flags), environ)
+    assert (config.log_level, config.log_format, config.log_backups) == ("DEBUG", "json", 3)
+    assert config.log_max_bytes == 0 and config.log_file == tmp_path / "x.log"
+    assert ServiceSettings.from_env(config.to_env()) == config
+    assert ServiceSettings.from_env(environ).log_level == "ERROR"
+    with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
+        ServiceSettings.from_env({"DIAGNOSTICS_LOG_LEVEL": "chatty"})
