@@ -24,7 +24,7 @@ from diagnostics.reports import WrittenReports, write_reports
 from diagnostics.results import OutputFailure, StudyResult
 from diagnostics.screening import Screener, ScreeningOutcome, with_output_failures
 from diagnostics.service import fhir_reports
-from diagnostics.service.logs import study_fields
+from diagnostics.service.logs import enter_study, leave_study, study_fields
 from diagnostics.service.reasons import plain, result_without_paths
 from diagnostics.service.sender import carries
 from diagnostics.store import Store
@@ -143,6 +143,7 @@ class ClaimScreening:
         (then the claim is given back, counted as a try). Never raises for the study's sake.
         """
         started = time.perf_counter()
+        context = enter_study(claim.study_instance_uid)  # its id on every line meanwhile
         if self.leases is not None:
             self.leases.hold(claim)
         version: int | None = None
@@ -166,6 +167,7 @@ class ClaimScreening:
         finally:
             if self.leases is not None:
                 self.leases.drop(claim)
+            leave_study(context)
         if version is not None and on_result is not None:
             on_result(claim, version, time.perf_counter() - started)
         for listener in self._listeners:

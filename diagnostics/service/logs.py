@@ -21,6 +21,7 @@ the listener, the screening worker and the outbox compute the same id in any pro
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -29,7 +30,8 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -78,6 +80,30 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 def redact(text: str) -> str:
     """`text` with every quoted string replaced by `'<redacted>'`."""
     return _QUOTED.sub(REDACTED, text)
+
+
+_STUDY: contextvars.ContextVar[str | None] = contextvars.ContextVar("log_study", default=None)
+"""The study this thread is working on: its correlation id goes on every line this thread logs
+meanwhile, a library's included (not those of threads it starts, such as pynetdicom's
+association threads: those lines are next to ours, which name the study)."""
+
+
+def enter_study(study_instance_uid: str) -> contextvars.Token[str | None]:
+    """Lines logged from here on in this thread (until `leave_study`) are about this study."""
+    return _STUDY.set(study_instance_uid)
+
+
+def leave_study(token: contextvars.Token[str | None]) -> None:
+    _STUDY.reset(token)
+
+
+@contextmanager
+def about_study(study_instance_uid: str) -> Iterator[None]:
+    token = enter_study(study_instance_uid)
+    try:
+        yield
+    finally:
+        leave_study(token)
 
 
 def correlation_id(study_instance_uid: str) -> str:
@@ -146,6 +172,15 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     return out
 
 
+def _correlation(record: logging.LogRecord) -> str | None:
+    """The record's correlation id: given in `extra=`, or that of the study being worked on."""
+    given = getattr(record, "correlation_id", None)
+    if isinstance(given, str):
+        return given
+    study = _STUDY.get()
+    return correlation_id(study) if study else None
+
+
 def _time(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -166,7 +201,7 @@ class TextFormatter(logging.Formatter):
         if isinstance(preformatted, str):
             return preformatted
         line = f"{_time(record)} {record.levelname} {record.name}: {_message(record)}"
-        study = getattr(record, "correlation_id", None)
+        study = _correlation(record)
         if study:
             line += f" [study {study}]"
         if self.tracebacks:
@@ -194,6 +229,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in _fields(record).items():
             out.setdefault(key, value)
+        study = _correlation(record)
+        if study:
+            out.setdefault("correlation_id", study)
         trace = _exception(record)
         if trace:
             out["exception"] = trace

@@ -15,7 +15,7 @@ from pathlib import Path
 from diagnostics.errors import DiagnosticsError
 from diagnostics.screening import Screener
 from diagnostics.service.claims import ClaimScreening, Recorded
-from diagnostics.service.logs import destination_label, study_fields
+from diagnostics.service.logs import about_study, destination_label, study_fields
 from diagnostics.service.sender import Destination, SendError, send
 from diagnostics.store import Store
 from diagnostics.store.records import Claim, OutboxItem
@@ -176,6 +176,10 @@ class OutboxWorker(_Loop):
         return bool(items)
 
     def _deliver(self, item: OutboxItem) -> None:
+        with about_study(item.study_instance_uid):  # its id on the sender's lines too
+            self._deliver_one(item)
+
+    def _deliver_one(self, item: OutboxItem) -> None:
         attempt = item.attempts + 1
         where = destination_label(item.destination)
         try:

@@ -23,6 +23,7 @@ from diagnostics.errors import ConfigurationError
 from diagnostics.service.logs import (
     JsonFormatter,
     TextFormatter,
+    about_study,
     correlation_id,
     destination_label,
     relay,
@@ -210,6 +211,16 @@ def test_json_lines_carry_the_event_fields_and_no_quoted_values() -> None:
     assert "DOE^JANE" not in line and "SMITH" not in line and "Traceback" in out["exception"]
     text = TextFormatter().format(record)
     assert f"[study {correlation_id('1.2.3')}]" in text and "DOE^JANE" not in text
+
+
+def test_lines_logged_while_working_on_a_study_carry_its_id() -> None:
+    with about_study("1.2.3"):
+        inside = json.loads(JsonFormatter().format(_record()))
+        text = TextFormatter().format(_record())
+    outside = json.loads(JsonFormatter().format(_record()))
+    assert inside["correlation_id"] == correlation_id("1.2.3")
+    assert text.endswith(f"[study {correlation_id('1.2.3')}]")
+    assert "correlation_id" not in outside
 
 
 def test_leaving_out_a_traceback_changes_no_shared_record() -> None:
