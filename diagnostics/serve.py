@@ -13,13 +13,15 @@ the command line would be visible to every user of the machine.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -40,6 +42,8 @@ BENTOML_HOME = "bentoml"
 """BentoML's home inside the storage folder (metrics files, its task store)."""
 GRACEFUL_SHUTDOWN_S = 5
 """Seconds the HTTP server waits for requests in flight after SIGTERM."""
+RELAY_DRAIN_S = 5.0
+"""Seconds the server's last output lines are waited for once it has exited."""
 
 FLAGS: dict[str, str] = {
     "port": "--port",
@@ -71,6 +75,12 @@ FLAGS: dict[str, str] = {
     "dicom_bind": "--dicom-bind",
     "accept_any_called_ae": "--accept-any-called-ae",
     "trusted_proxy": "--trusted-proxy",
+    # -- logs --
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "log_file": "--log-file",
+    "log_max_bytes": "--log-max-bytes",
+    "log_backups": "--log-backups",
 }
 
 
@@ -220,6 +230,38 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="IP|CIDR",
         help="a TLS-terminating reverse proxy whose X-Forwarded-Proto/-For are believed "
         "(repeatable; DIAGNOSTICS_TRUSTED_PROXY, comma-separated; default none)",
+    )
+    # -- logs --
+    add(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="least severe level logged (DIAGNOSTICS_LOG_LEVEL, default INFO)",
+    )
+    add(
+        "--log-format",
+        type=str.lower,
+        choices=("text", "json"),
+        help="text lines, or one JSON object per line (DIAGNOSTICS_LOG_FORMAT, default text)",
+    )
+    add(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="also log to this file; stderr always has the log (DIAGNOSTICS_LOG_FILE)",
+    )
+    add(
+        "--log-max-bytes",
+        type=int,
+        metavar="N",
+        help="rotate the log file past N bytes; 0: leave rotation to logrotate, the file is "
+        "reopened when moved (DIAGNOSTICS_LOG_MAX_BYTES, default 10485760)",
+    )
+    add(
+        "--log-backups",
+        type=int,
+        metavar="N",
+        help="rotated log files kept (DIAGNOSTICS_LOG_BACKUPS, default 5)",
     )
     serve.set_defaults(handler=run)
 
@@ -395,9 +437,10 @@ def server_environment(
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    handlers = start_logging(config)
     model = preflight(config)
     print(usage(config, model, os.environ.get("DIAGNOSTICS_API_TOKEN_FILE")), flush=True)
-    code = run_server(server_command(config), server_environment(config))
+    code = run_server(server_command(config), server_environment(config), handlers, config)
     # The server has stopped and this process holds nothing else: skip unloading what the
     # preflight imported (torch alone takes seconds), so that SIGTERM ends it in seconds.
     sys.stdout.flush()
@@ -405,12 +448,36 @@ def run(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
-def run_server(command: list[str], env: Mapping[str, str]) -> int:
+def start_logging(config: ServiceSettings) -> list[logging.Handler]:
+    """This process's log, which the server's output is relayed to (`service.logs`)."""
+    from diagnostics.service.logs import configure_sink
+
+    try:
+        return configure_sink(
+            config.log_level,
+            config.log_format,
+            sys.stderr,
+            config.log_file,
+            config.log_max_bytes,
+            config.log_backups,
+        )
+    except OSError as exc:
+        raise ConfigurationError(f"--log-file {config.log_file}: {exc.strerror}") from None
+
+
+def run_server(
+    command: list[str],
+    env: Mapping[str, str],
+    handlers: Sequence[logging.Handler] = (),
+    config: ServiceSettings | None = None,
+) -> int:
     """Run the server in its own session; forward SIGTERM, SIGINT and SIGHUP (as SIGTERM);
     return its exit status.
 
     The handlers are in place before the server starts, so a signal that arrives while it is
-    starting is delivered too, instead of ending this process and orphaning the server.
+    starting is delivered too, instead of ending this process and orphaning the server. With
+    log `handlers`, the server's output comes through a pipe and is written to them: this
+    process is the log file's one writer (`diagnostics.service.logs`).
     """
     process: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
@@ -424,8 +491,20 @@ def run_server(command: list[str], env: Mapping[str, str]) -> int:
 
     watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous = {sig: signal.signal(sig, forward) for sig in watched}
+    relayed = bool(handlers) and config is not None
+    relay: threading.Thread | None = None
     try:
-        process = subprocess.Popen(command, env=dict(env), start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            env=dict(env),
+            start_new_session=True,
+            stdout=subprocess.PIPE if relayed else None,
+            stderr=subprocess.STDOUT if relayed else None,
+        )
+        if relayed and process.stdout is not None and config is not None:
+            from diagnostics.service.logs import start_relay
+
+            relay = start_relay(process.stdout, handlers, config.log_level, config.log_format)
         for signum in pending:
             process.send_signal(signum)
         code = process.wait()
@@ -434,6 +513,10 @@ def run_server(command: list[str], env: Mapping[str, str]) -> int:
             signal.signal(sig, handler)
         if process is not None:
             _end_group(process.pid)
+    if relay is not None:
+        relay.join(RELAY_DRAIN_S)  # the last lines (why it stopped) are the ones that matter
+    for log_handler in handlers:
+        log_handler.flush()
     return 128 - code if code < 0 else code
 
 

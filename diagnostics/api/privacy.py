@@ -10,26 +10,22 @@ value for VR DA: '19700101'`), which can be a birth date or a patient's name, an
 logs exceptions raised while it decodes what a peer sent. So at service start
 every handler of every logger gets one filter that redacts quoted values from each record's
 message and from the message of any exception it carries (the traceback's frames stay), and
-pydicom's duplicate `warnings` are silenced.
+pydicom's duplicate `warnings` are silenced. The service's own handlers redact in their
+formatters as well (`diagnostics.service.logs`), which see every record whatever filters ran.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 import warnings
 
-_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
-REDACTED = "'<redacted>'"
+from diagnostics.service.logs import REDACTED as REDACTED
+from diagnostics.service.logs import redact
+
 LOGGERS = ("pydicom", "diagnostics.dicom.reader")
 """Loggers whose own filters redact too: a record logged while no handler is set up yet (a
 library's early warning) is redacted before it reaches one added later."""
-
-
-def redact(text: str) -> str:
-    """`text` with every quoted string replaced by `'<redacted>'`."""
-    return _QUOTED.sub(REDACTED, text)
 
 
 class RedactQuotedValues(logging.Filter):

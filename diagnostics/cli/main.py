@@ -30,6 +30,7 @@ from diagnostics.cli import (
 )
 from diagnostics.cli.common import EXIT_INPUT, Handler
 from diagnostics.errors import DiagnosticsError
+from diagnostics.service.logs import THIRD_PARTY_LOGGERS
 
 COMMANDS = (
     inspect,
@@ -62,25 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-THIRD_PARTY_LOGGERS = (
-    "pydicom",
-    "highdicom",
-    "pynetdicom",
-    "onnxruntime",
-    "monai",
-    "PIL",
-    "torch",
-    "py.warnings",
-)
-"""Libraries that log (and print tracebacks of) failures this library already reports in its
-own words; heard only with -v."""
-
-
 def quiet_third_parties(verbose: bool, keep_tracebacks: bool = False) -> None:
     """Logging for one CLI run: the contract allows one stderr line per error, never a traceback.
 
     Third-party loggers and Python warnings are silenced unless -v; pydicom resets its logger's
-    level when first imported, so it is imported before its level is set.
+    level when first imported, so it is imported before its level is set. Tracebacks are left
+    out by the formatter, which formats a copy: a record shared with another handler keeps its
+    traceback there.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,
@@ -94,15 +83,17 @@ def quiet_third_parties(verbose: bool, keep_tracebacks: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbose else quiet)
     if not verbose and not keep_tracebacks:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(_no_traceback)
+            handler.setFormatter(NoTraceback("%(levelname)s %(name)s: %(message)s"))
 
 
-def _no_traceback(record: logging.LogRecord) -> bool:
-    """Drop the traceback of a logged failure: the one-line message says what went wrong."""
-    record.exc_info = None
-    record.exc_text = None
-    record.stack_info = None
-    return True
+class NoTraceback(logging.Formatter):
+    """Leaves out the traceback of a logged failure: the one-line message says what went
+    wrong."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = logging.makeLogRecord(record.__dict__)
+        bare.exc_info = bare.exc_text = bare.stack_info = None
+        return super().format(bare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

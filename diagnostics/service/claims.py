@@ -25,6 +25,7 @@ from diagnostics.reports import WrittenReports, write_reports
 from diagnostics.results import OutputFailure, StudyResult
 from diagnostics.screening import Screener, ScreeningOutcome, with_output_failures
 from diagnostics.service import fhir_reports
+from diagnostics.service.logs import enter_study, leave_study, study_fields
 from diagnostics.service.reasons import plain, result_without_paths
 from diagnostics.service.sender import carries
 from diagnostics.store import Store
@@ -148,20 +149,31 @@ class ClaimScreening:
         (then the claim is given back, counted as a try). Never raises for the study's sake.
         """
         started = time.perf_counter()
+        context = enter_study(claim.study_instance_uid)  # its id on every line meanwhile
         if self.leases is not None:
             self.leases.hold(claim)
         version: int | None = None
         try:
-            version = self._screen_and_record(claim)
+            version = self._screen_and_record(claim, started)
         except DiagnosticsError as exc:
-            log.error("study %s not recorded: %s", claim.study_instance_uid, exc)
+            log.error(
+                "study %s not recorded: %s",
+                claim.study_instance_uid,
+                exc,
+                extra=study_fields(claim.study_instance_uid, "study_not_recorded"),
+            )
             self._give_back(claim)
         except Exception:  # the job's top level (module docstring)
-            log.exception("study %s not recorded: unexpected error", claim.study_instance_uid)
+            log.exception(
+                "study %s not recorded: unexpected error",
+                claim.study_instance_uid,
+                extra=study_fields(claim.study_instance_uid, "study_not_recorded"),
+            )
             self._give_back(claim)
         finally:
             if self.leases is not None:
                 self.leases.drop(claim)
+            leave_study(context)
         if version is not None and on_result is not None:
             on_result(claim, version, time.perf_counter() - started)
         for listener in self._listeners:
@@ -174,7 +186,7 @@ class ClaimScreening:
         except DiagnosticsError as exc:  # the database is down: the lease runs out instead
             log.error("study %s left to its lease: %s", claim.study_instance_uid, exc)
 
-    def _screen_and_record(self, claim: Claim) -> int | None:
+    def _screen_and_record(self, claim: Claim, started: float) -> int | None:
         if claim.tries > MAX_TRIES:
             outcome = self._failed(
                 claim,
@@ -189,7 +201,9 @@ class ClaimScreening:
             outcome = replace(outcome, result=result_without_paths(outcome.result))
             if outcome.result.status == "failed" and self.stopping.is_set():
                 log.warning(
-                    "study %s given back: screening ended by shutdown", claim.study_instance_uid
+                    "study %s given back: screening ended by shutdown",
+                    claim.study_instance_uid,
+                    extra=study_fields(claim.study_instance_uid, "study_given_back"),
                 )
                 self.store.release(claim)
                 return None
@@ -229,6 +243,28 @@ class ClaimScreening:
             )
         except DiagnosticsError as exc:  # the result stands; only its audit line is missing
             log.error("study %s: audit not written: %s", claim.study_instance_uid, exc)
+        seconds = time.perf_counter() - started
+        log.info(
+            "study %s screened: %s by %s %s in %.2f s (result version %d, %d outputs)",
+            claim.study_instance_uid,
+            outcome.result.status,
+            model.name,
+            model.version,
+            seconds,
+            recorded,
+            len(outputs),
+            extra=study_fields(
+                claim.study_instance_uid,
+                "study_screened",
+                status=outcome.result.status,
+                model_name=model.name,
+                model_version=model.version,
+                duration_s=round(seconds, 3),
+                result_version=recorded,
+                outputs=len(outputs),
+                instances=len(claim.paths),
+            ),
+        )
         return recorded
 
     def _screen(self, claim: Claim) -> ScreeningOutcome:
@@ -257,7 +293,12 @@ class ClaimScreening:
 
     def _failed(self, claim: Claim, reason: str) -> ScreeningOutcome:
         reason = plain(reason)
-        log.error("study %s failed: %s", claim.study_instance_uid, reason)
+        log.error(
+            "study %s failed: %s",
+            claim.study_instance_uid,
+            reason,
+            extra=study_fields(claim.study_instance_uid, "study_failed"),
+        )
         result = StudyResult(
             study_instance_uid=claim.study_instance_uid,
             status="failed",

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from diagnostics.dicom.header import refusal_category
 from diagnostics.errors import DuplicateInstanceError, InputError, StoreError
+from diagnostics.service.logs import log_stored
 from diagnostics.store import Store
 from diagnostics.store.priority import from_dimse
 from diagnostics.store.records import Received
@@ -79,6 +80,7 @@ class DicomListener:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self.ae.start_server(
@@ -105,11 +107,27 @@ class DicomListener:
     def _on_echo(self, event: Any) -> int:
         return SUCCESS
 
+    def _on_accepted(self, event: Any) -> None:
+        caller = self._caller(event)
+        address = event.assoc.requestor.address
+        log.info(
+            "association from %s (%s) accepted",
+            caller,
+            address,
+            extra={"event": "association_accepted", "calling_ae": caller, "peer": address},
+        )
+
     def _on_rejected(self, event: Any) -> None:
         caller = self._caller(event)
         address = event.assoc.requestor.address
         reason = self._rejection(event, caller)
-        log.warning("association from %s (%s) rejected: %s", caller, address, reason)
+        log.warning(
+            "association from %s (%s) rejected: %s",
+            caller,
+            address,
+            reason,
+            extra={"event": "association_rejected", "calling_ae": caller, "peer": address},
+        )
         self.store.audit(f"dimse:{caller}", "association_rejected", address=address, reason=reason)
 
     def _rejection(self, event: Any, caller: str) -> str:
@@ -137,13 +155,19 @@ class DicomListener:
         except InputError as exc:
             # Its class only: the message, sent back to the peer, quotes header values.
             reason = refusal_category(exc)
-            log.warning("C-STORE from %s refused (%s)", caller, reason)
+            log.warning(
+                "C-STORE from %s refused (%s)",
+                caller,
+                reason,
+                extra={"event": "instance_refused", "calling_ae": caller, "reason": reason},
+            )
             self.store.audit(f"dimse:{caller}", "instance_refused", error=reason)
             code = DUPLICATE_SOP_INSTANCE if isinstance(exc, DuplicateInstanceError) else None
             return _status(code or CANNOT_UNDERSTAND, str(exc))
         except StoreError as exc:
             log.error("C-STORE from %s could not be stored: %s", caller, exc)
             return _status(OUT_OF_RESOURCES, str(exc))
+        log_stored(log, received.sop_instance_uid, received.study_instance_uid, f"dimse:{caller}")
         if self.on_received is not None:
             self.on_received(received, f"dimse:{caller}")
         return SUCCESS

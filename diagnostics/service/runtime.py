@@ -26,6 +26,7 @@ from diagnostics.results import StudyResult
 from diagnostics.screening import ScreenBatch, Screener
 from diagnostics.service.claims import ClaimScreening, Leases
 from diagnostics.service.listener import DicomListener
+from diagnostics.service.logs import log_stored
 from diagnostics.service.retention import DiskWatermark, RetentionJob
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
@@ -258,6 +259,7 @@ class Runtime:
             except (InputError, StoreError) as exc:
                 outcomes.append(InstanceOutcome(index, None, exc))
                 continue
+            log_stored(log, received.sop_instance_uid, received.study_instance_uid, actor)
             outcomes.append(InstanceOutcome(index, received, None))
         stored = [o.received.sop_instance_uid for o in outcomes if o.received]
         self.store.audit(

@@ -28,6 +28,7 @@ from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import DEFAULT_LANGUAGE, Language
 from diagnostics.screening.engines import EngineChoice
+from diagnostics.service.logs import LogFormat, LogLevel
 from diagnostics.service.sender import Destination
 from diagnostics.service.viewer import check_timezone, check_viewer_url
 from diagnostics.strict import STRICT
@@ -127,6 +128,17 @@ class ServiceSettings(BaseSettings):
     """Addresses or networks (CIDR) of TLS-terminating proxies whose X-Forwarded-Proto and
     X-Forwarded-For are believed; nobody's by default."""
 
+    # -- logs --
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    """`json`: one object per line (time, level, logger, message and the event's fields)."""
+    log_file: Path | None = None
+    """Also written here (by `diagnostics serve`, the one writer); stderr always has it."""
+    log_max_bytes: int = Field(default=10 << 20, ge=0)
+    """The file is rotated past this size; 0: never here (logrotate moves it, it is reopened)."""
+    log_backups: int = Field(default=5, ge=0, le=999)
+    """Rotated files kept (`service.log.1` ...)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -143,6 +155,14 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """`info` or `INFO`, `JSON` or `json`."""
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
 
     @field_validator("insecure_dev", "accept_any_called_ae", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from diagnostics.errors import DiagnosticsError
 from diagnostics.screening import Screener
 from diagnostics.service.claims import ClaimScreening, Recorded
+from diagnostics.service.logs import about_study, destination_label, study_fields
 from diagnostics.service.sender import Destination, SendError, send
 from diagnostics.store import Store
 from diagnostics.store.records import Claim, OutboxItem
@@ -175,21 +176,49 @@ class OutboxWorker(_Loop):
         return bool(items)
 
     def _deliver(self, item: OutboxItem) -> None:
+        with about_study(item.study_instance_uid):  # its id on the sender's lines too
+            self._deliver_one(item)
+
+    def _deliver_one(self, item: OutboxItem) -> None:
+        attempt = item.attempts + 1
+        where = destination_label(item.destination)
         try:
             self._send(item.path, Destination.parse(item.destination))
         except (SendError, OSError) as exc:
-            wait = backoff(item.attempts + 1)
-            log.warning("outbox: %s (retry in %.0f s)", exc, wait)
+            wait = backoff(attempt)
+            log.warning(
+                "outbox: %s to %s failed (attempt %d): %s; retry in %.0f s",
+                item.path.name,
+                where,
+                attempt,
+                exc,
+                wait,
+                extra=_delivery(item, "output_retried", where, attempt, retry_in_s=wait),
+            )
             self.store.mark_failed(item, str(exc), wait)
             return
         # One item's unforeseen failure (a peer's odd answer breaking a library) must back off
         # that item alone: raised to the loop, it would end every round before the items behind.
         except Exception as exc:
-            wait = backoff(item.attempts + 1)
-            log.exception("outbox: unexpected error sending a result (retry in %.0f s)", wait)
+            wait = backoff(attempt)
+            log.exception(
+                "outbox: unexpected error sending %s to %s (attempt %d); retry in %.0f s",
+                item.path.name,
+                where,
+                attempt,
+                wait,
+                extra=_delivery(item, "output_retried", where, attempt, retry_in_s=wait),
+            )
             self.store.mark_failed(item, f"internal error ({type(exc).__name__})", wait)
             return
         self.store.mark_sent(item)
+        log.info(
+            "outbox: %s delivered to %s (attempt %d)",
+            item.path.name,
+            where,
+            attempt,
+            extra=_delivery(item, "output_delivered", where, attempt),
+        )
         self.store.audit(
             "outbox-worker",
             "result_sent",
@@ -197,3 +226,16 @@ class OutboxWorker(_Loop):
             file=item.path.name,
             destination=item.destination,
         )
+
+
+def _delivery(
+    item: OutboxItem, event: str, where: str, attempt: int, **fields: object
+) -> dict[str, object]:
+    return study_fields(
+        item.study_instance_uid,
+        event,
+        destination=where,
+        attempt=attempt,
+        output=item.path.name,
+        **fields,
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from typing import Annotated, Any
 
 import bentoml
@@ -44,7 +45,8 @@ from diagnostics.api.refusals import RefusalLog
 from diagnostics.api.session import SessionCodec
 from diagnostics.api.tensors import check_tensors, infer_probabilities
 from diagnostics.api.traffic import RequestMetrics
-from diagnostics.errors import RequestError
+from diagnostics.errors import ConfigurationError, RequestError
+from diagnostics.service.logs import configure_process_logging
 from diagnostics.service.runtime import Runtime, stop_on_signals
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.ui import create_ui
@@ -56,6 +58,21 @@ log = logging.getLogger("bentoml.serve.diagnostics")
 # session cookie is `Secure` behind a TLS-terminating proxy and a client cannot claim https.
 # The worker builds its server after importing this module, so this is what it reads.
 os.environ["FORWARDED_ALLOW_IPS"] = os.environ.get("DIAGNOSTICS_TRUSTED_PROXY", "")
+
+
+def _configure_logging() -> None:
+    """Our level and format in this process, on stderr, which `diagnostics serve` relays to
+    the log file. Done on import: BentoML has set up its own logging by then, in its arbiter
+    and in each worker (`configure_server_logging`); an invalid setting is left to
+    `Diagnostics()` to report."""
+    try:
+        config = ServiceSettings.from_env()
+    except ConfigurationError:
+        return
+    configure_process_logging(config.log_level, config.log_format, sys.stderr)
+
+
+_configure_logging()
 
 
 def _current() -> Diagnostics | None:
