@@ -11,7 +11,13 @@ from diagnostics.store.sqlite.instances import Instances, content_digest
 from diagnostics.store.sqlite.queue import Queue
 from diagnostics.store.sqlite.results import Results
 from diagnostics.store.sqlite.sessions import RevokedSessions
-from diagnostics.store.sqlite.snapshot import SqliteSnapshot, exists, read_snapshot
+from diagnostics.store.sqlite.snapshot import (
+    SqliteSnapshot,
+    exists,
+    read_audit,
+    read_snapshot,
+    verify_audit,
+)
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
 
@@ -28,5 +34,7 @@ __all__ = [
     "database_path",
     "exists",
     "open_read_only",
+    "read_audit",
     "read_snapshot",
+    "verify_audit",
 ]
