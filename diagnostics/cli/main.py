@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import diagnostics
 from diagnostics.cli import (
+    audit,
     bench,
     compare,
     export,
@@ -42,6 +43,7 @@ COMMANDS = (
     feedback,
     serve,
     research_export,
+    audit,
 )
 """In the order `diagnostics --help` lists them."""
 

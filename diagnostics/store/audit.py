@@ -12,9 +12,13 @@ row altered, deleted or inserted afterwards is found by `diagnostics audit --ver
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+from diagnostics.errors import RequestError
 
 SUCCESS = 0
 MINOR_FAILURE = 4
@@ -43,6 +47,31 @@ def outcome_of(action: str) -> int:
     if action.endswith("_failed"):
         return SERIOUS_FAILURE
     return SUCCESS
+
+
+AGO = re.compile(r"(\d+)\s*([smhdw])")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, *, end: bool = False, now: float | None = None) -> float:
+    """A filter bound: `7d`/`12h`/`30m`/`2w` ago, or an ISO date or date-time (UTC unless it
+    names its zone). A bare date as an end (`end=True`) means the end of that day."""
+    text = text.strip()
+    ago = AGO.fullmatch(text)
+    if ago:
+        now = time.time() if now is None else now
+        return now - int(ago[1]) * UNITS[ago[2]]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise RequestError(
+            f"{text[:40]!r} is not a time: use an ISO date (2026-12-01), a date-time "
+            "(2026-12-01T08:30, UTC unless it names its zone) or an age such as 7d, 12h, 30m"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    bare_date = len(text) <= 10
+    return moment.timestamp() + (86400 if end and bare_date else 0)
 
 
 def iso(at: float) -> str:
