@@ -8,14 +8,21 @@ accepts any signed-in user, and the page says so.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from diagnostics.api.auth import ACTOR_KEY
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from diagnostics.api.auth import ACTOR_KEY, actor_of
 from diagnostics.errors import RequestError
+from diagnostics.service.runtime import Runtime
 from diagnostics.store import AuditEntry, AuditFilter, Store
 from diagnostics.store.audit import iso, parse_when
 
@@ -70,6 +77,41 @@ def parse_filter(query: Mapping[str, str]) -> tuple[AuditFilter, int]:
         outcome=outcome,  # type: ignore[arg-type]  # checked just above
     )
     return where, int(page_text)
+
+
+class UI(Protocol):
+    """What the page needs of `diagnostics.ui.app.ReviewUI`."""
+
+    def page(
+        self, request: Request, template: str, status: int = 200, **context: Any
+    ) -> Response: ...
+
+    def message(self, request: Request, status: int, title: str, text: str) -> Response: ...
+
+    def runtime(self) -> Runtime | None: ...
+
+    async def audit(self, runtime: Runtime, actor: str, action: str, **detail: object) -> None: ...
+
+
+def audit_route(ui: UI) -> Route:
+    """`GET /ui/audit`, for the review UI's routes."""
+
+    async def audit_trail(request: Request) -> Response:
+        runtime = ui.runtime()
+        if runtime is None:
+            return ui.message(request, 503, "Starting", "The service is starting; retry.")
+        if not require_admin(request.scope):
+            return ui.message(request, 403, "Not allowed", "The audit trail is for administrators.")
+        call = functools.partial(audit_page, runtime.store, dict(request.query_params))
+        try:
+            page = await anyio.to_thread.run_sync(call)
+        except RequestError as exc:
+            return ui.message(request, 400, "Audit filter not understood", str(exc))
+        # Reading the trail is itself an audited event (ATNA: audit log used).
+        await ui.audit(runtime, actor_of(request.scope), "ui_audit_read", count=len(page.rows))
+        return ui.page(request, "audit.html", page=page, title="Audit trail")
+
+    return Route("/audit", audit_trail, methods=["GET"])
 
 
 def audit_page(store: Store, query: Mapping[str, str]) -> AuditPage:
