@@ -114,7 +114,8 @@ class DicomListener:
             # Its class only: the message, sent back to the peer, quotes header values.
             reason = refusal_category(exc)
             log.warning("C-STORE from %s refused (%s)", caller, reason)
-            self.store.audit(f"dimse:{caller}", "instance_refused", error=reason)
+            address = event.assoc.requestor.address
+            self.store.audit(f"dimse:{caller}", "instance_refused", error=reason, address=address)
             code = DUPLICATE_SOP_INSTANCE if isinstance(exc, DuplicateInstanceError) else None
             return _status(code or CANNOT_UNDERSTAND, str(exc))
         except StoreError as exc:
