@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from diagnostics.errors import RequestError
 from diagnostics.store import AuditFilter, read_audit, verify_audit
-from diagnostics.store.audit import MINOR_FAILURE, SUCCESS
+from diagnostics.store.audit import MINOR_FAILURE, SUCCESS, parse_when
 from diagnostics.store.sqlite import SqliteStore
 from tests.helpers.cli import run_cli
 
@@ -185,3 +186,14 @@ def test_an_older_store_is_migrated_and_chained_once(tmp_path: Path) -> None:
     assert rows[1].study_instance_uid == STUDY and rows[2].detail == {"earlier_rows": 2}
     # last_actor reads the new column for rows written before it existed too.
     assert SqliteStore(tmp_path).view().last_actor("result_read", STUDY) == "token:ab12cd"
+
+
+def test_time_bounds_read_ages_dates_and_zones() -> None:
+    now = 1_800_000_000.0
+    assert parse_when("7d", now=now) == now - 7 * 86400
+    assert parse_when("30m", now=now) == now - 1800
+    assert parse_when("2026-12-01") == parse_when("2026-12-01T00:00:00+00:00")
+    assert parse_when("2026-12-01", end=True) - parse_when("2026-12-01") == 86400
+    assert parse_when("2026-12-01T10:00+02:00") == parse_when("2026-12-01T08:00Z")
+    with pytest.raises(RequestError, match="is not a time"):
+        parse_when("last tuesday")
