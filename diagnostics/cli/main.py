@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import diagnostics
 from diagnostics.cli import (
+    audit,
     bench,
     compare,
     export,
@@ -45,6 +46,7 @@ COMMANDS = (
     serve,
     research_export,
     purge,
+    audit,
 )
 """In the order `diagnostics --help` lists them."""
 

@@ -161,7 +161,8 @@ class DicomListener:
                 reason,
                 extra={"event": "instance_refused", "calling_ae": caller, "reason": reason},
             )
-            self.store.audit(f"dimse:{caller}", "instance_refused", error=reason)
+            address = event.assoc.requestor.address
+            self.store.audit(f"dimse:{caller}", "instance_refused", error=reason, address=address)
             code = DUPLICATE_SOP_INSTANCE if isinstance(exc, DuplicateInstanceError) else None
             return _status(code or CANNOT_UNDERSTAND, str(exc))
         except StoreError as exc:

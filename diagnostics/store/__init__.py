@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diagnostics.dicom.header import ReadLimits
+from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite import exists as _sqlite_exists
+from diagnostics.store.sqlite import read_audit as _sqlite_read_audit
 from diagnostics.store.sqlite import read_snapshot as _sqlite_snapshot
+from diagnostics.store.sqlite import verify_audit as _sqlite_verify_audit
 from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 
@@ -36,6 +39,18 @@ def revoked_sessions(storage: Path) -> RevokedSessions:
     return RevokedSessions(storage / DB_FILE)
 
 
+def read_audit(
+    storage: Path, where: AuditFilter, limit: int | None = None
+) -> tuple[int, list[AuditEntry]]:
+    """The audit rows matching `where`, oldest first, read without ever writing the store."""
+    return _sqlite_read_audit(storage, where, limit)
+
+
+def verify_audit(storage: Path) -> ChainReport:
+    """Walk the audit trail's hash chain on a read-only connection (the service may run)."""
+    return _sqlite_verify_audit(storage)
+
+
 @contextmanager
 def read_snapshot(storage: Path) -> Iterator[Snapshot]:
     """One consistent read-only view of the store under `storage`."""
@@ -45,12 +60,17 @@ def read_snapshot(storage: Path) -> Iterator[Snapshot]:
 
 __all__ = [
     "CLAIM_LEASE_S",
+    "AuditEntry",
+    "AuditFilter",
+    "ChainReport",
     "RevokedSessions",
     "Snapshot",
     "Store",
     "Transaction",
     "open_store",
+    "read_audit",
     "read_snapshot",
     "revoked_sessions",
     "store_exists",
+    "verify_audit",
 ]

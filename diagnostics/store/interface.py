@@ -19,6 +19,7 @@ from typing import Protocol
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.fhir import ReportContext
 from diagnostics.results import StudyResult
+from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.priority import WorklistFilter
 from diagnostics.store.records import (
@@ -162,6 +163,12 @@ class Store(Protocol):
     def audit(self, actor: str, action: str, **detail: object) -> None: ...
 
     def audit_entries(self, action: str | None = None) -> list[dict[str, object]]: ...
+
+    def audit_page(
+        self, where: AuditFilter, limit: int, offset: int = 0
+    ) -> tuple[int, list[AuditEntry]]: ...
+
+    def verify_audit(self) -> ChainReport: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 

@@ -38,6 +38,7 @@ from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms
+from diagnostics.ui.audit_page import audit_route
 from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
@@ -83,6 +84,7 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             Route("/studies/{uid}/feedback", ui.feedback, methods=["POST"]),
             Route("/studies/{uid}/priority", ui.priority, methods=["POST"]),
             Route("/studies/{uid}/read", ui.read, methods=["POST"]),
+            audit_route(ui),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
     )

@@ -12,7 +12,13 @@ from diagnostics.store.sqlite.queue import Queue
 from diagnostics.store.sqlite.results import Results
 from diagnostics.store.sqlite.retention import Retention
 from diagnostics.store.sqlite.sessions import RevokedSessions
-from diagnostics.store.sqlite.snapshot import SqliteSnapshot, exists, read_snapshot
+from diagnostics.store.sqlite.snapshot import (
+    SqliteSnapshot,
+    exists,
+    read_audit,
+    read_snapshot,
+    verify_audit,
+)
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
 
@@ -29,5 +35,7 @@ __all__ = [
     "database_path",
     "exists",
     "open_read_only",
+    "read_audit",
     "read_snapshot",
+    "verify_audit",
 ]

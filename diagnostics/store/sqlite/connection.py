@@ -7,7 +7,6 @@ errors become `StoreError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -18,8 +17,9 @@ from pathlib import Path
 from diagnostics.constants import DATABASE_FILE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import StoreError
+from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.interface import CLAIM_LEASE_S
-from diagnostics.store.sqlite import schema
+from diagnostics.store.sqlite import audit, schema
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,19 @@ class SqliteBase:
             tx.audit(actor, action, **detail)
 
     def audit_entries(self, action: str | None = None) -> list[dict[str, object]]:
-        query = "SELECT at, actor, action, detail FROM audit"
-        params: tuple[str, ...] = ()
-        if action is not None:
-            query += " WHERE action = ?"
-            params = (action,)
-        rows = self._connection().execute(query + " ORDER BY id", params).fetchall()
-        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+        """Every row (of one action), oldest first, as callers knew them before the ATNA
+        columns: `detail` with `study`, `sop` and `address` back in it."""
+        _, rows = audit.query(self._connection(), AuditFilter(event=action))
+        return [row.legacy_dict() for row in rows]
+
+    def audit_page(
+        self, where: AuditFilter, limit: int, offset: int = 0
+    ) -> tuple[int, list[AuditEntry]]:
+        """(how many rows match, newest first from `offset`): the admin page's reads."""
+        return audit.query(self._connection(), where, limit, offset, newest_first=True)
+
+    def verify_audit(self) -> ChainReport:
+        return audit.verify(self._connection())
 
 
 def _rollback(db: sqlite3.Connection) -> None:

@@ -1,9 +1,9 @@
 """The SQLite store's schema: every table of the intake database, and how older ones catch up.
 
 Tables: `instances` (one row per stored file), `studies` (the work queue and the worklist),
-`results` (every version), `cams` (the evidence behind each result), `outbox`, `audit`,
-`feedback`, `study_headers` (patient and study facts for the worklist, `headers.py`), and
-`fhir_context` (created with the first FHIR report context). The UI's
+`results` (every version), `cams` (the evidence behind each result), `outbox`, `audit` (its
+hash chain is `audit.py`'s), `feedback`, `study_headers` (patient and study facts for the
+worklist, `headers.py`), and `fhir_context` (created with the first FHIR report context). The UI's
 signed-out sessions live in a database of their own (`sessions.py`).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from diagnostics.errors import StoreError
+from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.headers import HEADERS_SCHEMA
 from diagnostics.store.sqlite.worklist import INDEX_SQL
 
@@ -71,7 +72,12 @@ CREATE TABLE IF NOT EXISTS audit (
     at REAL NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    study_instance_uid TEXT,
+    sop_instance_uid TEXT,
+    address TEXT,
+    outcome INTEGER NOT NULL DEFAULT 0,
+    hash TEXT
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -145,3 +151,5 @@ def create(db: sqlite3.Connection) -> None:
     # The first worklist index ordered by the model's priority only.
     db.execute("DROP INDEX IF EXISTS studies_worklist")
     db.execute(INDEX_SQL)
+    # The audit trail's ATNA columns and hash chain (`audit.migrate` chains older rows once).
+    audit.migrate(db)

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diagnostics.errors import StoreError
+from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.records import StoredInstance
+from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.connection import database_path, open_read_only
 
 
@@ -97,3 +99,23 @@ def read_snapshot(storage: Path) -> Iterator[SqliteSnapshot]:
         raise StoreError(f"cannot read the intake database: {exc}") from exc
     finally:
         db.close()
+
+
+def read_audit(
+    storage: Path, where: AuditFilter, limit: int | None = None
+) -> tuple[int, list[AuditEntry]]:
+    """Audit rows in one read transaction on a read-only connection (WAL: the service writes on)."""
+    with read_snapshot(storage) as snapshot:
+        try:
+            return audit.query(snapshot.db, where, limit)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the audit trail: {exc}") from exc
+
+
+def verify_audit(storage: Path) -> ChainReport:
+    """Verify the chain as of one snapshot: rows the service appends meanwhile wait for the next."""
+    with read_snapshot(storage) as snapshot:
+        try:
+            return audit.verify(snapshot.db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the audit trail: {exc}") from exc

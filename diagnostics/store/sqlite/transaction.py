@@ -17,15 +17,17 @@ from diagnostics.errors import StoreError
 from diagnostics.fhir import ReportContext
 from diagnostics.results import StudyResult
 from diagnostics.store.records import Feedback, feedback_from_row
+from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.schema import FHIR_CONTEXT_SCHEMA
 
 
 def audit_row(db: sqlite3.Connection, actor: str, action: str, **detail: object) -> None:
-    """An audit record inside the caller's transaction, so it commits with what it records."""
-    db.execute(
-        "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-        (time.time(), actor, action, json.dumps(detail, sort_keys=True, default=str)),
-    )
+    """An audit record inside the caller's transaction, so it commits with what it records.
+
+    `study`, `sop`, `address` and `outcome` fill the ATNA columns (`diagnostics.store.audit`);
+    the other keywords are the row's `detail`.
+    """
+    audit.write(db, actor, action, **detail)
 
 
 class SqliteTransaction:
@@ -43,7 +45,7 @@ class SqliteTransaction:
         """Who last did `action` on a study, from the audit log."""
         row = self.db.execute(
             "SELECT actor FROM audit WHERE action = ? "
-            "AND json_extract(detail, '$.study') = ? ORDER BY id DESC LIMIT 1",
+            "AND study_instance_uid = ? ORDER BY id DESC LIMIT 1",
             (action, study_instance_uid),
         ).fetchone()
         return str(row["actor"]) if row is not None else None
