@@ -150,7 +150,10 @@ class DicomListener:
             data = event.encoded_dataset()
             priority = from_dimse(getattr(event.request, "Priority", None))
             received = self.store.receive(
-                data, source=f"dimse:{caller}", requested_priority=priority
+                data,
+                source=f"dimse:{caller}",
+                requested_priority=priority,
+                address=event.assoc.requestor.address,
             )
         except InputError as exc:
             # Its class only: the message, sent back to the peer, quotes header values.

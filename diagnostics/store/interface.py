@@ -91,7 +91,11 @@ class Store(Protocol):
 
     # -- intake and stored instances
     def receive(
-        self, data: bytes, source: str, requested_priority: str | None = None
+        self,
+        data: bytes,
+        source: str,
+        requested_priority: str | None = None,
+        address: str | None = None,
     ) -> Received: ...
 
     def instances_of(self, study_instance_uid: str) -> list[tuple[str, Path]]: ...

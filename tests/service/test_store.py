@@ -47,6 +47,27 @@ def test_receive_writes_file_and_row_once(tmp_path: Path, synth_studies: SynthSt
     assert not list(store.incoming_dir.iterdir())
 
 
+def test_every_acknowledged_instance_is_audited_with_its_uids(
+    tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = SqliteStore(tmp_path)
+    data = _bytes(synth_studies, 0)
+    first = store.receive(data, "dimse:ORTHANC", address="10.1.2.3")
+    store.receive(data, "dimse:ORTHANC", address="10.1.2.3")  # resent: audited as such
+    with pytest.raises(InputError):
+        store.receive(b"not dicom", "dimse:ORTHANC")  # refused: not stored, not audited here
+    rows = store.audit_entries("instance_stored")
+    assert [row["detail"]["resent"] for row in rows] == [False, True]  # type: ignore[index]
+    for row in rows:
+        assert row["actor"] == "dimse:ORTHANC"
+        detail = row["detail"]
+        assert isinstance(detail, dict)
+        assert detail["study"] == first.study_instance_uid
+        assert detail["sop"] == first.sop_instance_uid
+        assert detail["address"] == "10.1.2.3"
+    assert store.verify_audit().problem is None
+
+
 def test_file_names_never_come_from_the_header(tmp_path: Path, synth_studies: SynthStudies) -> None:
     folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[1].file)

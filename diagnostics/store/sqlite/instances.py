@@ -16,23 +16,31 @@ import time
 import uuid
 from pathlib import Path
 
+from diagnostics.dicom.image import InstanceUids
 from diagnostics.dicom.patient import study_header
 from diagnostics.dicom.reader import read_info
 from diagnostics.durable import replace_synced, write_synced
 from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.store.records import Received
-from diagnostics.store.sqlite import headers
+from diagnostics.store.sqlite import audit, headers
 from diagnostics.store.sqlite.connection import SqliteBase
 
 
 class Instances(SqliteBase):
     """The `instances` table and folder, and the study rows intake creates."""
 
-    def receive(self, data: bytes, source: str, requested_priority: str | None = None) -> Received:
+    def receive(
+        self,
+        data: bytes,
+        source: str,
+        requested_priority: str | None = None,
+        address: str | None = None,
+    ) -> Received:
         """Validate, write and record one instance; return only once it is durable.
 
         `requested_priority` is what the sender asked for (the C-STORE Priority); it raises
-        the study's requested priority and never lowers it.
+        the study's requested priority and never lowers it. The audit row for the instance
+        (sender, `address`, UIDs) commits with it: every acknowledged instance is audited.
 
         Raises an `InputError` for data that is not a usable DICOM image (nothing is stored)
         and `StoreError` when it cannot be stored (the sender must retry).
@@ -62,6 +70,7 @@ class Instances(SqliteBase):
                     self._check_resend(
                         known, uids.study_instance_uid, uids.sop_instance_uid, digest
                     )
+                    _audit_received(db, source, address, uids, resent=True)
                     return Received(
                         uids.sop_instance_uid, uids.study_instance_uid, True, uids.sop_class_uid
                     )
@@ -101,6 +110,7 @@ class Instances(SqliteBase):
                     (uids.study_instance_uid, now, now, requested_priority),
                 )
                 headers.merge(db, uids.study_instance_uid, header)
+                _audit_received(db, source, address, uids, resent=False)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -185,3 +195,20 @@ def content_digest(data: bytes) -> str:
 def _os_reason(exc: OSError) -> str:
     """An OS error's reason without the file name it carries (a server path)."""
     return exc.strerror or type(exc).__name__
+
+
+def _audit_received(
+    db: sqlite3.Connection, source: str, address: str | None, uids: InstanceUids, resent: bool
+) -> None:
+    """The instance's audit row (UIDs only, never header values), in the intake transaction."""
+    audit.write(
+        db,
+        source,
+        "instance_stored",
+        study=uids.study_instance_uid,
+        sop=uids.sop_instance_uid,
+        address=address,
+        series=uids.series_instance_uid,
+        sop_class=uids.sop_class_uid,
+        resent=resent,
+    )
