@@ -15,12 +15,14 @@ from collections.abc import Sequence
 
 import diagnostics
 from diagnostics.cli import (
+    backup,
     bench,
     compare,
     export,
     feedback,
     inspect,
     research_export,
+    restore,
     screen,
     serve,
     studies,
@@ -42,6 +44,8 @@ COMMANDS = (
     feedback,
     serve,
     research_export,
+    backup,
+    restore,
 )
 """In the order `diagnostics --help` lists them."""
 

@@ -16,6 +16,15 @@ from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transact
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite import exists as _sqlite_exists
 from diagnostics.store.sqlite import read_snapshot as _sqlite_snapshot
+from diagnostics.store.sqlite.backup import (
+    DATABASES,
+    References,
+    check_database,
+    copy_database,
+    describe,
+    references,
+    relocate_outputs,
+)
 from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 
@@ -45,12 +54,19 @@ def read_snapshot(storage: Path) -> Iterator[Snapshot]:
 
 __all__ = [
     "CLAIM_LEASE_S",
+    "DATABASES",
+    "References",
     "RevokedSessions",
     "Snapshot",
     "Store",
     "Transaction",
+    "check_database",
+    "copy_database",
+    "describe",
     "open_store",
     "read_snapshot",
+    "references",
+    "relocate_outputs",
     "revoked_sessions",
     "store_exists",
 ]
