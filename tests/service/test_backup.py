@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_backup_while_serving_restores_the_same_worklist_and_results(
     pacs = f"PACS@127.0.0.1:{free_port()}"  # nobody listens: outputs stay in the outbox
     flags = ["--workers", "1", "--results-to", pacs]
     env = {"DIAGNOSTICS_STABLE_SECONDS": "0.5"}
+    (tmp_path / "a").mkdir()
     first = start_service(tmp_path / "a", *flags, token=TOKEN, env=env)
     try:
         screened = []
@@ -229,3 +231,23 @@ def test_restore_refuses_a_non_empty_folder_unless_forced_and_keeps_its_contents
 def test_what_a_backup_leaves_out_matches_the_service() -> None:
     assert SESSION_KEY_FILE == KEY_FILE
     assert BENTOML_HOME in TRANSIENT
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_backup_timer_and_unit_verify(tmp_path: Path) -> None:
+    deploy = ROOT / "deploy"
+    service = (deploy / "diagnostics-backup.service").read_text(encoding="utf-8")
+    installed = "/opt/diagnostics/.venv/bin/diagnostics backup"
+    assert installed in service
+    entry_point = str(Path(sys.executable).with_name("diagnostics"))
+    (tmp_path / "diagnostics-backup.service").write_text(
+        service.replace("/opt/diagnostics/.venv/bin/diagnostics", entry_point)
+    )
+    shutil.copy(deploy / "diagnostics-backup.timer", tmp_path)
+    units = [
+        str(tmp_path / name) for name in ("diagnostics-backup.service", "diagnostics-backup.timer")
+    ]
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "Unknown" not in done.stderr, done.stderr
