@@ -137,6 +137,10 @@ def backup(storage: Path, out: Path) -> BackupSummary:
     """Back up `storage` into the new folder `out`; audited in the store it copies."""
     if not store_exists(storage):
         raise ConfigurationError(f"--storage {storage}: no store there (nothing to back up)")
+    if out.resolve().is_relative_to(storage.resolve()):
+        raise ConfigurationError(
+            f"--out {out}: inside the storage folder; give a folder outside it"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out}: exists and is not empty; give a new folder")
     start = time.monotonic()

@@ -79,6 +79,8 @@ def verify(folder: Path) -> Manifest:
 def restore(folder: Path, storage: Path, *, force: bool = False) -> RestoreSummary:
     """Restore the backup `folder` into `storage` (created if missing)."""
     manifest = read_manifest(folder)
+    if storage.resolve().is_relative_to(folder.resolve()):
+        raise ConfigurationError(f"--storage {storage}: inside the backup folder; give another")
     if DATABASE_FILE not in {f.path for f in manifest.files}:
         raise BackupError(f"{MANIFEST_FILE}: lists no {DATABASE_FILE}; not a store backup")
     storage.mkdir(parents=True, exist_ok=True)

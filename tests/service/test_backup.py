@@ -215,6 +215,8 @@ def test_restore_refuses_a_non_empty_folder_unless_forced_and_keeps_its_contents
     assert cli("backup", "--storage", storage, "--out", backup).returncode == 0
     again = cli("backup", "--storage", storage, "--out", backup)
     assert again.returncode == 2 and "not empty" in again.stderr
+    inside = cli("backup", "--storage", storage, "--out", storage / "backup")
+    assert inside.returncode == 2 and "inside the storage folder" in inside.stderr
 
     target = tmp_path / "target"
     open_store(target).receive(studies[4].read_bytes(), source="test")
