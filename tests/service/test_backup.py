@@ -5,6 +5,7 @@ the problem, and a running service's folder is never restored over."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -253,3 +254,47 @@ def test_backup_timer_and_unit_verify(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "Unknown" not in done.stderr, done.stderr
+
+
+def test_a_backup_taken_during_a_stream_of_writes_is_consistent(
+    tmp_path: Path, studies: list[Path]
+) -> None:
+    """Instances keep arriving (another thread, as the listener would) while backups run: each
+    restored store has a file for every instance row and the counts of its queue agree."""
+    from diagnostics.service.backup import backup
+    from diagnostics.service.restore import restore
+
+    storage = _stored(tmp_path, studies)
+    template = pydicom.dcmread(studies[3])
+    stop = threading.Event()
+    written: list[int] = []
+
+    def write() -> None:
+        store = open_store(storage)
+        while not stop.is_set():
+            template.StudyInstanceUID = pydicom.uid.generate_uid()
+            template.SOPInstanceUID = pydicom.uid.generate_uid()
+            template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+            buffer = io.BytesIO()
+            template.save_as(buffer, enforce_file_format=True)
+            store.receive(buffer.getvalue(), source="test")
+            written.append(1)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for n in range(3):
+            backup(storage, tmp_path / f"backup-{n}")
+    finally:
+        stop.set()
+        writer.join(60)
+    assert written, "the writer ran during the backups"
+    for n in range(3):
+        target = tmp_path / f"restored-{n}"
+        restore(tmp_path / f"backup-{n}", target)
+        db = sqlite3.connect(target / "intake.sqlite3")
+        paths = [p for (p,) in db.execute("SELECT path FROM instances")]
+        assert len(paths) >= 3 and all((target / "instances" / p).is_file() for p in paths)
+        queued = db.execute("SELECT SUM(instance_count) FROM studies").fetchone()[0]
+        assert queued == len(paths)
+        db.close()
