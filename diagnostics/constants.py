@@ -14,6 +14,10 @@ MANUFACTURER = "radiology-diagnostics"
 DATABASE_FILE = "intake.sqlite3"
 """The embedded store's database, inside the storage folder."""
 
+LEAD_LOCK_FILE = "lead.lock"
+"""In the storage folder: the running service's lead process holds an exclusive `flock` on it
+(`service/runtime.py`); restore refuses a folder whose lock is held."""
+
 DEFAULT_AE_TITLE = "DIAGNOSTICS"
 
 ENGINE_CHOICES = ("onnxruntime", "openvino", "auto")

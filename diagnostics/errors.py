@@ -83,6 +83,11 @@ class DiskFullError(StoreError):
     refused before anything is written (HTTP 507, C-STORE 0xA700); send again later."""
 
 
+class BackupError(DiagnosticsError):
+    """A backup cannot be made, or a backup folder is incomplete, altered or damaged; the
+    message names the file. Nothing is restored from such a folder."""
+
+
 class RequestError(InputError):
     """An HTTP request is malformed: no multipart boundary, an empty body, a broken part.
 

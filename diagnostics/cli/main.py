@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import diagnostics
 from diagnostics.cli import (
     audit,
+    backup,
     bench,
     compare,
     export,
@@ -23,6 +24,7 @@ from diagnostics.cli import (
     inspect,
     purge,
     research_export,
+    restore,
     screen,
     serve,
     studies,
@@ -47,6 +49,8 @@ COMMANDS = (
     research_export,
     purge,
     audit,
+    backup,
+    restore,
 )
 """In the order `diagnostics --help` lists them."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO
 
-from diagnostics.constants import host_in_url
+from diagnostics.constants import LEAD_LOCK_FILE, host_in_url
 from diagnostics.dicom.reader import Source
 from diagnostics.errors import InputError, StoreError
 from diagnostics.results import StudyResult
@@ -121,7 +121,7 @@ class Runtime:
         self._ready.set()
 
     def _take_lead(self) -> bool:
-        handle = (self.config.storage / "lead.lock").open("w")
+        handle = (self.config.storage / LEAD_LOCK_FILE).open("w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -19,6 +19,15 @@ from diagnostics.store.sqlite import exists as _sqlite_exists
 from diagnostics.store.sqlite import read_audit as _sqlite_read_audit
 from diagnostics.store.sqlite import read_snapshot as _sqlite_snapshot
 from diagnostics.store.sqlite import verify_audit as _sqlite_verify_audit
+from diagnostics.store.sqlite.backup import (
+    DATABASES,
+    References,
+    check_database,
+    copy_database,
+    describe,
+    references,
+    relocate_outputs,
+)
 from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
 
@@ -60,16 +69,23 @@ def read_snapshot(storage: Path) -> Iterator[Snapshot]:
 
 __all__ = [
     "CLAIM_LEASE_S",
+    "DATABASES",
     "AuditEntry",
     "AuditFilter",
     "ChainReport",
+    "References",
     "RevokedSessions",
     "Snapshot",
     "Store",
     "Transaction",
+    "check_database",
+    "copy_database",
+    "describe",
     "open_store",
     "read_audit",
     "read_snapshot",
+    "references",
+    "relocate_outputs",
     "revoked_sessions",
     "store_exists",
     "verify_audit",
