@@ -10,7 +10,9 @@ back instances that may show patient details in their pixels, and writes
 naming nothing by an original identifier. The export is written into a hidden folder beside
 OUT and renamed into place at the end, so OUT is either complete or absent; an existing OUT is
 never overwritten. Results and feedback get the same UID mapping as the images, so they still
-point at the exported instances.
+point at the exported instances. No free-text reason leaves: study, instance and output-failure
+reasons are replaced by a fixed text naming the status or output (`WITHHELD`), since a reason
+may quote a header value or a stored file's path.
 """
 
 from __future__ import annotations
