@@ -25,6 +25,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from diagnostics.deid.codes import (
+    CODE_TAGS,
+    DUMMY_TEXT,
+    TEXT_VRS,
+    clean_code_element,
+    clean_text_element,
+)
 from diagnostics.deid.dates import shift_da, shift_dt
 from diagnostics.deid.keys import Keys
 from diagnostics.deid.profile import (
@@ -35,7 +42,6 @@ from diagnostics.deid.profile import (
     is_class_uid,
 )
 
-DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR: dict[str, object] = {
     "DA": "19000101",
     "TM": "000000",
@@ -136,9 +142,21 @@ class _Walk:
                 elem.tag, elem.VR, shift_dates=self.owner.shift_dates, is_sequence=is_sequence
             )
             new = self._apply(action, elem, top=top)
+            if new is not None and not top and action == "K":
+                new = self._clean_nested(ds, new)
             if new is not None:
                 out.add(new)
         return out
+
+    def _clean_nested(self, item: Dataset, elem: DataElement) -> DataElement | None:
+        """Free text the table does not name, inside a kept sequence (`diagnostics.deid.codes`)."""
+        if elem.tag in self.owner.profile.rows:
+            return elem  # the table decided: K
+        if elem.tag in CODE_TAGS:
+            return clean_code_element(item, elem, self.owner.keys)
+        if elem.VR in TEXT_VRS:
+            return clean_text_element(elem)
+        return elem
 
     def _apply(self, action: Action, elem: DataElement, *, top: bool) -> DataElement | None:
         tag, vr = elem.tag, elem.VR

@@ -14,6 +14,9 @@ dciodvfy on exported radiographs is the check that these choices hold.
 Beyond the table (Note 1 and Note 4 of Section E.1 make the de-identifier responsible for
 them): every private attribute, whole curve (50xx) and overlay (60xx) groups, group lengths,
 dates and times found by their VR, person names by their VR, and instance UIDs by their VR.
+Free text the table does not name inside a kept sequence (a Code Meaning typed at the
+modality, a local code, a Text Value) is cleaned too, by `diagnostics.deid.codes`: the
+table's own actions are unchanged, only what it left as K by default below the top level.
 """
 
 from __future__ import annotations

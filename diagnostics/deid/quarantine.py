@@ -59,10 +59,12 @@ def quarantine_reason(ds: Dataset) -> str | None:
         return f"{name}: ultrasound images usually show patient details on screen"
     visual = str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper()
     if visual and visual != "NO":
-        return f"Recognizable Visual Features is {visual}: the image may identify the patient"
+        shown = visual if visual == "YES" else "not NO"  # never quote an unexpected value
+        return f"Recognizable Visual Features is {shown}: the image may identify the patient"
     burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if burned_in and burned_in != "NO":
-        return f"Burned In Annotation is {burned_in}: the pixels may show patient details"
+        shown = burned_in if burned_in == "YES" else "not NO"
+        return f"Burned In Annotation is {shown}: the pixels may show patient details"
     if not burned_in and modality not in RECONSTRUCTED_MODALITIES:
         # Projection radiographs (a digitised film above all) may carry a burned-in name and
         # leave the attribute out; only an explicit NO lets them through.

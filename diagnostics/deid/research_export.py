@@ -10,13 +10,14 @@ back instances that may show patient details in their pixels, and writes
 naming nothing by an original identifier. The export is written into a hidden folder beside
 OUT and renamed into place at the end, so OUT is either complete or absent; an existing OUT is
 never overwritten. Results and feedback get the same UID mapping as the images, so they still
-point at the exported instances.
+point at the exported instances. No free-text reason leaves: study, instance and output-failure
+reasons are replaced by a fixed text naming the status or output (`WITHHELD`), since a reason
+may quote a header value or a stored file's path.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,9 +41,6 @@ FORMAT = "diagnostics-research-export/1"
 _FAILURES = PARSER_FAILURES
 """What pydicom raises on a damaged stored file: caught per instance, which is quarantined."""
 
-_UID_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?!\.?\d|\w)")
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s:'\"]+")
-"""Reader errors start with the stored file's path, which names the site: replaced."""
 _FEEDBACK_UIDS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
 _FEEDBACK_KEPT = frozenset(
     {"code", "finding", "finding_code", "display", "verdict", "box", "bbox", "version", "x", "y"}
@@ -187,9 +185,8 @@ def _write(
             continue
         counts[new_study] = number
     days = offsets if options.shift_dates else {}
-    originals = _original_uids(snapshot)
     results = [
-        _map_result(result, keys, days.get(study), originals).to_json()
+        _map_result(result, keys, days.get(study)).to_json()
         for study, result in sorted(snapshot.results.items())
     ]
     feedback, dropped = _map_feedback(snapshot.feedback or [], keys, days)
@@ -211,50 +208,28 @@ def _write(
     return len(counts), exported, len(quarantined), len(results), len(feedback)
 
 
-def _original_uids(snapshot: _Snapshot) -> set[str]:
-    found = {s.study_instance_uid for s in snapshot.instances}
-    found |= {s.sop_instance_uid for s in snapshot.instances}
-    for result in snapshot.results.values():
-        found.add(result.study_instance_uid)
-        found |= {f.sop_instance_uid for f in result.findings}
-        found |= {i.sop_instance_uid for i in result.instances}
-    return found
+WITHHELD = "reason withheld from research exports: it may quote header values"
+"""What replaces every free-text reason: the status (and output kind) say what happened."""
 
 
-def scrub_text(text: str | None, keys: Keys, originals: set[str]) -> str | None:
-    """Free text with every UID and file path in it replaced: reasons may quote an instance or
-    study UID, and the path of a stored file (which names the site).
-
-    Known original UIDs are replaced wherever they occur; any other dotted number of three or
-    more parts and twelve or more characters is taken for a UID too (version numbers are
-    shorter), so an unknown UID is replaced rather than leaked.
-    """
-    if not text:
-        return text
-    for uid in sorted(originals, key=len, reverse=True):
-        if uid in text:
-            text = text.replace(uid, keys.uid(uid))
-
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token.startswith("2.25.") or len(token) < 12:
-            return token
-        return keys.uid(token)
-
-    return _ABSOLUTE_PATH.sub("<stored file>", _UID_TOKEN.sub(replace, text))
-
-
-def _map_result(
-    result: StudyResult, keys: Keys, days: int | None, originals: set[str]
-) -> StudyResult:
+def _map_result(result: StudyResult, keys: Keys, days: int | None) -> StudyResult:
+    """The result with new UIDs and no free text: a reason may quote a header value (a series
+    description, an institution, a path naming the site), so none is copied; the status and
+    output kind that stay are the coded reason."""
     data = result.model_dump(mode="json")
     data["study_instance_uid"] = keys.uid(result.study_instance_uid)
-    data["reason"] = scrub_text(result.reason, keys, originals)
+    if result.reason is not None:
+        data["reason"] = f"study {result.status}: {WITHHELD}"
     for finding in data["findings"]:
         finding["sop_instance_uid"] = keys.uid(finding["sop_instance_uid"])
     for instance in data["instances"]:
         instance["sop_instance_uid"] = keys.uid(instance["sop_instance_uid"])
-        instance["reason"] = scrub_text(instance["reason"], keys, originals)
+        if instance["reason"] is not None:
+            instance["reason"] = f"instance {instance['status']}: {WITHHELD}"
+    for failure in data["output_failures"]:
+        if failure["sop_instance_uid"]:
+            failure["sop_instance_uid"] = keys.uid(failure["sop_instance_uid"])
+        failure["reason"] = f"{failure['output']} not built: {WITHHELD}"
     # When the result was made is close to when the patient was imaged: shift it or drop it.
     moved = shift_timestamp(result.created, days) if days is not None else None
     data["created"] = moved or ""

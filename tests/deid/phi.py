@@ -152,3 +152,136 @@ def survivors(ds: Dataset, *, times: bool) -> list[str]:
 
 def private_tags(ds: Dataset) -> list[BaseTag]:
     return [elem.tag for elem in walk(ds) if Tag(elem.tag).is_private]
+
+
+RESIDUE_PREFIX = "QXR"
+FREE_TEXT_DATE = "1931-05-17"
+
+
+class Residue:
+    """Distinct markers planted one per place; `markers` lists them all for the byte search."""
+
+    def __init__(self) -> None:
+        self.markers: list[str] = []
+
+    def __call__(self, suffix: str = "") -> str:
+        marker = f"{RESIDUE_PREFIX}{len(self.markers):03d}"
+        self.markers.append(marker)
+        return marker + suffix
+
+    def found_in(self, blob: bytes) -> list[str]:
+        return [m for m in self.markers if m.encode() in blob]
+
+
+def _code(mark: Residue, scheme: str = "SCT", value: str = "51185008") -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = mark(" Dr Who's chest")
+    return item
+
+
+def plant_residue(ds: Dataset, mark: Residue) -> None:
+    """Identifying text in every kind of place a radiograph can hold it, kept sequences too."""
+    for keyword in (
+        # patient
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "OtherPatientNames",
+        "PatientAddress",
+        "PatientMotherBirthName",
+        "PatientTelephoneNumbers",
+        "Occupation",
+        "PatientComments",
+        "AdditionalPatientHistory",
+        "MedicalRecordLocator",
+        "PatientBirthName",
+        # physicians and operators
+        "ReferringPhysicianName",
+        "ReferringPhysicianAddress",
+        "PerformingPhysicianName",
+        "NameOfPhysiciansReadingStudy",
+        "OperatorsName",
+        "PhysiciansOfRecord",
+        "RequestingPhysician",
+        # institution and equipment
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "StationName",
+        "DeviceSerialNumber",
+        # descriptions
+        "StudyDescription",
+        "SeriesDescription",
+        "ProtocolName",
+        "PerformedProcedureStepDescription",
+        "RequestedProcedureDescription",
+        "AdmittingDiagnosesDescription",
+        # comments and identifiers
+        "ImageComments",
+        "StudyComments",
+        "RequestedProcedureComments",
+        "AccessionNumber",
+        "StudyID",
+        "PerformedProcedureStepID",
+    ):
+        setattr(ds, keyword, mark())
+    request = Dataset()
+    request.RequestedProcedureID = mark()
+    request.ScheduledProcedureStepDescription = mark()
+    request.RequestedProcedureDescription = mark()
+    request.RequestedProcedureCodeSequence = Sequence([_code(mark)])
+    ds.RequestAttributesSequence = Sequence([request])
+    ds.ProcedureCodeSequence = Sequence([_code(mark)])
+    ds.ReferencedStudySequence = Sequence([Dataset()])
+    ds.ReferencedStudySequence[0].ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID = f"{UID_ROOT}.9.1"
+    other = Dataset()
+    other.PatientID = mark()
+    other.IssuerOfPatientID = mark()
+    other.TypeOfPatientID = "TEXT"
+    ds.OtherPatientIDsSequence = Sequence([other])
+    content = Dataset()
+    content.ValueType = "TEXT"
+    content.ConceptNameCodeSequence = Sequence([_code(mark, "DCM", "121106")])
+    content.TextValue = mark(" Mrs Smith")
+    ds.ContentSequence = Sequence([content])
+    # Kept sequences the table does not list: walked, their free text cleaned.
+    region = _code(mark)  # a public code with a meaning typed by hand
+    region.AnatomicRegionModifierSequence = Sequence([_code(mark, "99LOCAL", mark()[:16])])
+    ds.AnatomicRegionSequence = Sequence([region])
+    view = _code(mark, mark("99")[:16], "PA")  # a scheme designator that is a name
+    view.CodingSchemeVersion = mark()
+    view.ViewModifierCodeSequence = Sequence([_code(mark, "DCM", "R-10226")])
+    ds.ViewCodeSequence = Sequence([view])
+    structure = Dataset()
+    structure.CodeValue = "39607008"
+    structure.CodingSchemeDesignator = "SCT"
+    structure.CodeMeaning = mark(f" seen {FREE_TEXT_DATE}")  # a date in free text
+    structure.add_new(0x0040A160, "UT", mark())  # Text Value
+    ds.PrimaryAnatomicStructureSequence = Sequence([structure])
+    ds.AnatomicRegionSequence[0].add_new(0x00081030, "LO", mark())  # Study Description
+    # private tags, at the top and inside a kept item
+    block = ds.private_block(0x0029, mark(" CREATOR"), create=True)
+    block.add_new(0x10, "LO", mark())
+    block.add_new(0x11, "OB", mark().encode() + b"\x00")
+    ds.add_new(0x00331010, "LO", mark())
+    ds.ViewCodeSequence[0].private_block(0x0031, "ACME", create=True).add_new(0x01, "LO", mark())
+    # overlays and curves
+    ds.add_new(0x60000010, "US", 4)
+    ds.add_new(0x60000011, "US", 4)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60000022, "LO", mark())  # Overlay Description
+    ds.add_new(0x60001500, "LO", mark())  # Overlay Label
+    ds.add_new(0x60003000, "OB", mark().encode() + b"\x00")  # Overlay Data
+    ds.add_new(0x60004000, "LT", mark())  # Overlay Comments
+    ds.add_new(0x50000022, "LO", mark())  # Curve Description
+    ds.add_new(0x50003000, "OB", mark().encode() + b"\x00")  # Curve Data
+    # file meta
+    ds.file_meta.SourceApplicationEntityTitle = mark()
+    ds.file_meta.PrivateInformationCreatorUID = f"{UID_ROOT}.9.2"
+    ds.file_meta.PrivateInformation = mark().encode() + b"\x00"

@@ -299,9 +299,7 @@ def test_results_and_feedback_carry_the_new_uids_and_no_identity(world: World) -
     assert result.findings[0].sop_instance_uid == a.SOPInstanceUID
     assert result.findings[0].bbox == (1, 2, 30, 40)
     assert [i.sop_instance_uid for i in result.instances] == [a.SOPInstanceUID, b.SOPInstanceUID]
-    assert result.instances[1].reason == (
-        f"instance {b.SOPInstanceUID} of {a.StudyInstanceUID} is out of scope"
-    )
+    assert result.instances[1].reason == (f"instance not_analyzed: {export_module.WITHHELD}")
     assert result.created == ""  # when it was screened is about when the patient was imaged
     (feedback,) = _jsonl(world.plain / "feedback.jsonl")
     assert feedback["study_instance_uid"] == a.StudyInstanceUID
