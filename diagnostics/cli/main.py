@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import diagnostics
 from diagnostics.cli import (
     bench,
+    calibrate,
     compare,
     export,
     feedback,
@@ -45,6 +46,7 @@ COMMANDS = (
     serve,
     research_export,
     purge,
+    calibrate,
 )
 """In the order `diagnostics --help` lists them."""
 
