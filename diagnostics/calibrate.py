@@ -33,7 +33,7 @@ from diagnostics.datasets.records import UNKNOWN_LABEL
 from diagnostics.errors import DatasetError
 from diagnostics.package import MODEL_FILE, Calibration, ModelPackage, load_package, write_package
 from diagnostics.package.manifest import SiteCalibration, SiteFindingResult
-from diagnostics.train.calibration import choose_operating_point, fit_calibration
+from diagnostics.train.calibration import Method, choose_operating_point, fit_calibration
 from diagnostics.train.metrics import auroc
 
 MIN_POSITIVES = 10
@@ -117,7 +117,7 @@ def _refit(
             f"(AUROC {score:.2f} on these labels); calibrating would invert or erase the "
             "finding. Check the labels of this finding, or do not use the model for it here"
         )
-    method = "platt" if previous.method == "platt" else "temperature"
+    method: Method = "platt" if previous.method == "platt" else "temperature"
     fitted = fit_calibration(logits, y, method)
     if fitted.a <= 0.0:
         raise DatasetError(

@@ -75,7 +75,7 @@ def calibrated(site: Site, tmp_path_factory: pytest.TempPathFactory) -> ModelPac
     out = tmp_path_factory.mktemp("calibrated") / "cxr-demo-site"
     result = run_cli(
         "calibrate", "--model", BUNDLED, "--data", site.folder, "--out", out,
-        "--target-sensitivity", TARGET, "--site", "St Mary's", "--min-positives", "5",
+        "--target-sensitivity", str(TARGET), "--site", "St Mary's", "--min-positives", "5",
         "--min-negatives", "5", "--threads", "2", "--cache", site.cache,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
