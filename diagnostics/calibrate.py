@@ -30,7 +30,7 @@ import numpy.typing as npt
 from diagnostics.compare import model_logits
 from diagnostics.datasets.labelled import LABELS_FILE, load_labelled_folder
 from diagnostics.datasets.records import UNKNOWN_LABEL
-from diagnostics.errors import DatasetError
+from diagnostics.errors import DatasetError, ModelPackageError
 from diagnostics.package import MODEL_FILE, Calibration, ModelPackage, load_package, write_package
 from diagnostics.package.manifest import SiteCalibration, SiteFindingResult
 from diagnostics.train.calibration import Method, choose_operating_point, fit_calibration
@@ -148,6 +148,11 @@ def calibrate_package(
         raise DatasetError(f"target sensitivity must be in (0, 1], got {target_sensitivity}")
     if not site.strip():
         raise DatasetError("the site name must not be empty")
+    destination = Path(out)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise ModelPackageError(
+            f"{destination}: already exists; choose a new folder (packages are immutable)"
+        )
     package = model if isinstance(model, ModelPackage) else load_package(model)
     folder = Path(data)
     columns = labelled_columns(folder)
@@ -223,5 +228,5 @@ def calibrate_package(
     manifest["version"] = version or site_version(package.manifest.version, site)
     manifest["site_calibration"] = record.model_dump()
     manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    published = write_package(Path(out), package.path / MODEL_FILE, manifest)
+    published = write_package(destination, package.path / MODEL_FILE, manifest)
     return CalibrationResult(published, record)

@@ -158,6 +158,18 @@ def test_too_few_positives_is_refused_naming_the_finding(site: Site, tmp_path: P
     assert not out.exists()
 
 
+def test_an_existing_destination_is_refused_before_screening(
+    calibrated: ModelPackage, site: Site
+) -> None:
+    before = _fingerprint(calibrated.path)
+    result = run_cli(
+        "calibrate", "--model", BUNDLED, "--data", site.folder, "--out", calibrated.path,
+        "--target-sensitivity", "0.9", "--site", "x",
+    )  # fmt: skip
+    assert "already exists" in assert_refused(result, "ModelPackageError")
+    assert _fingerprint(calibrated.path) == before
+
+
 def test_inverted_labels_are_refused(site: Site, tmp_path: Path) -> None:
     flipped = tmp_path / "flipped"
     shutil.copytree(site.folder, flipped)
