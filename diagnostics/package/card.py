@@ -45,6 +45,7 @@ def render(manifest: Manifest) -> str:
         _preprocessing(manifest),
         _training(manifest),
         _performance(manifest),
+        _site_calibration(manifest),
         _real_images(manifest),
         _limitations(manifest),
         _versions(manifest),
@@ -261,6 +262,37 @@ def _performance(m: Manifest) -> list[str]:
     other = list(_other_metrics(m))
     if other:
         lines += ["", "### Other metrics", "", *(f"- {key}: {value}" for key, value in other)]
+    return lines
+
+
+def _site_calibration(m: Manifest) -> list[str]:
+    """Where the operating points were re-derived (`diagnostics calibrate`), with intervals."""
+    site = m.site_calibration
+    if site is None:
+        return []
+    lines = [
+        "## Site calibration",
+        "",
+        f"Calibration and operating points re-derived at **{_cell(site.site)}** on {site.date} "
+        f"from version {site.previous_version}: {site.studies} labelled studies ({site.data}), "
+        f"target sensitivity {site.target_sensitivity:.2f}; {site.ci_method} 95 % intervals.",
+        "",
+    ]
+    rows = [
+        [
+            f"`{code}`",
+            f"{r.positives} / {r.negatives} / {r.unknown}",
+            f"{r.threshold:.3f}",
+            f"{r.sensitivity:.3f} ({r.sensitivity_ci_95[0]:.3f}-{r.sensitivity_ci_95[1]:.3f})",
+            f"{r.specificity:.3f} ({r.specificity_ci_95[0]:.3f}-{r.specificity_ci_95[1]:.3f})",
+        ]
+        for code, r in site.findings.items()
+    ]
+    header = ["Finding", "Pos. / neg. / unknown", "Threshold", "Sensitivity", "Specificity"]
+    lines += _table(header, rows)
+    if site.kept:
+        kept = ", ".join(f"`{code}`" for code in site.kept)
+        lines += ["", f"Not labelled at the site, previous calibration kept: {kept}."]
     return lines
 
 

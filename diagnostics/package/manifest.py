@@ -180,6 +180,60 @@ class InputTensor(StrictModel):
     width: int = Field(ge=1)
 
 
+Interval = tuple[float, float]
+
+
+class SiteFindingResult(StrictModel):
+    """One finding's numbers on a site's labelled studies, at the operating point derived there."""
+
+    positives: int = Field(ge=0)
+    negatives: int = Field(ge=0)
+    unknown: int = Field(ge=0)
+    """Studies whose label was -1 or empty, left out of every number here."""
+    threshold: float = Field(ge=0.0, le=1.0)
+    sensitivity: float = Field(ge=0.0, le=1.0)
+    sensitivity_ci_95: Interval
+    specificity: float = Field(ge=0.0, le=1.0)
+    specificity_ci_95: Interval
+
+    @model_validator(mode="after")
+    def _check_intervals(self) -> SiteFindingResult:
+        for name in ("sensitivity", "specificity"):
+            low, high = getattr(self, f"{name}_ci_95")
+            if not 0.0 <= low <= getattr(self, name) <= high <= 1.0:
+                raise ValueError(f"{name}_ci_95 [{low}, {high}] must contain {name} in [0, 1]")
+        return self
+
+
+class SiteCalibration(StrictModel):
+    """Where and on what a package's calibration and operating points were re-derived locally
+    (`diagnostics calibrate`): a site can show its thresholds rest on its own studies."""
+
+    site: str = Field(min_length=1, max_length=64)
+    date: str
+    """ISO 8601 date (YYYY-MM-DD) of the calibration."""
+    previous_version: str = Field(pattern=_SEMVER, max_length=64)
+    """The package version that was re-calibrated."""
+    data: str = Field(min_length=1)
+    """The labelled folder's name (never a patient detail)."""
+    studies: int = Field(ge=1)
+    target_sensitivity: float = Field(gt=0.0, le=1.0)
+    ci_method: Literal["wilson"] = "wilson"
+    findings: dict[str, SiteFindingResult]
+    """Re-calibrated findings, by code."""
+    kept: list[str] = Field(default_factory=list)
+    """Findings the data did not label: their calibration and operating point are the previous
+    version's."""
+
+    @field_validator("date")
+    @classmethod
+    def _check_date(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is not an ISO 8601 date (YYYY-MM-DD)")
+        datetime.strptime(value, "%Y-%m-%d")
+        return value
+
+
 def _codes(info: ValidationInfo) -> list[str] | None:
     """Finding codes validated so far, or None when `findings` itself failed (reported there)."""
     findings = info.data.get("findings")
@@ -231,6 +285,9 @@ class Manifest(StrictModel):
     """Numeric precision of the graph's weights and activations: an `int8` package is a variant
     of an fp32 one, accepted only after an accuracy check on held-out studies
     (`diagnostics.precision`), whose numbers are in `metrics["precision_check"]`."""
+    # -- calibrate --
+    site_calibration: SiteCalibration | None = None
+    """Set by `diagnostics calibrate`: the site and data the operating points were derived on."""
 
     @field_validator("created")
     @classmethod
@@ -297,6 +354,22 @@ class Manifest(StrictModel):
             if unknown:
                 raise ValueError(f"{split}.positives: {unknown} are not finding codes")
         return training
+
+    @field_validator("site_calibration")
+    @classmethod
+    def _check_site_codes(
+        cls, site: SiteCalibration | None, info: ValidationInfo
+    ) -> SiteCalibration | None:
+        codes = _codes(info)
+        if site is None or codes is None:
+            return site
+        calibrated, kept = set(site.findings), set(site.kept)
+        if calibrated & kept:
+            raise ValueError(f"{sorted(calibrated & kept)} are both re-calibrated and kept")
+        _check_keys("site calibration", calibrated | kept, codes)
+        if not calibrated:
+            raise ValueError("no finding was re-calibrated")
+        return site
 
     @property
     def finding_codes(self) -> tuple[str, ...]:
