@@ -38,6 +38,7 @@ from diagnostics.store import (
     references,
     store_exists,
 )
+from diagnostics.store.audit import SERIOUS_FAILURE, SUCCESS
 from diagnostics.strict import StrictModel
 
 MANIFEST_FILE = "manifest.json"
@@ -147,7 +148,7 @@ def backup(storage: Path, out: Path) -> BackupSummary:
     try:
         manifest = _take(storage.resolve(), out)
     except (BackupError, OSError) as exc:
-        audit_maintenance(storage, "backup", outcome="failed", error=type(exc).__name__)
+        audit_maintenance(storage, "backup", outcome=SERIOUS_FAILURE, error=type(exc).__name__)
         raise
     summary = BackupSummary(
         out,
@@ -160,7 +161,7 @@ def backup(storage: Path, out: Path) -> BackupSummary:
     audit_maintenance(
         storage,
         "backup",
-        outcome="ok",
+        outcome=SUCCESS,
         backup=out.resolve().name,
         started=manifest.started,
         files=summary.files,

@@ -33,6 +33,7 @@ from diagnostics.service.backup import (
     read_manifest,
 )
 from diagnostics.store import check_database, relocate_outputs, store_exists
+from diagnostics.store.audit import SUCCESS
 
 STAGING_PREFIX = ".restore-"
 
@@ -103,7 +104,7 @@ def restore(folder: Path, storage: Path, *, force: bool = False) -> RestoreSumma
     audit_maintenance(
         storage,
         "restore",
-        outcome="ok",
+        outcome=SUCCESS,
         backup=folder.resolve().name,
         backup_started=manifest.started,
         files=len(manifest.files),

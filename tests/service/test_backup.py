@@ -24,6 +24,7 @@ from diagnostics.api.session import KEY_FILE
 from diagnostics.serve import BENTOML_HOME
 from diagnostics.service.backup import MANIFEST_FILE, SESSION_KEY_FILE, TRANSIENT
 from diagnostics.store import open_store
+from diagnostics.store.audit import SUCCESS
 from tests.helpers.service import Server, start_service
 from tests.helpers.synth import ROOT, SynthFactory
 from tests.helpers.wait import free_port
@@ -119,7 +120,7 @@ def test_backup_while_serving_restores_the_same_worklist_and_results(
         # Never over a running service's folder, even when told to replace its contents.
         over = cli("restore", tmp_path / "backup", "--storage", first.storage, "--force")
         assert over.returncode == 2 and "running service" in over.stderr, over.stderr
-        assert open_store(first.storage).audit_entries("backup")[-1]["detail"]["outcome"] == "ok"
+        assert open_store(first.storage).audit_entries("backup")[-1]["outcome"] == SUCCESS
     finally:
         first.stop()
 
@@ -159,7 +160,7 @@ def test_backup_while_serving_restores_the_same_worklist_and_results(
         assert page.status_code == 200, page.text
         shown = [uid for uid in worklist_rows(page.text) if uid in screened]
         assert shown == [uid for uid in worklist_rows(before_html) if uid in screened]
-        assert open_store(new).audit_entries("restore")[-1]["detail"]["outcome"] == "ok"
+        assert open_store(new).audit_entries("restore")[-1]["outcome"] == SUCCESS
     finally:
         second.stop()
 

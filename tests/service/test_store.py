@@ -68,6 +68,15 @@ def test_every_acknowledged_instance_is_audited_with_its_uids(
     assert store.verify_audit().problem is None
 
 
+def test_an_audit_outcome_is_a_code_never_a_word(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    with pytest.raises(TypeError, match="RFC 3881"):  # "failed" must not be stored as success
+        store.audit("cli", "backup", outcome="failed")
+    store.audit("cli", "backup", outcome=8)
+    (entry,) = store.audit_entries("backup")
+    assert entry["outcome"] == 8
+
+
 def test_file_names_never_come_from_the_header(tmp_path: Path, synth_studies: SynthStudies) -> None:
     folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[1].file)

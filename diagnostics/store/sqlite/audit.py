@@ -84,6 +84,9 @@ def write(
             raise
         db.execute("COMMIT")
         return
+    if outcome is not None and (not isinstance(outcome, int) or isinstance(outcome, bool)):
+        # A word such as "failed" would otherwise fall back to the action's default: success.
+        raise TypeError(f"audit outcome must be an RFC 3881 code (0, 4, 8, 12), not {outcome!r}")
     values = (
         time.time(),
         actor,
