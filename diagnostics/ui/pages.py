@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
+from diagnostics.i18n import N_
 from diagnostics.results import FindingResult, StudyResult
 from diagnostics.service.reasons import without_paths
 from diagnostics.service.review import feedback_for
@@ -32,10 +33,23 @@ Load = Callable[[Path], DicomImage]
 
 PAGE_SIZE = 50
 STATUSES = {
-    "analyzed": "Analysed",
-    "not_analyzed": "Not analysed",
-    "failed": "Failed",
-    "pending": "Pending",
+    "analyzed": N_("Analysed"),
+    "not_analyzed": N_("Not analysed"),
+    "failed": N_("Failed"),
+    "pending": N_("Pending"),
+}
+"""Labels in English; the page translates them."""
+VERDICTS = {
+    "agree": N_("agree"),
+    "disagree": N_("disagree"),
+    "comment": N_("comment"),
+    "missed": N_("missed"),
+}
+PRIORITIES = {
+    "stat": N_("stat"),
+    "urgent": N_("urgent"),
+    "escalated": N_("escalated"),
+    "routine": N_("routine"),
 }
 READ_FILTERS = {"unread": False, "read": True}
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
