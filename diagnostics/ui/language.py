@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 
 from diagnostics.api.session import read_cookie
+from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
@@ -27,6 +29,8 @@ from diagnostics.i18n import (
     negotiate,
     translator,
 )
+from diagnostics.ui.pages import waited
+from diagnostics.ui.patient import PatientContext
 
 LANGUAGE_COOKIE = "diagnostics_lang"
 LANGUAGE_COOKIE_AGE_S = 365 * 24 * 3600
@@ -77,10 +81,29 @@ def environment(
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(translator(language), newstyle=True)  # type: ignore[attr-defined]
+    t = translator(language)
+    env.install_gettext_translations(t, newstyle=True)  # type: ignore[attr-defined]
     env.filters.update(dict(filters))
     env.filters["num"] = functools.partial(_number, language)
+    env.filters["waited"] = functools.partial(_waited, t)
+    env.filters["finding"] = functools.partial(_finding, t)
+    env.filters["sex_age"] = functools.partial(_sex_age, t)
     return env
+
+
+def _waited(t: Translations, seconds: float) -> str:
+    return waited(seconds, t)
+
+
+def _finding(t: Translations, code: str) -> str:
+    """A finding code as its display name in the page's language (codes we do not know as
+    they are)."""
+    known = KNOWN_FINDINGS.get(code)
+    return t.gettext(known.display) if known else code
+
+
+def _sex_age(t: Translations, patient: PatientContext) -> str | None:
+    return patient.sex_age_in(t)
 
 
 def _number(language: str, value: float, digits: int = 2) -> str:
