@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import anyio.to_thread
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -34,12 +34,21 @@ from diagnostics.api.status import error_body
 from diagnostics.dicom.image import DicomImage
 from diagnostics.dicom.reader import read_instance
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
+from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
-from diagnostics.ui import forms
+from diagnostics.ui import forms, language
 from diagnostics.ui.audit_page import audit_route
-from diagnostics.ui.pages import STATUSES, plain, study_page, when, worklist_page
+from diagnostics.ui.pages import (
+    PRIORITIES,
+    STATUSES,
+    VERDICTS,
+    plain,
+    study_page,
+    when,
+    worklist_page,
+)
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 
@@ -99,29 +108,51 @@ class ReviewUI:
         self._runtime = runtime
         self._policy = policy
         self.images = ImageCache()
-        self.templates = Environment(
-            loader=FileSystemLoader(str(TEMPLATES)),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.filters["when"] = self._when
-        self.templates.filters["dash"] = dash
+        self._environments: dict[str, Environment] = {}
+
+    def templates(self, lang: str) -> Environment:
+        """The Jinja2 environment speaking `lang`, built on first use."""
+        env = self._environments.get(lang)
+        if env is None:
+            filters = (("when", self._when), ("dash", dash))
+            env = self._environments[lang] = language.environment(lang, TEMPLATES, filters)
+        return env
 
     # -- helpers ----------------------------------------------------------------------------
 
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session: Session | None = request.scope.get(SESSION_KEY)
-        context.setdefault("title", "Review")
-        html = self.templates.get_template(template).render(
-            actor=session.actor if session else None,
-            csrf=session.csrf if session else "",
-            notice=DISCLAIMER,
-            statuses=STATUSES,
-            **context,
+        choice = language.choose(request)  # named users' own choice plugs in here (#14)
+        t = translator(choice.language)
+        context["title"] = t.gettext(context.get("title") or N_("Review"))
+        html = (
+            self.templates(choice.language)
+            .get_template(template)
+            .render(
+                actor=session.actor if session else None,
+                csrf=session.csrf if session else "",
+                notice=t.gettext(DISCLAIMER),
+                statuses={k: t.gettext(v) for k, v in STATUSES.items()},
+                priorities={k: t.gettext(v) for k, v in PRIORITIES.items()},
+                verdicts={k: t.gettext(v) for k, v in VERDICTS.items()},
+                lang=choice.language,
+                languages=language.languages(),
+                lang_links=language.links(request),
+                **context,
+            )
         )
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        if choice.remember:
+            response.headers.append(
+                "Set-Cookie",
+                cookie_header(
+                    language.LANGUAGE_COOKIE,
+                    choice.language,
+                    language.LANGUAGE_COOKIE_AGE_S,
+                    request.url.scheme == "https",
+                ),
+            )
+        return response
 
     def _zone_now(self) -> tzinfo:
         runtime = self._runtime()
@@ -131,7 +162,10 @@ class ReviewUI:
         return when(timestamp, self._zone_now())
 
     def message(self, request: Request, status: int, title: str, text: str) -> Response:
-        return self.page(request, "message.html", status, title=title, text=text)
+        """A page with one message; `title` and `text` are English messages (marked `N_` where
+        they are written) or a reason from below, shown as it is when no catalogue has it."""
+        t = translator(language.choose(request).language)
+        return self.page(request, "message.html", status, title=title, text=t.gettext(text))
 
     def runtime(self) -> Runtime | None:
         return self._runtime()
@@ -162,10 +196,10 @@ class ReviewUI:
             request,
             "login.html",
             status,
-            title="Sign in",
+            title=N_("Sign in"),
             nonce=nonce,
             next=_safe_next(target or request.query_params.get("next")),
-            error=error,
+            error=translator(language.choose(request).language).gettext(error) if error else "",
         )
         secure = request.url.scheme == "https"
         response.headers.append(
@@ -176,15 +210,17 @@ class ReviewUI:
     async def login(self, request: Request) -> Response:
         policy, runtime = self._policy(), self.runtime()
         if policy is None or runtime is None:
-            return self.message(request, 503, "Starting", "The service is starting; retry.")
+            return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
         if policy.sessions is None:
-            return self.message(request, 500, "Not configured", "UI sessions are not set up.")
+            return self.message(
+                request, 500, N_("Not configured"), N_("UI sessions are not set up.")
+            )
         form = await _form(request)
         nonce = read_cookie(request.headers.get("cookie"), LOGIN_COOKIE) or ""
         sent = form.get("nonce", "").encode("utf-8")
         if not nonce or not secrets.compare_digest(nonce.encode("utf-8"), sent):
             return await self.login_page(
-                request, "The sign-in form expired. Please try again.", 400, form.get("next")
+                request, N_("The sign-in form expired. Please try again."), 400, form.get("next")
             )
         token = form.get("token", "").strip()
         actor, problem = policy.authenticate(f"Bearer {token}" if token else None)
@@ -192,7 +228,9 @@ class ReviewUI:
             await self.audit(
                 runtime, client_actor(request.scope), "ui_sign_in_failed", reason=problem
             )
-            return await self.login_page(request, "That token is not valid.", 401, form.get("next"))
+            return await self.login_page(
+                request, N_("That token is not valid."), 401, form.get("next")
+            )
         binding = policy.sessions.binding(token) if token else ""
         value, _ = policy.sessions.issue(actor, binding)
         await self.audit(runtime, actor, "ui_sign_in")
@@ -210,7 +248,7 @@ class ReviewUI:
         try:
             forms.check_csrf(request.scope.get(SESSION_KEY), form)
         except RequestError as exc:
-            return self.message(request, 403, "Not signed out", str(exc))
+            return self.message(request, 403, N_("Not signed out"), str(exc))
         policy, session = self._policy(), request.scope.get(SESSION_KEY)
         if policy is not None and policy.sessions is not None and session is not None:
             try:
@@ -229,7 +267,7 @@ class ReviewUI:
     async def worklist(self, request: Request) -> Response:
         runtime = self.runtime()
         if runtime is None:
-            return self.message(request, 503, "Starting", "The service is starting; retry.")
+            return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
         query = dict(request.query_params)
         call = functools.partial(
             worklist_page,
@@ -243,16 +281,16 @@ class ReviewUI:
         try:
             page = await _in_thread(call)
         except RequestError as exc:
-            return self.message(request, 400, "Worklist filter not understood", str(exc))
+            return self.message(request, 400, N_("Worklist filter not understood"), str(exc))
         await self.audit(
             runtime, actor_of(request.scope), "ui_worklist_read", count=len(page.entries)
         )
-        return self.page(request, "worklist.html", page=page, title="Worklist")
+        return self.page(request, "worklist.html", page=page, title=N_("Worklist"))
 
     async def study(self, request: Request, error: str = "", status: int = 200) -> Response:
         runtime = self.runtime()
         if runtime is None:
-            return self.message(request, 503, "Starting", "The service is starting; retry.")
+            return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
         uid = str(request.path_params["uid"])
         try:
             index = _index(request.query_params.get("image"))
@@ -268,9 +306,11 @@ class ReviewUI:
             )
             page = await _in_thread(call)
         except RequestError as exc:
-            return self.message(request, 400, "Study not shown", str(exc))
+            return self.message(request, 400, N_("Study not shown"), str(exc))
         if page is None:
-            return self.message(request, 404, "No such study", f"No study {uid} was received.")
+            t = translator(language.choose(request).language)
+            text = t.gettext("No study %(uid)s was received.") % {"uid": uid}
+            return self.message(request, 404, N_("No such study"), text)
         await self.audit(runtime, actor_of(request.scope), "ui_study_opened", study=uid)
         saved = request.query_params.get("saved", "")
         return self.page(
@@ -278,7 +318,7 @@ class ReviewUI:
             "study.html",
             status,
             page=page,
-            title="Study",
+            title=N_("Study"),
             error=error,
             saved=saved if saved in ("feedback", "priority", "read") else "",
             base=f"/ui/studies/{quote(uid)}",
@@ -366,13 +406,13 @@ class ReviewUI:
     ) -> Response:
         runtime = self.runtime()
         if runtime is None:
-            return self.message(request, 503, "Starting", "The service is starting; retry.")
+            return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
         uid = str(request.path_params["uid"])
         form = await _form(request)
         try:
             forms.check_csrf(request.scope.get(SESSION_KEY), form)
         except RequestError as exc:
-            return self.message(request, 403, "Not saved", str(exc))
+            return self.message(request, 403, N_("Not saved"), str(exc))
         try:
             await _in_thread(functools.partial(action, runtime, uid, form))
         except RequestError as exc:
@@ -380,7 +420,9 @@ class ReviewUI:
         except DiagnosticsError as exc:
             log.error("review UI: %s: %s", type(exc).__name__, exc)
             reason = plain(str(exc))
-            return await self.study(request, error=f"Not saved: {reason}", status=503)
+            t = translator(language.choose(request).language)
+            text = t.gettext("Not saved: %(reason)s") % {"reason": reason}
+            return await self.study(request, error=text, status=503)
         query = {"saved": saved}
         image = form.get("image", "")
         if image.isdigit():

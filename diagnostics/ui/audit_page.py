@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from diagnostics.api.auth import ACTOR_KEY, actor_of
 from diagnostics.errors import RequestError
+from diagnostics.i18n import N_
 from diagnostics.service.runtime import Runtime
 from diagnostics.store import AuditEntry, AuditFilter, Store
 from diagnostics.store.audit import iso, parse_when
@@ -99,17 +100,19 @@ def audit_route(ui: UI) -> Route:
     async def audit_trail(request: Request) -> Response:
         runtime = ui.runtime()
         if runtime is None:
-            return ui.message(request, 503, "Starting", "The service is starting; retry.")
+            return ui.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
         if not require_admin(request.scope):
-            return ui.message(request, 403, "Not allowed", "The audit trail is for administrators.")
+            return ui.message(
+                request, 403, N_("Not allowed"), N_("The audit trail is for administrators.")
+            )
         call = functools.partial(audit_page, runtime.store, dict(request.query_params))
         try:
             page = await anyio.to_thread.run_sync(call)
         except RequestError as exc:
-            return ui.message(request, 400, "Audit filter not understood", str(exc))
+            return ui.message(request, 400, N_("Audit filter not understood"), str(exc))
         # Reading the trail is itself an audited event (ATNA: audit log used).
         await ui.audit(runtime, actor_of(request.scope), "ui_audit_read", count=len(page.rows))
-        return ui.page(request, "audit.html", page=page, title="Audit trail")
+        return ui.page(request, "audit.html", page=page, title=N_("Audit trail"))
 
     return Route("/audit", audit_trail, methods=["GET"])
 

@@ -14,9 +14,12 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from urllib.parse import urlencode
 
+from babel.support import NullTranslations
+
 from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
+from diagnostics.i18n import N_
 from diagnostics.results import FindingResult, StudyResult
 from diagnostics.service.reasons import without_paths
 from diagnostics.service.review import feedback_for
@@ -32,10 +35,23 @@ Load = Callable[[Path], DicomImage]
 
 PAGE_SIZE = 50
 STATUSES = {
-    "analyzed": "Analysed",
-    "not_analyzed": "Not analysed",
-    "failed": "Failed",
-    "pending": "Pending",
+    "analyzed": N_("Analysed"),
+    "not_analyzed": N_("Not analysed"),
+    "failed": N_("Failed"),
+    "pending": N_("Pending"),
+}
+"""Labels in English; the page translates them."""
+VERDICTS = {
+    "agree": N_("agree"),
+    "disagree": N_("disagree"),
+    "comment": N_("comment"),
+    "missed": N_("missed"),
+}
+PRIORITIES = {
+    "stat": N_("stat"),
+    "urgent": N_("urgent"),
+    "escalated": N_("escalated"),
+    "routine": N_("routine"),
 }
 READ_FILTERS = {"unread": False, "read": True}
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
@@ -46,14 +62,19 @@ def when(timestamp: float, zone: tzinfo = UTC) -> str:
     return local_time(timestamp, zone)
 
 
-def waited(seconds: float) -> str:
+def waited(seconds: float, t: NullTranslations | None = None) -> str:
+    """How long a study has waited, in the language of `t` (English without one)."""
+    t = t if t is not None else NullTranslations()
     minutes = max(0, int(seconds // 60))
     if minutes < 60:
-        return f"{minutes} min"
+        return t.gettext("%(minutes)s min") % {"minutes": minutes}
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours} h {minutes:02d} min"
-    return f"{hours // 24} d {hours % 24} h"
+        return t.gettext("%(hours)s h %(minutes)s min") % {
+            "hours": hours,
+            "minutes": f"{minutes:02d}",
+        }
+    return t.gettext("%(days)s d %(hours)s h") % {"days": hours // 24, "hours": hours % 24}
 
 
 # -- worklist ----------------------------------------------------------------------------------
@@ -66,7 +87,8 @@ class WorklistEntry:
     """`analyzed`, `not_analyzed`, `failed` or `pending`."""
     reason: str | None
     received: str
-    waiting: str
+    waiting: float
+    """Seconds; the page writes them with `waited` in its language."""
     patient: PatientContext = field(default_factory=PatientContext)
 
     @property
@@ -183,7 +205,7 @@ def worklist_page(
                 status=row.status or "pending",
                 reason=reason,
                 received=when(row.first_received, zone),
-                waiting=waited(now - row.first_received),
+                waiting=now - row.first_received,
                 patient=patient_context(
                     row.study_instance_uid, facts.get(row.study_instance_uid), viewer_url
                 ),
@@ -238,7 +260,8 @@ class StudyPage:
     feedback: list[Feedback]
     effective_priority: str
     received: str
-    waiting: str
+    waiting: float
+    """Seconds; the page writes them with `waited` in its language."""
     requested_priorities: tuple[str, ...] = REQUESTED_PRIORITIES
     codes: tuple[str, ...] = field(default_factory=tuple)
     patient: PatientContext = field(default_factory=PatientContext)
@@ -319,7 +342,7 @@ def study_page(
         feedback=feedback_for(store, uid),
         effective_priority=effective,
         received=when(first, zone),
-        waiting=waited(now - first),
+        waiting=now - first,
         codes=tuple(f.code for f in result.findings) if result else (),
         patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
     )

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
+from babel.support import Translations
+
 from diagnostics.dicom.patient import display_name
 from diagnostics.service.viewer import local_zone, viewer_link
 from diagnostics.store.records import StudyFacts
@@ -38,10 +40,32 @@ class PatientContext:
     institution: str | None = None
     viewer_url: str | None = None
     """The study in the PACS viewer (`--viewer-url`), when configured."""
+    age_count: int | None = None
+    age_unit: str | None = None
+    """The age as a number and its DICOM unit (Y, M, W, D), for `sex_age_in` to translate."""
 
     @property
     def sex_age(self) -> str | None:
         parts = [p for p in (self.sex, self.age) if p]
+        return ", ".join(parts) or None
+
+    def sex_age_in(self, t: Translations) -> str | None:
+        """`sex_age` in the language of `t` (English "M, 45 y")."""
+        sexes: dict[str, str] = {
+            "M": str(t.pgettext("sex", "M")),
+            "F": str(t.pgettext("sex", "F")),
+            "O": str(t.pgettext("sex", "O")),
+        }
+        units: dict[str, str] = {
+            "Y": str(t.pgettext("age", "%(n)s y")),
+            "M": str(t.pgettext("age", "%(n)s mo")),
+            "W": str(t.pgettext("age", "%(n)s wk")),
+            "D": str(t.pgettext("age", "%(n)s d")),
+        }
+        age = None
+        if self.age_count is not None and self.age_unit in units:
+            age = units[self.age_unit] % {"n": self.age_count}
+        parts = [p for p in (sexes.get(self.sex or ""), age) if p]
         return ", ".join(parts) or None
 
     @property
@@ -60,11 +84,14 @@ def patient_context(
     uid: str, facts: StudyFacts | None, viewer_template: str | None
 ) -> PatientContext:
     facts = facts or StudyFacts()
+    count, unit = _age_parts(facts.age, facts.birth_date, facts.study_date)
     return PatientContext(
         name=display_name(facts.patient_name),
         patient_id=facts.patient_id,
         sex=SEXES.get((facts.sex or "").upper()),
-        age=_age(facts.age, facts.birth_date, facts.study_date),
+        age=f"{count} {AGE_UNITS[unit]}" if count is not None and unit else None,
+        age_count=count,
+        age_unit=unit,
         accession=facts.accession_number,
         study_date=iso_date(facts.study_date),
         study_time=_time(facts.study_time),
@@ -101,16 +128,18 @@ def _time(value: str | None) -> str | None:
     return f"{match.group(1)}:{match.group(2) or '00'}"
 
 
-def _age(age: str | None, birth: str | None, study: str | None) -> str | None:
-    """Patient's Age (`045Y` -> `45 y`), or the age from the birth and study dates."""
+def _age_parts(
+    age: str | None, birth: str | None, study: str | None
+) -> tuple[int | None, str | None]:
+    """Patient's Age (`045Y` -> 45, Y), or the age in years from the birth and study dates."""
     match = re.fullmatch(r"(\d{1,3})([YMWD])", (age or "").strip().upper())
     if match:
-        return f"{int(match.group(1))} {AGE_UNITS[match.group(2)]}"
+        return int(match.group(1)), match.group(2)
     born, on = _date(birth), _date(study)
     if born is None or on is None or on < born:
-        return None
+        return None, None
     years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-    return f"{years} y"
+    return years, "Y"
 
 
 def dash(value: object) -> object:

@@ -191,7 +191,8 @@ def test_worklist_order_escalation_and_filters(
     found = _rows(page)
     assert prefilled.flagged[0] in [u for u, _ in found]
     for i in range(len(found)):
-        expect(page.locator("#worklist tbody tr").nth(i)).to_contain_text(code)
+        row = page.locator("#worklist tbody tr").nth(i)
+        expect(row.locator(f'.flag[data-code="{code}"]')).to_have_count(1)
     page.fill("input[name=to]", "2000-01-01")
     page.click(".filters button[type=submit]")
     expect(page.locator("#summary")).to_contain_text("No studies match")
