@@ -284,7 +284,10 @@ def config_from_args(
         config = ServiceSettings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()
+            f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}"
+            if e["loc"]
+            else e["msg"]  # a check across settings names them itself
+            for e in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
     absolute = {"storage": config.storage.resolve(), "model": config.model.resolve()}
