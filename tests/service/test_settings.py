@@ -89,7 +89,7 @@ def test_every_accepted_proxy_is_trusted_by_uvicorns_own_parser(setting: str, in
 def test_log_rotation_without_backups_is_refused(tmp_path: Path) -> None:
     """Python's RotatingFileHandler never rolls over with backupCount=0: no silent growth."""
     base = {"DIAGNOSTICS_LOG_FILE": str(tmp_path / "service.log"), "DIAGNOSTICS_LOG_BACKUPS": "0"}
-    with pytest.raises(ConfigurationError, match="LOG_BACKUPS.*LOG_MAX_BYTES"):
+    with pytest.raises(ConfigurationError, match=r"LOG_BACKUPS.*LOG_MAX_BYTES"):
         ServiceSettings.from_env(base)
     assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_MAX_BYTES": "0"}).log_backups == 0
     assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_BACKUPS": "1"}).log_backups == 1
