@@ -93,3 +93,20 @@ def test_log_rotation_without_backups_is_refused(tmp_path: Path) -> None:
         ServiceSettings.from_env(base)
     assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_MAX_BYTES": "0"}).log_backups == 0
     assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_BACKUPS": "1"}).log_backups == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://pacsuser:s3cret-pw@pacs.example.org/dicomweb",
+        "fhir+https://emruser:s3cret-pw@emr.example.org/fhir",
+        "http://token-only-s3cret-pw@pacs.example.org/dicomweb",
+    ],
+)
+def test_credentials_in_a_destination_url_are_refused_without_showing_them(url: str) -> None:
+    """They would reach exception texts, the outbox's last error and the audit trail."""
+    with pytest.raises(ConfigurationError, match="--results-auth-file") as refused:
+        ServiceSettings.from_env({"DIAGNOSTICS_RESULTS_TO": url})
+    assert "s3cret-pw" not in str(refused.value) and "example.org" in str(refused.value)
+    host_only = url.split("//")[0] + "//" + url.split("@")[1]
+    assert ServiceSettings.from_env({"DIAGNOSTICS_RESULTS_TO": host_only}).results_to
