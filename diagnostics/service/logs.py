@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -296,6 +297,10 @@ def _install(handler: logging.Handler, level: LogLevel, *more: logging.Handler) 
     logging.getLogger("bentoml").setLevel(level)
     logging.getLogger("diagnostics").setLevel(level)
     logging.captureWarnings(True)
+    # pydicom reports a header value it repaired (a wrong character set, an over-long name) to
+    # its logger, heard above, and again as a warning: only the duplicate goes. Set here, once
+    # per process, not per value on intake threads (`diagnostics.dicom.patient`).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.(charset|valuerep)$")
 
 
 def file_handler(path: Path, max_bytes: int, backups: int) -> logging.Handler:

@@ -314,3 +314,30 @@ def test_log_settings_are_flags_and_variables_and_survive_the_round_trip(tmp_pat
     assert ServiceSettings.from_env(environ).log_level == "ERROR"
     with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
         ServiceSettings.from_env({"DIAGNOSTICS_LOG_LEVEL": "chatty"})
+
+
+def test_pydicoms_repair_warnings_are_logged_once_not_twice() -> None:
+    """pydicom logs a value it repaired and warns about it too: the service's logging keeps
+    its log line and drops the duplicate warning (no per-value filter swapping on threads)."""
+    script = """
+import io, pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+from diagnostics.dicom.patient import study_header
+from diagnostics.service.logs import configure_process_logging
+out = io.StringIO()
+configure_process_logging("INFO", "text", out)
+for _ in range(3):
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 999"
+    ds[0x00100010] = RawDataElement(Tag(0x00100010), "PN", 4, b"\\xffA^B", 0, True, True)
+    study_header(ds)
+print(out.getvalue())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "Unknown encoding" in line]
+    assert lines and all(" pydicom: " in line for line in lines), lines
+    assert "ISO_IR 999" not in done.stdout  # quoted: redacted
