@@ -13,22 +13,18 @@ the command line would be visible to every user of the machine.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import shlex
-import signal
 import socket
-import subprocess
 import sys
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
-from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES, host_in_url
+from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
 from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import LANGUAGES
+from diagnostics.serving.banner import usage
+from diagnostics.serving.supervise import run_server, start_logging
 
 if TYPE_CHECKING:
     from diagnostics.service.settings import ServiceSettings
@@ -42,8 +38,6 @@ BENTOML_HOME = "bentoml"
 """BentoML's home inside the storage folder (metrics files, its task store)."""
 GRACEFUL_SHUTDOWN_S = 5
 """Seconds the HTTP server waits for requests in flight after SIGTERM."""
-RELAY_DRAIN_S = 5.0
-"""Seconds the server's last output lines are waited for once it has exited."""
 
 FLAGS: dict[str, str] = {
     "port": "--port",
@@ -284,7 +278,10 @@ def config_from_args(
         config = ServiceSettings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()
+            f"{FLAGS.get(str(e['loc'][0]), str(e['loc'][0]))}: {e['msg']}"
+            if e["loc"]
+            else e["msg"]  # a check across settings names them itself
+            for e in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
     absolute = {"storage": config.storage.resolve(), "model": config.model.resolve()}
@@ -336,67 +333,6 @@ def _check_port(flag: str, address: str, port: int) -> None:
             raise ConfigurationError(f"{flag} {port} on {address}: {exc.strerror}") from None
 
 
-def _reach(address: str) -> str:
-    """The host to put in the banner's commands: the bound address itself (`localhost` could
-    resolve to the other IP version), or localhost when every interface answers."""
-    if address in ("0.0.0.0", "::"):
-        return "localhost"
-    return host_in_url(address)
-
-
-def _where(address: str, port: int) -> str:
-    everywhere = address in ("0.0.0.0", "::")
-    return f"{host_in_url(address)}:{port}" + (" (all interfaces)" if everywhere else "")
-
-
-def usage(config: ServiceSettings, model: str, token_file: str | None = None) -> str:
-    """How to send a study to this service, in commands that work as pasted: the token is
-    read from its file when there is one (an administrator's shell rarely has the variable),
-    and is never printed itself."""
-    scheme = "https" if config.tls_cert else "http"
-    base = f"{scheme}://{_reach(config.bind)}:{config.port}"
-    source = f"$(head -n 1 {shlex.quote(token_file)})" if token_file else "$DIAGNOSTICS_API_TOKEN"
-    auth = f'-H "Authorization: Bearer {source}" ' if config.api_tokens else ""
-    lines = [
-        f"diagnostics: serving {model} on {base} (storage {config.storage})",
-        f"Listening: HTTP on {_where(config.bind, config.port)}, "
-        + (
-            f"DICOM on {_where(config.listen_dicom, config.dicom_port)} as AE {config.ae_title}"
-            + (" (any called AE title accepted)" if config.accept_any_called_ae else "")
-            if config.allow_ae
-            else "DICOM off"
-        ),
-        "",
-        "Screen a study now (the StudyResult comes back):",
-        f'  curl {auth}-H "Content-Type: application/dicom" --data-binary @IM-0001.dcm '
-        f"{base}/v1/screen",
-        f"  curl {auth}-F file=@IM-0001.dcm -F file=@IM-0002.dcm {base}/v1/screen",
-        "Store via DICOMweb STOW-RS (screened once the study is quiet):",
-        f"  DICOMwebClient(url='{base}/dicomweb', headers={{'Authorization': 'Bearer ...'}})"
-        ".store_instances([...])",
-    ]
-    if config.allow_ae:
-        lines += [
-            "Send over DICOM (C-STORE):",
-            f"  dcmsend -aet {config.allow_ae[0]} -aec {shlex.quote(config.ae_title)} "
-            f"{_reach(config.listen_dicom).strip('[]')} {config.dicom_port} IM-0001.dcm"
-            "   # any transfer syntax, as stored",
-        ]
-    else:
-        lines += ["DICOM listener off: add --allow-ae TITLE to accept C-STORE from a PACS."]
-    lines += [
-        "Results and worklist:",
-        f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
-        f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>/fhir   # as the EMR gets it",
-        f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
-        f"Review in a browser: {base}/ui/ (sign in with an API token)",
-        f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/docs",
-    ]
-    if config.insecure_dev and not config.api_tokens:
-        lines += ["", "WARNING: --insecure-dev: no authentication. Never use with patient data."]
-    return "\n".join(lines)
-
-
 def server_command(config: ServiceSettings) -> list[str]:
     command = [
         sys.executable,
@@ -446,83 +382,3 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def start_logging(config: ServiceSettings) -> list[logging.Handler]:
-    """This process's log, which the server's output is relayed to (`service.logs`)."""
-    from diagnostics.service.logs import configure_sink
-
-    try:
-        return configure_sink(
-            config.log_level,
-            config.log_format,
-            sys.stderr,
-            config.log_file,
-            config.log_max_bytes,
-            config.log_backups,
-        )
-    except OSError as exc:
-        raise ConfigurationError(f"--log-file {config.log_file}: {exc.strerror}") from None
-
-
-def run_server(
-    command: list[str],
-    env: Mapping[str, str],
-    handlers: Sequence[logging.Handler] = (),
-    config: ServiceSettings | None = None,
-) -> int:
-    """Run the server in its own session; forward SIGTERM, SIGINT and SIGHUP (as SIGTERM);
-    return its exit status.
-
-    The handlers are in place before the server starts, so a signal that arrives while it is
-    starting is delivered too, instead of ending this process and orphaning the server. With
-    log `handlers`, the server's output comes through a pipe and is written to them: this
-    process is the log file's one writer (`diagnostics.service.logs`).
-    """
-    process: subprocess.Popen[bytes] | None = None
-    pending: list[int] = []
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
-        if process is None:
-            pending.append(signum)
-        elif process.poll() is None:
-            process.send_signal(signum)
-
-    watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in watched}
-    relayed = bool(handlers) and config is not None
-    relay: threading.Thread | None = None
-    try:
-        process = subprocess.Popen(
-            command,
-            env=dict(env),
-            start_new_session=True,
-            stdout=subprocess.PIPE if relayed else None,
-            stderr=subprocess.STDOUT if relayed else None,
-        )
-        if relayed and process.stdout is not None and config is not None:
-            from diagnostics.service.logs import start_relay
-
-            relay = start_relay(process.stdout, handlers, config.log_level, config.log_format)
-        for signum in pending:
-            process.send_signal(signum)
-        code = process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process is not None:
-            _end_group(process.pid)
-    if relay is not None:
-        relay.join(RELAY_DRAIN_S)  # the last lines (why it stopped) are the ones that matter
-    for log_handler in handlers:
-        log_handler.flush()
-    return 128 - code if code < 0 else code
-
-
-def _end_group(pgid: int) -> None:
-    """Workers left behind by a server that died abruptly: its session's group, by id."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return  # nothing left: the normal case

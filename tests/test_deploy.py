@@ -35,10 +35,10 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 def test_example_environment_names_only_known_settings() -> None:
     known = {f"DIAGNOSTICS_{name.upper()}" for name in ServiceSettings.model_fields}
     known |= {"DIAGNOSTICS_API_TOKEN", "DIAGNOSTICS_API_TOKEN_FILE"}
-    names = [
-        line.split("=", 1)[0]
-        for line in (DEPLOY / "diagnostics.env.example").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
+    lines = (DEPLOY / "diagnostics.env.example").read_text().splitlines()
+    names = [line.split("=", 1)[0] for line in lines if line.strip() and not line.startswith("#")]
+    offered = [  # the commented-out ones an administrator may turn on
+        line[1:].split("=", 1)[0] for line in lines if line.startswith("#DIAGNOSTICS_")
     ]
-    assert names
-    assert [n for n in names if n not in known] == []
+    assert names and {"DIAGNOSTICS_LOG_LEVEL", "DIAGNOSTICS_LOG_FILE"} <= set(offered)
+    assert [n for n in names + offered if n not in known] == []

@@ -180,3 +180,11 @@ def test_bind_addresses_reach_the_server_and_the_banner(tmp_path: Path) -> None:
         config_from_args(parse("--bind", "example.org"), {})
     with pytest.raises(ConfigurationError, match=r"--trusted-proxy: .*not an IP address"):
         config_from_args(parse("--trusted-proxy", "10.0.0.0/33"), {})
+
+
+def test_log_backups_zero_with_rotation_names_both_flags(tmp_path: Path) -> None:
+    log = str(tmp_path / "service.log")
+    with pytest.raises(ConfigurationError, match=r"--log-backups 0 .*--log-max-bytes"):
+        config_from_args(parse("--log-file", log, "--log-backups", "0"), {})
+    config = config_from_args(parse("--trusted-proxy", "10.0.0.5/24"), {})
+    assert server_environment(config, {})["DIAGNOSTICS_TRUSTED_PROXY"] == "10.0.0.0/24"

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from diagnostics.api.docs import DOCS_PATHS
 from diagnostics.api.refusals import RefusalLog
 from diagnostics.api.routes import method_label, route_name
 from diagnostics.api.session import COOKIE, Session, SessionCodec, read_cookie
@@ -41,8 +42,6 @@ SESSION_KEY = "diagnostics.session"
 REFUSED_KEY = "diagnostics.refused"
 """Set (to the reason) on the scope of a request authentication refused: no metrics series."""
 REALM = "diagnostics"
-DOCS_PATHS: frozenset[str] = frozenset({"/", "/docs", "/docs.json"})
-"""The API page (`diagnostics.api.docs`): read with a token or the UI's session cookie."""
 
 AuditFn = Callable[..., None]
 """`audit(actor, action, **detail)`, e.g. `Store.audit`."""

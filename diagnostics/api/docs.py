@@ -26,6 +26,8 @@ SpecSource = Callable[[], Spec | None]
 """Returns the service's OpenAPI document, or None before the service is built."""
 
 DOCS_PATHS: frozenset[str] = frozenset({"/", "/docs", "/docs.json"})
+"""The API page's paths, the one definition: `diagnostics.api.auth` lets them be read with a
+token or the UI's session cookie."""
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "

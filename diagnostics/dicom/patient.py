@@ -10,7 +10,6 @@ to a log, a metric or an error message.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -63,17 +62,20 @@ FIELDS = {
 
 def study_header(ds: Dataset) -> StudyHeader:
     """The facts of one header; an attribute that cannot be decoded is left out (None), never
-    an error: intake has already accepted the instance."""
+    an error: intake has already accepted the instance.
+
+    No `warnings.catch_warnings()` here: it swaps the process-wide filters, and intake threads
+    (C-STORE and HTTP) run at once, so it could leave them altered. pydicom's warnings about a
+    value it repaired duplicate its log lines; the service's logging ignores them
+    (`diagnostics.service.logs`)."""
     values = {name: _text(ds, keyword) for name, keyword in FIELDS.items()}
     return StudyHeader(patient_name=_name(ds), **values)
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a value in a wrong charset: pydicom replaces it
-            value = ds.get(keyword)
-            text = "\\".join(map(str, value)) if _multi(value) else str(value or "")
+        value = ds.get(keyword)  # a value in a wrong charset: pydicom replaces it
+        text = "\\".join(map(str, value)) if _multi(value) else str(value or "")
     except (ValueError, LookupError, TypeError, UnicodeError):
         return None
     text = re.sub(r"[\x00-\x1f\x7f]", " ", text).strip()
@@ -87,13 +89,11 @@ def _multi(value: object) -> bool:
 def _name(ds: Dataset) -> str | None:
     """The alphabetic group of Patient's Name; the ideographic one when that is all there is."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = ds.get("PatientName")
-            if value is None:
-                return None
-            name = value if isinstance(value, PersonName) else PersonName(str(value))
-            text = name.alphabetic or name.ideographic or name.phonetic
+        value = ds.get("PatientName")
+        if value is None:
+            return None
+        name = value if isinstance(value, PersonName) else PersonName(str(value))
+        text = name.alphabetic or name.ideographic or name.phonetic
     except (ValueError, LookupError, TypeError, UnicodeError):
         return None
     text = re.sub(r"[\x00-\x1f\x7f]", " ", text).strip(" ^")

@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,7 +62,10 @@ at INFO; `diagnostics.access` logs requests by route template instead."""
 OUTPUT_LOGGER = "diagnostics.output"
 """The logger name of a server output line that was not one of our records."""
 
-_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+"""A quoted value, over line breaks too: a planted value with a newline is still one value."""
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""Characters that break or disguise a line of text (a tab does neither)."""
 REDACTED = "'<redacted>'"
 _LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
@@ -80,6 +84,21 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 def redact(text: str) -> str:
     """`text` with every quoted string replaced by `'<redacted>'`."""
     return _QUOTED.sub(REDACTED, text)
+
+
+def escape(text: str) -> str:
+    """`text` on one line: line breaks and other control characters as escapes (`\\n`,
+    `\\x1b`), so a peer's text (a FHIR or STOW server's answer in an exception) cannot
+    forge log lines of its own in the text log, which the relay passes through as lines."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found[0]
+    named = {"\n": "\\n", "\r": "\\r"}
+    return named.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
 
 
 _STUDY: contextvars.ContextVar[str | None] = contextvars.ContextVar("log_study", default=None)
@@ -145,21 +164,27 @@ def destination_label(destination: str) -> str:
     return destination
 
 
-def _message(record: logging.LogRecord) -> str:
+def _message(record: logging.LogRecord, one_line: bool = False) -> str:
+    """The redacted message; `one_line` (the text form) escapes line breaks first."""
     try:
-        return redact(record.getMessage())
+        message = record.getMessage()
+        return redact(escape(message) if one_line else message)
     except (TypeError, ValueError):  # arguments that do not fit the format: keep neither
         return "<a log message that could not be formatted>"
 
 
-def _exception(record: logging.LogRecord) -> str | None:
-    """The record's traceback with the exception's message redacted (the frames stay)."""
+def _exception(record: logging.LogRecord, one_line: bool = False) -> str | None:
+    """The record's traceback with the exception's message redacted (the frames, the code's
+    own text, stay); `one_line` (the text form) keeps that message on its one line."""
     if record.exc_info and record.exc_info[1] is not None:
         kind, value, tb = record.exc_info
         frames = "".join(traceback.format_tb(tb))
-        last = "".join(traceback.format_exception_only(kind, value))
-        return f"Traceback (most recent call last):\n{frames}{redact(last)}".rstrip()
-    return redact(record.exc_text) if record.exc_text else None
+        last = "".join(traceback.format_exception_only(kind, value)).rstrip("\n")
+        last = redact(escape(last) if one_line else last)
+        return f"Traceback (most recent call last):\n{frames}{last}".rstrip()
+    if not record.exc_text:
+        return None
+    return redact(escape(record.exc_text) if one_line else record.exc_text)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -200,12 +225,13 @@ class TextFormatter(logging.Formatter):
         preformatted = getattr(record, "preformatted", None)
         if isinstance(preformatted, str):
             return preformatted
-        line = f"{_time(record)} {record.levelname} {record.name}: {_message(record)}"
+        line = f"{_time(record)} {record.levelname} {escape(record.name)}: "
+        line += _message(record, one_line=True)
         study = _correlation(record)
         if study:
             line += f" [study {study}]"
         if self.tracebacks:
-            trace = _exception(record)
+            trace = _exception(record, one_line=True)
             if trace:
                 line += "\n" + trace
             if record.stack_info:
@@ -271,6 +297,10 @@ def _install(handler: logging.Handler, level: LogLevel, *more: logging.Handler) 
     logging.getLogger("bentoml").setLevel(level)
     logging.getLogger("diagnostics").setLevel(level)
     logging.captureWarnings(True)
+    # pydicom reports a header value it repaired (a wrong character set, an over-long name) to
+    # its logger, heard above, and again as a warning: only the duplicate goes. Set here, once
+    # per process, not per value on intake threads (`diagnostics.dicom.patient`).
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.(charset|valuerep)$")
 
 
 def file_handler(path: Path, max_bytes: int, backups: int) -> logging.Handler:

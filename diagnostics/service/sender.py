@@ -46,6 +46,7 @@ class Destination:
     @classmethod
     def parse(cls, text: str) -> Destination:
         text = text.strip()
+        _refuse_credentials(text)
         if text.startswith((FHIR_PREFIX + "http://", FHIR_PREFIX + "https://")):
             url = text.removeprefix(FHIR_PREFIX).rstrip("/")
             if not urlsplit(url).hostname:
@@ -60,6 +61,22 @@ class Destination:
                 "fhir+http(s) FHIR server"
             )
         return cls(text, ae_title=match["ae"], host=match["host"], port=int(match["port"]))
+
+
+def _refuse_credentials(text: str) -> None:
+    """A URL's `user:password@` would be in exception texts, the outbox's last error, the
+    audit trail and the logs: credentials have their own settings, kept out of all of them."""
+    url = text.removeprefix(FHIR_PREFIX)
+    if not url.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        shown = text.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
+        raise ConfigurationError(
+            f"destination {shown}: credentials in the URL (user:password@) are refused, as they "
+            "would be logged; give a STOW-RS token with --results-token and a FHIR server's "
+            "credentials with --results-auth-file"
+        )
 
 
 def carries(destination: str, path: Path) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -213,14 +213,22 @@ class ServiceSettings(BaseSettings):
     @field_validator("trusted_proxy")
     @classmethod
     def _check_proxies(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
-                ) from None
-        return values
+        try:
+            return tuple(proxy_address(value) for value in values)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _check_rotation(self) -> ServiceSettings:
+        """Python's rotating handler never rolls over without backups: the file would grow
+        without the bound `log_max_bytes` promises."""
+        if self.log_file is not None and self.log_max_bytes > 0 and self.log_backups == 0:
+            raise ValueError(
+                "--log-backups 0 (DIAGNOSTICS_LOG_BACKUPS) with --log-max-bytes > 0 "
+                "(DIAGNOSTICS_LOG_MAX_BYTES) would never rotate: keep at least 1 backup, or "
+                "--log-max-bytes 0 to leave rotation to logrotate"
+            )
+        return self
 
     @property
     def listen_dicom(self) -> str:
@@ -262,7 +270,10 @@ class ServiceSettings(BaseSettings):
             return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+                f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                if e["loc"]
+                else e["msg"]  # a check across settings names them itself
+                for e in exc.errors()
             )
             raise ConfigurationError(f"invalid service settings: {problems}") from exc
 
@@ -294,6 +305,33 @@ class _Environment(EnvSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(super().__call__())
+
+
+def proxy_address(value: str) -> str:
+    """A trusted proxy as uvicorn's `FORWARDED_ALLOW_IPS` matches it: a network in its
+    canonical form (uvicorn parses networks strictly, so `10.0.0.5/24`, accepted here, would
+    silently trust nobody), a plain address as it is."""
+    try:
+        if "/" in value:
+            return str(ipaddress.ip_network(value, strict=False))
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+        ) from None
+
+
+def forwarded_allow_ips(raw: str) -> str:
+    """`FORWARDED_ALLOW_IPS` for a `DIAGNOSTICS_TRUSTED_PROXY` value, however it was set (by
+    `diagnostics serve` or by hand); an invalid entry is left out (trusted by nobody) and
+    reported by the settings' own check."""
+    out = []
+    for value in _split(raw):
+        try:
+            out.append(proxy_address(value))
+        except ValueError:
+            continue
+    return ",".join(out)
 
 
 def _split(raw: str) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ from diagnostics.api.traffic import RequestMetrics
 from diagnostics.errors import ConfigurationError, RequestError
 from diagnostics.service.logs import configure_process_logging
 from diagnostics.service.runtime import Runtime, stop_on_signals
-from diagnostics.service.settings import ServiceSettings
+from diagnostics.service.settings import ServiceSettings, forwarded_allow_ips
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
@@ -57,7 +57,10 @@ log = logging.getLogger("bentoml.serve.diagnostics")
 # (127.0.0.1 when unset): only from the proxies of --trusted-proxy, nobody's by default, so the
 # session cookie is `Secure` behind a TLS-terminating proxy and a client cannot claim https.
 # The worker builds its server after importing this module, so this is what it reads.
-os.environ["FORWARDED_ALLOW_IPS"] = os.environ.get("DIAGNOSTICS_TRUSTED_PROXY", "")
+# Normalised as uvicorn parses it: `10.0.0.5/24` would otherwise silently trust nobody.
+os.environ["FORWARDED_ALLOW_IPS"] = forwarded_allow_ips(
+    os.environ.get("DIAGNOSTICS_TRUSTED_PROXY", "")
+)
 
 
 def _configure_logging() -> None:

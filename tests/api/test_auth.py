@@ -121,3 +121,10 @@ def test_a_policy_not_built_yet_is_503_not_open() -> None:
     client = make_app(lambda: None)
     assert client("/v1/worklist").status_code == 503
     assert client("/healthz").status_code == 200
+
+
+def test_the_api_pages_paths_have_one_definition() -> None:
+    """Authentication opens to the session cookie exactly the paths the API page serves."""
+    from diagnostics.api import auth, docs
+
+    assert auth.DOCS_PATHS is docs.DOCS_PATHS

@@ -252,6 +252,46 @@ def test_foreign_output_lines_are_redacted_wrapped_and_filtered_by_level() -> No
     assert "PROBE" not in stream.getvalue()
 
 
+FORGED = "2026-01-01T00:00:00.000Z ERROR diagnostics.intake: forged"
+
+
+def _peer_record() -> logging.LogRecord:
+    """A message quoting a planted value over two lines, and a peer's answer in an exception
+    that tries to write a log line of its own."""
+    logger = logging.getLogger("diagnostics.test.logs")
+    answer = "FHIR server answered 400: 'DOE^\nJANE'\r\n" + FORGED + "\x1b[2J"
+    try:
+        raise RuntimeError(answer)  # the frames show this line, not the answer
+    except RuntimeError:
+        info = sys.exc_info()
+    return logger.makeRecord(
+        logger.name, logging.WARNING, __file__, 1, "peer said %r and \"%s\"",
+        ("SMITH^\nJOHN", "ROE^\r\nRICHARD"), info,
+    )  # fmt: skip
+
+
+def test_a_peers_text_cannot_forge_log_lines_nor_escape_redaction() -> None:
+    record = _peer_record()
+    text = TextFormatter().format(record)
+    for planted in ("DOE", "JANE", "SMITH", "JOHN", "ROE", "RICHARD", "\x1b", "\r"):
+        assert planted not in text
+    # The message is one line; the traceback's frames follow, its last line is the peer's
+    # answer escaped: no line of the text starts like a log line of ours.
+    lines = text.split("\n")
+    assert lines[0].endswith("peer said '<redacted>' and '<redacted>'")
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert lines[-1].startswith("RuntimeError: FHIR server answered 400: '<redacted>'\\r\\n")
+    assert lines[-1].endswith("forged\\x1b[2J")
+    out = json.loads(JsonFormatter().format(record))  # JSON encodes; redaction still holds
+    assert out["message"] == "peer said '<redacted>' and '<redacted>'"
+    assert "DOE" not in out["exception"] and "JANE" not in out["exception"]
+    stream = io.StringIO()  # what `diagnostics serve` relays: the same lines, still ours
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    relay([(line + "\n").encode() for line in lines], [handler], "INFO", "text")
+    assert not any(line.startswith("2026-01-01") for line in stream.getvalue().splitlines())
+
+
 def test_destinations_are_logged_without_credentials() -> None:
     assert destination_label("fhir+https://u:secret@emr.example.org/fhir") == (
         "fhir+https://emr.example.org/fhir"
@@ -274,3 +314,30 @@ def test_log_settings_are_flags_and_variables_and_survive_the_round_trip(tmp_pat
     assert ServiceSettings.from_env(environ).log_level == "ERROR"
     with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
         ServiceSettings.from_env({"DIAGNOSTICS_LOG_LEVEL": "chatty"})
+
+
+def test_pydicoms_repair_warnings_are_logged_once_not_twice() -> None:
+    """pydicom logs a value it repaired and warns about it too: the service's logging keeps
+    its log line and drops the duplicate warning (no per-value filter swapping on threads)."""
+    script = """
+import io, pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+from diagnostics.dicom.patient import study_header
+from diagnostics.service.logs import configure_process_logging
+out = io.StringIO()
+configure_process_logging("INFO", "text", out)
+for _ in range(3):
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 999"
+    ds[0x00100010] = RawDataElement(Tag(0x00100010), "PN", 4, b"\\xffA^B", 0, True, True)
+    study_header(ds)
+print(out.getvalue())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "Unknown encoding" in line]
+    assert lines and all(" pydicom: " in line for line in lines), lines
+    assert "ISO_IR 999" not in done.stdout  # quoted: redacted

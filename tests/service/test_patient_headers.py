@@ -124,3 +124,48 @@ def test_an_older_store_gets_the_table_and_screening_fills_it(
     assert store.complete(claim, result) == 1
     assert store.study_facts([study])[study].accession_number == "OLD-1"
     assert store.worklist(where=WorklistFilter(search="old-1"))[0] == 1
+
+
+def _damaged() -> pydicom.Dataset:
+    """A header pydicom must repair: an unknown character set and bytes no charset reads."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 999"
+    for tag, vr, value in ((0x00100010, "PN", b"\xff\xfeDOE^JANE"), (0x00081030, "LO", b"\xff")):
+        ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, True, True)  # type: ignore[assignment]
+    return ds
+
+
+def test_reading_headers_on_many_threads_leaves_the_warning_filters_alone() -> None:
+    """Intake threads (C-STORE and HTTP) read headers at once: no per-value
+    `warnings.catch_warnings()`, which swaps the process-wide filters and, interleaved, can
+    leave them altered."""
+    import threading
+    import warnings
+
+    from diagnostics.dicom.patient import study_header
+
+    before, snapshot = warnings.filters, list(warnings.filters)
+    swapped: list[bool] = []
+
+    class Watched(pydicom.Dataset):
+        def get(self, *args: object, **kwargs: object) -> object:
+            swapped.append(warnings.filters is not before)
+            return super().get(*args, **kwargs)  # type: ignore[arg-type]
+
+    def read() -> None:
+        for _ in range(100):
+            ds = _damaged()
+            ds.__class__ = Watched
+            header = study_header(ds)
+            assert header.patient_name is not None and header.description is not None
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert swapped and not any(swapped)
+    assert warnings.filters is before and warnings.filters == snapshot

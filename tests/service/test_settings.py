@@ -59,3 +59,54 @@ def test_a_bad_value_is_named_by_its_variable() -> None:
         ServiceSettings.from_env({"DIAGNOSTICS_WORKERS": "0"})
     with pytest.raises(ConfigurationError, match="'nowhere' is neither"):
         ServiceSettings.from_env({"DIAGNOSTICS_RESULTS_TO": "PACS@h:1,nowhere"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "inside"),
+    [
+        ("10.0.0.5/24", "10.0.0.77"),  # host bits set: accepted, so it must be trusted as well
+        ("10.0.0.0/8", "10.200.1.1"),
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8::1/64", "2001:db8::abcd"),
+        ("2001:DB8::5", "2001:db8::5"),
+    ],
+)
+def test_every_accepted_proxy_is_trusted_by_uvicorns_own_parser(setting: str, inside: str) -> None:
+    """What the settings accept, uvicorn's proxy-headers middleware (which reads
+    FORWARDED_ALLOW_IPS, as `diagnostics.serving.service` sets it) matches."""
+    from uvicorn.middleware.proxy_headers import _TrustedHosts
+
+    from diagnostics.service.settings import forwarded_allow_ips
+
+    settings = ServiceSettings.from_env({"DIAGNOSTICS_TRUSTED_PROXY": f"{setting},127.0.0.1"})
+    env = settings.to_env()["DIAGNOSTICS_TRUSTED_PROXY"]
+    for allowed in (env, forwarded_allow_ips(setting)):  # via `serve`, and set by hand
+        trusted = _TrustedHosts(allowed)
+        assert inside in trusted
+        assert "198.51.100.1" not in trusted
+
+
+def test_log_rotation_without_backups_is_refused(tmp_path: Path) -> None:
+    """Python's RotatingFileHandler never rolls over with backupCount=0: no silent growth."""
+    base = {"DIAGNOSTICS_LOG_FILE": str(tmp_path / "service.log"), "DIAGNOSTICS_LOG_BACKUPS": "0"}
+    with pytest.raises(ConfigurationError, match=r"LOG_BACKUPS.*LOG_MAX_BYTES"):
+        ServiceSettings.from_env(base)
+    assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_MAX_BYTES": "0"}).log_backups == 0
+    assert ServiceSettings.from_env({**base, "DIAGNOSTICS_LOG_BACKUPS": "1"}).log_backups == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://pacsuser:s3cret-pw@pacs.example.org/dicomweb",
+        "fhir+https://emruser:s3cret-pw@emr.example.org/fhir",
+        "http://token-only-s3cret-pw@pacs.example.org/dicomweb",
+    ],
+)
+def test_credentials_in_a_destination_url_are_refused_without_showing_them(url: str) -> None:
+    """They would reach exception texts, the outbox's last error and the audit trail."""
+    with pytest.raises(ConfigurationError, match="--results-auth-file") as refused:
+        ServiceSettings.from_env({"DIAGNOSTICS_RESULTS_TO": url})
+    assert "s3cret-pw" not in str(refused.value) and "example.org" in str(refused.value)
+    host_only = url.split("//")[0] + "//" + url.split("@")[1]
+    assert ServiceSettings.from_env({"DIAGNOSTICS_RESULTS_TO": host_only}).results_to

@@ -77,3 +77,15 @@ def test_times_show_in_the_configured_zone() -> None:
     assert local_time(stamp, local_zone("UTC")) == "2026-03-01 23:30 UTC"
     assert isinstance(local_zone("Europe/Moscow"), ZoneInfo)
     local_zone(None)  # this machine's: never fails
+
+
+def test_the_zone_is_looked_up_once_per_setting() -> None:
+    """Every rendered timestamp asks for the zone: /etc/localtime is not read each time."""
+    from diagnostics.ui.patient import zone_named
+
+    zone_named.cache_clear()
+    first = zone_named(None)
+    assert all(zone_named(None) is first for _ in range(50))
+    assert zone_named("Asia/Tashkent") == ZoneInfo("Asia/Tashkent")
+    info = zone_named.cache_info()
+    assert (info.misses, info.hits) == (2, 50)

@@ -1,5 +1,6 @@
 """First contact as an administrator has it: `diagnostics serve --bind 127.0.0.1` with the DICOM
-listener on, behind a TLS-terminating proxy on this host (`--trusted-proxy 127.0.0.1`).
+listener on, behind a TLS-terminating proxy on this host (`--trusted-proxy 127.0.0.9/8`: a
+network written with host bits, which uvicorn alone would not match).
 
 What it prints (where it listens, the ready line), that nothing answers on the machine's other
 address, the API page `/docs` (ours, no outside request, in Chromium too), and the `Secure`
@@ -32,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         root,
         "--bind", "127.0.0.1",
         "--allow-ae", "STORESCU",
-        "--trusted-proxy", "127.0.0.1",
+        "--trusted-proxy", "127.0.0.9/8",
         token=TOKEN,
         dicom_port=free_port(),
     )  # fmt: skip
@@ -144,8 +145,8 @@ def test_docs_in_chromium_with_the_ui_session_and_nothing_from_outside(server: S
 
 
 def test_secure_cookie_only_when_the_trusted_proxy_says_https(server: Server) -> None:
-    """The proxy on 127.0.0.1 is trusted here; tests/serving/test_service.py checks that the
-    same header from a client nobody named changes nothing."""
+    """The proxy on 127.0.0.1 is trusted here (in 127.0.0.9/8); tests/serving/test_service.py
+    checks that the same header from a client nobody named changes nothing."""
     over_https = requests.get(
         server.url + "/ui/login", headers={"X-Forwarded-Proto": "https"}, timeout=30
     )
