@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.errors import ConfigurationError, DiskFullError
-from diagnostics.service.workers import _Loop
+from diagnostics.service.workers import Loop
 from diagnostics.store import Store
 from diagnostics.store.records import PurgeReport
 
@@ -32,7 +32,6 @@ DAY_S = 86400.0
 PURGE_EVERY_S = 3600.0
 MIN_PURGE_EVERY_S = 1.0
 DISK_CACHE_S = 1.0
-DEFAULT_MIN_FREE = "1GiB"
 
 _UNITS = {
     "": 1,
@@ -88,7 +87,12 @@ class DiskState:
 
     @property
     def refused(self) -> bool:
-        return self.free < self.floor
+        return self.refuses(0)
+
+    def refuses(self, size: int) -> bool:
+        """Whether storing `size` more bytes would take free space under the floor; a floor
+        of 0 (`--min-free-disk 0`) never refuses, even when the disk cannot be read."""
+        return self.floor > 0 and self.free - size < self.floor
 
 
 class DiskWatermark:
@@ -110,22 +114,24 @@ class DiskWatermark:
                 stat = os.statvfs(self.folder)
                 free = stat.f_bavail * stat.f_frsize
                 floor = self.min_free.bytes_of(stat.f_blocks * stat.f_frsize)
-            except OSError:
-                free, floor = 0, 1  # cannot tell: refuse rather than fill blindly
+            except OSError:  # cannot tell: refuse rather than fill blindly, unless off
+                free, floor = 0, (0 if self.min_free.amount == 0 else 1)
             state = DiskState(free, floor)
             before, self._state, self._read_at = self._state, state, now
         if before is None or before.refused != state.refused:
             _log_crossing(state, first=before is None)
         return state
 
-    def refusal(self) -> DiskFullError | None:
-        """The error to refuse a new instance with, or None when there is room."""
+    def refusal(self, size: int = 0) -> DiskFullError | None:
+        """The error to refuse a new instance of `size` bytes (when known: one big instance
+        must not cross the floor) with, or None when there is room."""
         state = self.state()
-        if not state.refused:
+        if not state.refuses(size):
             return None
+        needs = f" ({_human(size)} to store)" if size and not state.refused else ""
         return DiskFullError(
-            f"not enough free disk space for new instances: {_size(state.free)} free, "
-            f"under the service's floor of {_size(state.floor)} (--min-free-disk); free space "
+            f"not enough free disk space for new instances: {_human(state.free)} free{needs}, "
+            f"under the service's floor of {_human(state.floor)} (--min-free-disk); free space "
             "or lower the floor, then send again"
         )
 
@@ -135,18 +141,18 @@ def _log_crossing(state: DiskState, *, first: bool) -> None:
         log.error(
             "free disk %s is under --min-free-disk %s: refusing new instances until there is "
             "room (C-STORE 0xA700, HTTP 507)",
-            _size(state.free),
-            _size(state.floor),
+            _human(state.free),
+            _human(state.floor),
         )
     elif not first:
         log.warning(
             "free disk %s is back above --min-free-disk %s: accepting new instances again",
-            _size(state.free),
-            _size(state.floor),
+            _human(state.free),
+            _human(state.floor),
         )
 
 
-def _size(n: int) -> str:
+def _human(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -174,12 +180,12 @@ def purge(
             "would purge" if dry_run else "purged",
             len(report.studies),
             len(report.leftovers),
-            _size(report.bytes),
+            _human(report.bytes),
         )
     return report
 
 
-class RetentionJob(_Loop):
+class RetentionJob(Loop):
     """The service's background purge: at start, then once an hour (or once per window)."""
 
     name = "retention"

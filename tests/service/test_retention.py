@@ -15,7 +15,7 @@ import pytest
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError
 from diagnostics.screening import Screener
-from diagnostics.service.retention import DAY_S, MinFree, cutoff
+from diagnostics.service.retention import DAY_S, DiskWatermark, MinFree, cutoff
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
@@ -173,7 +173,13 @@ def test_purge_command_dry_run_then_purge(
     assert {s["study_instance_uid"] for s in report["studies"]} == expected
     assert len(_files(tmp_path / "instances")) == 2
 
-    done = run_cli("purge", "--storage", tmp_path, "--retain-days", "1", *later)
+    # A future --now really deleting would purge inside the window: refused, nothing goes.
+    future = run_cli("purge", "--storage", tmp_path, "--retain-days", "1", *later)
+    assert "--dry-run" in assert_refused(future, "ConfigurationError")
+    assert len(_files(tmp_path / "instances")) == 2
+
+    time.sleep(1.0)
+    done = run_cli("purge", "--storage", tmp_path, "--retain-days", "0.00001")  # under 1 s
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["bytes_freed"] == report["bytes_freed"]
     assert _files(tmp_path / "instances") == [] and _files(tmp_path / "results") == []
@@ -212,6 +218,18 @@ def test_bad_min_free_disk_is_named(text: str) -> None:
         MinFree.parse(text)
     with pytest.raises(ConfigurationError, match="MIN_FREE_DISK"):
         ServiceSettings.from_env({"DIAGNOSTICS_MIN_FREE_DISK": text or "x"})
+
+
+def test_watermark_off_never_refuses_and_one_big_instance_cannot_cross(tmp_path: Path) -> None:
+    gone = tmp_path / "no-such-folder"  # statvfs fails: refused unless the floor is 0
+    assert DiskWatermark(gone, "0").refusal() is None
+    assert DiskWatermark(gone, "0").refusal(1 << 60) is None
+    assert DiskWatermark(gone, "1MB").refusal() is not None
+    floor = DiskWatermark(tmp_path, MinFree(1, False))  # one byte
+    free = floor.state().free
+    assert free > 1 << 20 and floor.refusal() is None and floor.refusal(1 << 20) is None
+    big = floor.refusal(free)  # would leave 0 bytes: under the floor
+    assert big is not None and "to store" in str(big)
 
 
 def test_retention_settings_round_trip(tmp_path: Path) -> None:

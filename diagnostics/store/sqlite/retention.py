@@ -11,11 +11,12 @@ in the same write transaction that removes its rows, so a claim or a delivery ca
 between.
 
 Order, for crash safety: rows first, files after. The transaction deletes the instance rows
-(and the heatmaps, which only make sense over the images), sets `purged_at` and resets the
-study's instance count, so a study sent again later starts from nothing and is screened like a
-new one. Only then are the files deleted. A crash in between leaves files that no row names,
-never a row naming a missing file: the next purge finds them (`leftovers`) and deletes them:
-instance files no row names (older than an hour, so never a file intake is about to record)
+(and the `cams` rows, the heatmaps, which only make sense over the images), sets `purged_at`
+and resets the study's instance count, so a study sent again later is screened on what arrives
+after the purge; `purged_at` stays, so the API and the pages keep saying that the earlier
+images went. Only then are the files deleted. A crash in between leaves files that no row
+names, never a row naming a missing file: the next purge finds them (`leftovers`) and deletes
+them: instance files no row names (older than an hour, so never a file intake is about to record)
 and output files of purged studies written before their purge.
 """
 
@@ -77,7 +78,7 @@ class Retention(SqliteBase):
                 if len(batch) < BATCH:
                     break
         leftovers = self._leftovers(outputs)
-        stray_bytes = sum(_size(p) for p in leftovers)
+        stray_bytes = sum(_file_size(p) for p in leftovers)
         freed = sum(s.bytes for s in studies) + stray_bytes
         if leftovers and not dry_run:
             _delete(leftovers, self.results_dir)
@@ -170,7 +171,7 @@ def _pending_here(db: sqlite3.Connection, study: str) -> bool:
 
 def _study(row: sqlite3.Row, files: list[Path]) -> PurgedStudy:
     return PurgedStudy(
-        row["study"], float(row["created"]), tuple(files), sum(_size(p) for p in files)
+        row["study"], float(row["created"]), tuple(files), sum(_file_size(p) for p in files)
     )
 
 
@@ -181,7 +182,7 @@ def _entries(folder: Path) -> list[Path]:
         return []
 
 
-def _size(path: Path) -> int:
+def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
