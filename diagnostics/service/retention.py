@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.errors import ConfigurationError, DiskFullError
+from diagnostics.results import StudyResult
 from diagnostics.service.workers import Loop
 from diagnostics.store import Store
 from diagnostics.store.records import PurgeReport
@@ -157,6 +158,41 @@ def _human(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
+
+
+def purge_note(purged_at: float | None, state: str, received_since: int, on: str) -> str | None:
+    """What a reader must know about a study whose images went on `on` (the purge's date, as
+    the caller shows dates): `purged_at` stays set when instances arrive later, so a result
+    screened on those alone never passes for one over the whole study."""
+    if purged_at is None:
+        return None
+    if received_since == 0:
+        return f"The images were purged on {on} (retention window); the result stands."
+    before = f"Images received before {on} were purged (retention window); "
+    if state == "done":
+        return f"{before}this version covers the {received_since} instance(s) received since."
+    return (
+        f"{before}the {received_since} instance(s) received since are waiting to be screened; "
+        "the result shown is from before the purge."
+    )
+
+
+EARLIER_VERSIONS_CHECKED = 20
+"""How many earlier result versions a page looks back through for an urgent flag."""
+
+
+def earlier_urgent(
+    store: Store, study: str, version: int, current: StudyResult | None
+) -> int | None:
+    """The newest earlier version that flagged the study urgent when the current one does not
+    (e.g. a re-screen after a purge saw only a late instance): shown, never silently dropped."""
+    if current is None or current.priority == "urgent":
+        return None
+    for earlier in range(version - 1, max(0, version - 1 - EARLIER_VERSIONS_CHECKED), -1):
+        result = store.result_version(study, earlier)
+        if result is not None and result.priority == "urgent":
+            return earlier
+    return None
 
 
 def cutoff(retain_days: float, now: float | None = None) -> float:

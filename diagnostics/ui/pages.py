@@ -19,6 +19,7 @@ from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
 from diagnostics.results import FindingResult, StudyResult
 from diagnostics.service.reasons import without_paths
+from diagnostics.service.retention import earlier_urgent, purge_note
 from diagnostics.service.review import feedback_for
 from diagnostics.store import Store
 from diagnostics.store.evidence import InstanceMaps
@@ -242,6 +243,10 @@ class StudyPage:
     requested_priorities: tuple[str, ...] = REQUESTED_PRIORITIES
     codes: tuple[str, ...] = field(default_factory=tuple)
     patient: PatientContext = field(default_factory=PatientContext)
+    purge_note: str | None = None
+    """Which images the result covers, when some were purged (`service.retention`)."""
+    earlier_urgent: int | None = None
+    """An earlier version flagged the study urgent and this one does not."""
 
     @property
     def can_give_feedback(self) -> bool:
@@ -294,9 +299,13 @@ def study_page(
             problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
-    elif state.get("purged_at") is not None:
-        purged = when(float(str(state["purged_at"])))
-        problem = f"The images were purged on {purged} (retention window); the result stands."
+    purged_at = state.get("purged_at")
+    note = None
+    if purged_at is not None:
+        on = when(float(str(purged_at)), zone)
+        note = purge_note(float(str(purged_at)), str(state["state"]), len(stored), on)
+        if not stored:
+            problem, note = note, None
     first = float(str(state["first_received"]))
     reviewed = state.get("reviewed_at")
     effective = effective_priority(
@@ -322,6 +331,8 @@ def study_page(
         waiting=waited(now - first),
         codes=tuple(f.code for f in result.findings) if result else (),
         patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
+        purge_note=note,
+        earlier_urgent=earlier_urgent(store, uid, version, result),
     )
 
 
