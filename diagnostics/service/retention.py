@@ -4,7 +4,7 @@ Retention (`--retain-days`): the images and output files of studies that are don
 newest result is older than the window are deleted; results, the worklist and the audit trail
 stay (`diagnostics.store.sqlite.retention` says what qualifies and why the order is crash-safe).
 The running service purges at start and then once an hour (or as often as the window, if that
-is shorter); `diagnostics purge` does the same by hand.
+is shorter, but at most once a minute); `diagnostics purge` does the same by hand.
 
 The watermark (`--min-free-disk`): under it, new instances are refused before anything is
 written (C-STORE 0xA700, HTTP 507), so intake fails cleanly instead of the database or an
@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 PURGE_EVERY_S = 3600.0
-MIN_PURGE_EVERY_S = 1.0
+MIN_PURGE_EVERY_S = 60.0
+"""However short the window, the job runs at most once a minute: each run costs queries and a
+look into every run folder per due study."""
+MIN_PURGE_EVERY_VARIABLE = "_DIAGNOSTICS_TEST_MIN_PURGE_EVERY_S"
+"""Lowers `MIN_PURGE_EVERY_S` for the service's own test (a window of seconds); not a setting."""
+LEFTOVERS_EVERY_S = 86400.0
+"""The job's full sweep for an interrupted purge's files (it walks all of `instances/` and
+every purged study) runs at start and then once a day, not on every run."""
 DISK_CACHE_S = 1.0
 
 _UNITS = {
@@ -207,9 +214,12 @@ def purge(
     now: float | None = None,
     dry_run: bool = False,
     actor: str = "retention",
+    leftovers: bool = True,
 ) -> PurgeReport:
     """One purge of everything older than the window; logged when it deletes anything."""
-    report = store.purge(cutoff(retain_days, now), dry_run=dry_run, actor=actor)
+    report = store.purge(
+        cutoff(retain_days, now), dry_run=dry_run, actor=actor, leftovers=leftovers
+    )
     if report.studies or report.leftovers:
         log.info(
             "retention: %s %d studies' images and outputs and %d leftover files (%s)",
@@ -222,16 +232,23 @@ def purge(
 
 
 class RetentionJob(Loop):
-    """The service's background purge: at start, then once an hour (or once per window)."""
+    """The service's background purge: at start, then once an hour (or once per window, but
+    at most once a minute); the leftover sweep at start and once a day."""
 
     name = "retention"
 
     def __init__(self, store: Store, retain_days: float) -> None:
         window = retain_days * DAY_S
-        super().__init__(min(PURGE_EVERY_S, max(MIN_PURGE_EVERY_S, window)))
+        floor = float(os.environ.get(MIN_PURGE_EVERY_VARIABLE) or MIN_PURGE_EVERY_S)
+        super().__init__(min(PURGE_EVERY_S, max(floor, window)))
         self.store = store
         self.retain_days = retain_days
+        self._swept_at: float | None = None
 
     def run_once(self) -> bool:
-        purge(self.store, self.retain_days)
+        now = time.monotonic()
+        sweep = self._swept_at is None or now - self._swept_at >= LEFTOVERS_EVERY_S
+        purge(self.store, self.retain_days, leftovers=sweep)
+        if sweep:
+            self._swept_at = now
         return False  # then wait for the next round

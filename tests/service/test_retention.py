@@ -16,7 +16,16 @@ from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError
 from diagnostics.results import StudyResult
 from diagnostics.screening import Screener
-from diagnostics.service.retention import DAY_S, DiskWatermark, MinFree, cutoff, earlier_urgent
+from diagnostics.service.retention import (
+    DAY_S,
+    MIN_PURGE_EVERY_S,
+    MIN_PURGE_EVERY_VARIABLE,
+    DiskWatermark,
+    MinFree,
+    RetentionJob,
+    cutoff,
+    earlier_urgent,
+)
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
@@ -173,6 +182,8 @@ def test_files_left_by_an_interrupted_purge_are_swept(
     # As if the process died after the commit, before any file was deleted:
     shutil.copytree(saved / "instances", tmp_path / "instances", dirs_exist_ok=True)
     shutil.copytree(saved / "results", tmp_path / "results", dirs_exist_ok=True)
+    assert store.purge(FUTURE, leftovers=False).leftovers == ()  # the job's usual, cheap run
+    assert _files(store.results_dir)
     young = store.purge(FUTURE)  # the instance file is too young to be called stray
     assert young.studies == () and _files(store.instances_dir)
     assert _files(store.results_dir) == []  # outputs from before the purge: swept
@@ -271,6 +282,16 @@ def test_watermark_off_never_refuses_and_one_big_instance_cannot_cross(tmp_path:
     assert free > 1 << 20 and floor.refusal() is None and floor.refusal(1 << 20) is None
     big = floor.refusal(free)  # would leave 0 bytes: under the floor
     assert big is not None and "to store" in str(big)
+
+
+def test_the_job_runs_at_most_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path)
+    assert RetentionJob(store, 0.00001).poll_s == MIN_PURGE_EVERY_S == 60.0  # a 1 s window
+    assert RetentionJob(store, 90).poll_s == 3600.0
+    monkeypatch.setenv(MIN_PURGE_EVERY_VARIABLE, "0.5")  # the service test's short window
+    assert RetentionJob(store, 0.00001).poll_s == pytest.approx(0.864)
 
 
 def test_retention_settings_round_trip(tmp_path: Path) -> None:
