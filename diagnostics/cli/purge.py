@@ -29,7 +29,8 @@ def add_parser(commands: Commands) -> None:
             "bundles) of studies that are done, with nothing left to deliver, whose newest "
             "result is older than --retain-days. Results, the worklist and the audit trail "
             "stay; the review page and the API say the images were purged. A study sent "
-            "again is screened again. Safe while the service runs."
+            "again is screened again on what arrives after the purge, and says so. Safe "
+            "while the service runs. A --now in the future needs --dry-run."
         ),
         epilog=(
             "examples:\n  diagnostics purge --storage work/storage --retain-days 90 --dry-run\n"
