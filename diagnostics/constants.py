@@ -19,11 +19,15 @@ LEAD_LOCK_FILE = "lead.lock"
 (`service/runtime.py`); restore refuses a folder whose lock is held."""
 
 DEFAULT_AE_TITLE = "DIAGNOSTICS"
+"""The service's own DICOM application entity title unless configured."""
+
+DEFAULT_MIN_FREE_DISK = "1GiB"
+"""The free-disk floor under which the service refuses new instances unless configured
+(`--min-free-disk`): the settings' default and `serve --help` say the same."""
 
 ENGINE_CHOICES = ("onnxruntime", "openvino", "auto")
 """The inference runtimes a user may name (`diagnostics.screening.engines`); here so that the
 command line can offer them without importing the runtimes."""
-"""The service's own DICOM application entity title unless configured."""
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "cxr-demo"
 """The bundled model package, beside the `diagnostics` package in a source checkout; an installed

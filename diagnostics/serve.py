@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.constants import BUNDLED_MODEL, ENGINE_CHOICES
+from diagnostics.constants import BUNDLED_MODEL, DEFAULT_MIN_FREE_DISK, ENGINE_CHOICES
 from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import LANGUAGES
 from diagnostics.serving.banner import usage
@@ -197,7 +197,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add(
         "--min-free-disk",
         help="refuse new instances (C-STORE 0xA700, HTTP 507) while the storage disk has less "
-        "free space: 2GiB, 500MB or 5%% (DIAGNOSTICS_MIN_FREE_DISK; default 1GiB; 0: never)",
+        "free space: 2GiB, 500MB or 5%% (DIAGNOSTICS_MIN_FREE_DISK; "
+        f"default {DEFAULT_MIN_FREE_DISK}; 0: never)",
     )
     # -- contact --
     add(

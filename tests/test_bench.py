@@ -21,7 +21,7 @@ import pytest
 
 from diagnostics.bench import GOALS, BenchConfig, time_interleaved
 from diagnostics.bench.config import GOALS_AT_MOST
-from diagnostics.bench.server import process_memory, role
+from diagnostics.bench.server import process_memory, role, serve_command
 from diagnostics.bench.service import ServiceBenchConfig
 from diagnostics.errors import ConfigurationError
 
@@ -313,3 +313,17 @@ def test_service_config_names_the_bad_setting() -> None:
         ServiceBenchConfig(cstore_studies=-1)
     with pytest.raises(ConfigurationError, match="engine"):
         ServiceBenchConfig(engine="tensorrt")  # type: ignore[arg-type]
+
+
+def test_service_config_turns_the_disk_floor_off(tmp_path: Path) -> None:
+    """The benchmark's service runs on a temporary folder (often a small /tmp): the 1 GiB
+    default floor would make it measure 507s, not screening."""
+    from diagnostics.cli.main import build_parser
+    from diagnostics.serve import config_from_args
+    from diagnostics.service.retention import DiskWatermark
+
+    command = serve_command(1, 2, tmp_path / "storage", tmp_path, "onnxruntime", 5.0)
+    args = build_parser().parse_args(command[command.index("serve") :])
+    config = config_from_args(args, environ={})
+    assert config.min_free_disk == "0"
+    assert DiskWatermark(tmp_path, config.min_free_disk).refusal(1 << 60) is None

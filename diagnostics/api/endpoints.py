@@ -30,6 +30,7 @@ from diagnostics.api.stow import StowItem, build_stow_response, failed_item, sto
 from diagnostics.dicom.header import refusal_category
 from diagnostics.dicom.reader import read_info
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
+from diagnostics.service.retention import earlier_urgent, purge_note
 from diagnostics.service.runtime import InstanceOutcome, Runtime
 from diagnostics.store.records import WorklistRow
 
@@ -210,12 +211,17 @@ def study_reply(runtime: Runtime, study_instance_uid: str, actor: str) -> Reply:
     runtime.store.audit(actor, "result_read", study=study_instance_uid)
     latest = runtime.store.latest_result(study_instance_uid)
     version, result = latest if latest is not None else (0, None)
+    purged_at = None if state.get("purged_at") is None else float(str(state["purged_at"]))
+    count = int(str(state.get("instance_count") or 0))
+    on = "" if purged_at is None else datetime.fromtimestamp(purged_at, UTC).date().isoformat()
     body = StudyState(
         study_instance_uid=study_instance_uid,
         state=str(state["state"]),
         version=version,
         result=result,
-        images_purged=state.get("purged_at") is not None and state["instance_count"] == 0,
+        images_purged=purged_at is not None,
+        images_note=purge_note(purged_at, str(state["state"]), count, on),
+        earlier_urgent_version=earlier_urgent(runtime.store, study_instance_uid, version, result),
     ).model_dump(mode="json")
     if state["state"] == "done" and result is not None:
         return Reply(200, body)

@@ -19,7 +19,6 @@ undelivered result and the model are not counted but read at scrape time (`Servi
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -150,6 +149,9 @@ class ServiceGauges(Collector):
         self.storage = storage
         self.model = model
         self.disk = disk
+        self._free = disk or DiskWatermark(storage, "0")
+        """Free disk is read the watermark's way (statvfs, cached), so the gauge and intake
+        refusals never disagree."""
 
     def collect(self) -> Iterable[Metric]:
         counts = self.store.counts()
@@ -182,10 +184,7 @@ class ServiceGauges(Collector):
             "Instances held in the intake store",
             value=counts.get("instances", 0),
         )
-        try:
-            free = shutil.disk_usage(self.storage).free
-        except OSError:
-            free = 0
+        free = self._free.state().free
         yield GaugeMetricFamily(
             "diagnostics_storage_free_bytes",
             "Free space on the file system of the storage folder",

@@ -55,6 +55,16 @@ class StudyState(BaseModel):
         description="the stored images and output files went with the retention window "
         "(--retain-days); the result stands, and the study is screened again if sent again",
     )
+    images_note: str | None = Field(
+        default=None,
+        description="after a purge: which images the current version covers (a study sent "
+        "again after a purge is screened on the instances received since, only)",
+    )
+    earlier_urgent_version: int | None = Field(
+        default=None,
+        description="an earlier version of the result flagged the study urgent and this one "
+        "does not: read that version before dismissing the study",
+    )
 
 
 class WorklistItem(BaseModel):

@@ -115,14 +115,12 @@ class Service:
             return ""
 
 
-def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float = 120.0) -> Service:
-    """`diagnostics serve` from this library's copy, ready; raises ConfigurationError with the
-    log's tail when it exits or does not become ready. Stable-seconds 0: a C-STORE'd study is
-    screened as soon as the background worker sees it (it polls every half second)."""
-    port, dicom_port = free_port(), free_port()
-    token = secrets.token_urlsafe(24)
-    storage = root / "storage"
-    command = [
+def serve_command(
+    port: int, dicom_port: int, storage: Path, model: Path, engine: str, screen_wait_s: float
+) -> list[str]:
+    """The `diagnostics serve` line the benchmark runs. `--min-free-disk 0`: the storage is a
+    temporary folder, often on a small /tmp, and the run must measure screening, not 507s."""
+    return [
         sys.executable,
         "-m",
         "diagnostics.cli",
@@ -130,8 +128,17 @@ def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float 
         *("--port", str(port), "--dicom-port", str(dicom_port), "--storage", str(storage)),
         *("--model", str(model), "--engine", engine, "--workers", "1"),
         *("--ae-title", AE_TITLE, "--allow-ae", CALLING_AE, "--stable-seconds", "0"),
-        *("--screen-wait-seconds", f"{screen_wait_s:g}"),
+        *("--screen-wait-seconds", f"{screen_wait_s:g}", "--min-free-disk", "0"),
     ]
+
+
+def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float = 120.0) -> Service:
+    """`diagnostics serve` from this library's copy, ready; raises ConfigurationError with the
+    log's tail when it exits or does not become ready. Stable-seconds 0: a C-STORE'd study is
+    screened as soon as the background worker sees it (it polls every half second)."""
+    port, dicom_port = free_port(), free_port()
+    token = secrets.token_urlsafe(24)
+    command = serve_command(port, dicom_port, root / "storage", model, engine, screen_wait_s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSTICS_")}
     env["DIAGNOSTICS_API_TOKEN"] = token
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LIBRARY_ROOT), env.get("PYTHONPATH")]))

@@ -8,7 +8,7 @@ a delivery pending is never touched). JSON out: the studies, their files and the
 from __future__ import annotations
 
 import argparse
-import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,8 @@ def add_parser(commands: Commands) -> None:
             "bundles) of studies that are done, with nothing left to deliver, whose newest "
             "result is older than --retain-days. Results, the worklist and the audit trail "
             "stay; the review page and the API say the images were purged. A study sent "
-            "again is screened again. Safe while the service runs."
+            "again is screened again on what arrives after the purge, and says so. Safe "
+            "while the service runs. A --now in the future needs --dry-run."
         ),
         epilog=(
             "examples:\n  diagnostics purge --storage work/storage --retain-days 90 --dry-run\n"
@@ -49,8 +50,8 @@ def add_parser(commands: Commands) -> None:
     purge.add_argument(
         "--now",
         type=_when,
-        help="count the window back from this time instead of now (ISO 8601 or Unix seconds): "
-        "what would go on that day",
+        help="count the window back from this time instead of now (ISO 8601 or Unix seconds); "
+        "a time in the future only with --dry-run: what would go on that day",
     )
     purge.set_defaults(handler=run)
 
@@ -58,19 +59,21 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from diagnostics.errors import ConfigurationError
     from diagnostics.service.retention import purge
+    from diagnostics.service.settings import ServiceSettings
     from diagnostics.store import open_store, store_exists
 
+    if args.now is not None and args.now > time.time() and not args.dry_run:
+        raise ConfigurationError(
+            "--now is in the future: that would delete images before their retention window "
+            "ends; add --dry-run to see what would go on that day"
+        )
     days = args.retain_days
     if days is None:
-        variable = os.environ.get("DIAGNOSTICS_RETAIN_DAYS", "").strip()
-        if not variable:
+        days = ServiceSettings.from_env().retain_days  # DIAGNOSTICS_RETAIN_DAYS, checked there
+        if days is None:
             raise ConfigurationError(
                 "how long to keep images: give --retain-days N (or DIAGNOSTICS_RETAIN_DAYS)"
             )
-        try:
-            days = _days(variable)
-        except argparse.ArgumentTypeError as exc:
-            raise ConfigurationError(f"DIAGNOSTICS_RETAIN_DAYS: {exc}") from None
     if not store_exists(args.storage):
         raise ConfigurationError(f"--storage {args.storage}: no intake database there")
     store = open_store(args.storage)

@@ -53,6 +53,8 @@ from diagnostics.store.records import Feedback, feedback_from_row
 
 Unreviewed = Literal["model", "skip"]
 LABEL_VERDICTS = ("agree", "disagree", "missed")
+MISSING = "image missing"
+"""Why a study whose image is gone (the retention window purged it) is left out."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class FeedbackExport:
     """Labels set by a verdict (the rest are the model's flags)."""
     findings_left_out: dict[str, int] = field(default_factory=dict)
     """Findings only some studies have a label for, and on how many studies they had one."""
+    images_missing: tuple[str, ...] = ()
+    """Studies left out because their image is gone (purged by the retention window, also
+    while this export ran): counted under `skipped`, named here."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -76,6 +81,7 @@ class FeedbackExport:
             "labels_from_feedback": self.from_feedback,
             "skipped": self.skipped,
             "findings_left_out": self.findings_left_out,
+            "images_missing": list(self.images_missing),
         }
 
 
@@ -121,8 +127,11 @@ def _read(storage: Path) -> _Snapshot:
 
 def _write(
     root: Path, snapshot: _Snapshot, unreviewed: Unreviewed
-) -> tuple[int, dict[str, int], dict[str, int], int, dict[str, int]]:
+) -> tuple[int, dict[str, int], dict[str, int], int, dict[str, int], tuple[str, ...]]:
+    """The folder's contents. An image the retention window purged after the snapshot was
+    taken is a per-study skip (`image missing`), never a failed export."""
     skipped: dict[str, int] = defaultdict(int)
+    missing: list[str] = []
     label_rows: list[dict[str, str]] = []
     codes_seen: list[str] = []
     # Studies in the order their first feedback arrived: stable counters across exports.
@@ -131,12 +140,18 @@ def _write(
         built = _study_row(study, snapshot, unreviewed)
         if isinstance(built, str):
             skipped[built] += 1
+            missing += [study] if built == MISSING else []
             continue
         row, source, sources = built
         folder = f"study-{len(label_rows) + 1:05d}"
         (root / folder).mkdir()
         try:
             shutil.copyfile(source, root / folder / "IM-0001.dcm")
+        except FileNotFoundError:  # purged since the snapshot
+            (root / folder).rmdir()
+            skipped[MISSING] += 1
+            missing.append(study)
+            continue
         except OSError as exc:
             raise StoreError(f"cannot copy a stored instance: {exc}") from exc
         row["file"] = f"{folder}/IM-0001.dcm"
@@ -153,7 +168,7 @@ def _write(
     write_labels(root / LABELS_FILE, label_rows, columns)
     positives = {c: sum(r[c] == "1" for r in label_rows) for c in codes}
     from_feedback = sum(r[f"label_source_{c}"] == "feedback" for r in label_rows for c in codes)
-    return len(label_rows), dict(skipped), positives, from_feedback, left_out
+    return len(label_rows), dict(skipped), positives, from_feedback, left_out, tuple(missing)
 
 
 def _about(column: str, codes: Sequence[str]) -> bool:
@@ -193,11 +208,11 @@ def _study_row(
     sop = _exported_instance(reference, list(latest.values()))
     path = snapshot.instances.get((study, sop))
     if path is None:
-        return "image missing"
+        return MISSING
     try:
         info = read_info(path)
     except InputError:
-        return "image unreadable"
+        return "image unreadable" if path.is_file() else MISSING
     row = {
         "study_instance_uid": study,
         **labels,

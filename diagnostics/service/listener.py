@@ -53,9 +53,10 @@ class DicomListener:
         accept_any_called_ae: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         on_received: Callable[[Received, str], None] | None = None,
-        refuse_intake: Callable[[], StoreError | None] | None = None,
+        refuse_intake: Callable[[int], StoreError | None] | None = None,
     ) -> None:
-        """`refuse_intake` says why new instances are refused now (the free-disk watermark)."""
+        """`refuse_intake(size)` says why a new instance of `size` bytes is refused now (the
+        free-disk watermark)."""
         self.store = store
         self.refuse_intake = refuse_intake
         self.address = (host, port)
@@ -143,11 +144,11 @@ class DicomListener:
 
     def _on_store(self, event: Any) -> Dataset | int:
         caller = self._caller(event)
-        full = self.refuse_intake() if self.refuse_intake is not None else None
-        if full is not None:  # before anything is written; the watermark logs the crossing
-            return _status(OUT_OF_RESOURCES, str(full))
         try:
-            data = event.encoded_dataset()
+            data = event.encoded_dataset()  # in memory: its size is known before any write
+            full = self.refuse_intake(len(data)) if self.refuse_intake is not None else None
+            if full is not None:  # before anything is written; the watermark logs the crossing
+                return _status(OUT_OF_RESOURCES, str(full))
             priority = from_dimse(getattr(event.request, "Priority", None))
             received = self.store.receive(
                 data,

@@ -248,8 +248,9 @@ class Runtime:
 
     def receive_many(self, parts: Sequence[bytes], actor: str) -> list[InstanceOutcome]:
         """Store each part durably; one bad part does not stop the others. Raises
-        `DiskFullError`, before anything is written, while free disk is under the floor."""
-        full = self.disk.refusal()
+        `DiskFullError`, before anything is written, while free disk is under the floor or
+        these parts would take it there."""
+        full = self.disk.refusal(sum(len(p) for p in parts))
         if full is not None:
             raise full
         outcomes = []

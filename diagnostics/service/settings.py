@@ -23,7 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE
+from diagnostics.constants import BUNDLED_MODEL, DEFAULT_AE_TITLE, DEFAULT_MIN_FREE_DISK
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.i18n import DEFAULT_LANGUAGE, Language
@@ -111,7 +111,7 @@ class ServiceSettings(BaseSettings):
     retain_days: float | None = Field(default=None, gt=0.0)
     """Delete the images and output files of done studies whose newest result is older than
     this many days (results, worklist and audit stay); None keeps them forever."""
-    min_free_disk: str = "1GiB"
+    min_free_disk: str = DEFAULT_MIN_FREE_DISK
     """Refuse new instances while the storage folder's disk has less free space than this
     (`2GiB`, `500MB`, bytes, or `5%` of the disk; `0` never refuses)."""
 

@@ -32,7 +32,7 @@ def backoff(attempts: int) -> float:
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1)))
 
 
-class _Loop:
+class Loop:
     """A polling thread that stops promptly and finishes the item in hand first."""
 
     name = "loop"
@@ -89,7 +89,7 @@ class _Loop:
         raise NotImplementedError
 
 
-class ScreeningWorker(_Loop):
+class ScreeningWorker(Loop):
     """Claims studies quiet for `stable_s` (or whose claim ran out) and screens each with
     `ClaimScreening.screen_claim`, the code path the synchronous API shares."""
 
@@ -136,7 +136,7 @@ class ScreeningWorker(_Loop):
         return self.screening.screen_claim(claim, self.on_result)
 
 
-class OutboxWorker(_Loop):
+class OutboxWorker(Loop):
     """Sends queued results; failures are retried with exponential backoff, forever."""
 
     name = "outbox-worker"

@@ -160,7 +160,12 @@ class Store(Protocol):
 
     # -- retention
     def purge(
-        self, cutoff: float, *, dry_run: bool = False, actor: str = "retention"
+        self,
+        cutoff: float,
+        *,
+        dry_run: bool = False,
+        actor: str = "retention",
+        leftovers: bool = True,
     ) -> PurgeReport: ...
 
     # -- audit, units of work, life

@@ -303,6 +303,7 @@ class ReviewUI:
                 runtime.config.escalate_after_minutes,
                 zone=self.zone(runtime),
                 viewer_url=runtime.config.viewer_url,
+                t=translator(language.choose(request).language),
             )
             page = await _in_thread(call)
         except RequestError as exc:

@@ -22,6 +22,7 @@ from diagnostics.errors import InputError, RequestError
 from diagnostics.i18n import N_
 from diagnostics.results import FindingResult, StudyResult
 from diagnostics.service.reasons import without_paths
+from diagnostics.service.retention import earlier_urgent, purge_note
 from diagnostics.service.review import feedback_for
 from diagnostics.store import Store
 from diagnostics.store.evidence import InstanceMaps
@@ -265,6 +266,10 @@ class StudyPage:
     requested_priorities: tuple[str, ...] = REQUESTED_PRIORITIES
     codes: tuple[str, ...] = field(default_factory=tuple)
     patient: PatientContext = field(default_factory=PatientContext)
+    purge_note: str | None = None
+    """Which images the result covers, when some were purged (`service.retention`)."""
+    earlier_urgent: int | None = None
+    """An earlier version flagged the study urgent and this one does not."""
 
     @property
     def can_give_feedback(self) -> bool:
@@ -284,6 +289,7 @@ def study_page(
     now: float | None = None,
     zone: tzinfo = UTC,
     viewer_url: str | None = None,
+    t: NullTranslations | None = None,
 ) -> StudyPage | None:
     """The study page's data; None when no instance of the study was ever received.
 
@@ -317,9 +323,13 @@ def study_page(
             problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
-    elif state.get("purged_at") is not None:
-        purged = when(float(str(state["purged_at"])))
-        problem = f"The images were purged on {purged} (retention window); the result stands."
+    purged_at = state.get("purged_at")
+    note = None
+    if purged_at is not None:
+        on = when(float(str(purged_at)), zone)
+        note = purge_note(float(str(purged_at)), str(state["state"]), len(stored), on, t)
+        if not stored:
+            problem, note = note, None
     first = float(str(state["first_received"]))
     reviewed = state.get("reviewed_at")
     effective = effective_priority(
@@ -345,6 +355,8 @@ def study_page(
         waiting=now - first,
         codes=tuple(f.code for f in result.findings) if result else (),
         patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
+        purge_note=note,
+        earlier_urgent=earlier_urgent(store, uid, version, result),
     )
 
 

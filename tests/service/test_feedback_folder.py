@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +157,31 @@ def test_cli_writes_once_and_never_overwrites(
     with pytest.raises(ConfigurationError, match="no intake database"):
         export_feedback(tmp_path / "nowhere", tmp_path / "other")
     assert not list(tmp_path.glob(".other*"))
+
+
+def test_an_image_purged_during_the_export_is_a_named_skip(
+    tmp_path: Path, store: tuple[SqliteStore, dict[str, str]]
+) -> None:
+    """The export snapshots the paths, then copies: the retention window purging an image in
+    between leaves that study out (counted and named), never fails the whole export."""
+    from diagnostics.service.feedback_folder import _read, _write
+
+    db, uids = store
+    snapshot = _read(tmp_path / "storage")
+    for _, path in db.instances_of(uids["agreed"]):
+        path.unlink()  # what a purge does after its rows commit
+    out = tmp_path / "during"
+    out.mkdir()
+    studies, skipped, *_, missing = _write(out, snapshot, "model")
+    assert studies == 2 and skipped == {"only comments": 1, "image missing": 1}
+    assert missing == (uids["agreed"],)
+    assert len(load_labelled_folder(out, CODES)) == 2
+
+    db.purge(time.time() + 86400)  # before the next export: every image is gone
+    summary = export_feedback(tmp_path / "storage", tmp_path / "after")
+    assert summary.studies == 0 and summary.skipped["image missing"] == 3
+    assert set(summary.as_dict()["images_missing"]) == {  # type: ignore[call-overload]
+        uids["agreed"],
+        uids["corrected"],
+        uids["partial"],
+    }

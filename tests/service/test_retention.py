@@ -14,8 +14,18 @@ import pytest
 
 from diagnostics.dicom import read_instance
 from diagnostics.errors import ConfigurationError
+from diagnostics.results import StudyResult
 from diagnostics.screening import Screener
-from diagnostics.service.retention import DAY_S, MinFree, cutoff
+from diagnostics.service.retention import (
+    DAY_S,
+    MIN_PURGE_EVERY_S,
+    MIN_PURGE_EVERY_VARIABLE,
+    DiskWatermark,
+    MinFree,
+    RetentionJob,
+    cutoff,
+    earlier_urgent,
+)
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import ScreeningWorker
 from diagnostics.store.sqlite import SqliteStore
@@ -51,7 +61,7 @@ def test_purge_deletes_images_and_outputs_and_keeps_the_result(
     store.receive(data, "test")
     _screen(store, screener)
     instances, outputs = _files(store.instances_dir), _files(store.results_dir)
-    assert len(instances) == 1 and {p.name for p in outputs} >= {"SR.dcm", "OV-0001.dcm"}
+    assert len(instances) == 1  # DICOM outputs are built only with a PACS destination
 
     assert not store.purge(time.time() - DAY_S).studies  # inside the window: nothing goes
 
@@ -81,13 +91,50 @@ def test_purge_deletes_images_and_outputs_and_keeps_the_result(
     assert page is not None and page.shown is None and page.result is not None
     assert page.image_problem is not None and "purged" in page.image_problem
 
-    # Sent again after the purge: stored and screened again like a new study.
+    # Sent again after the purge: stored and screened again on what came since, and said so.
     received = store.receive(data, "test")
     assert not received.duplicate
+    page = study_page(store, study, None, read_instance, 60.0)
+    assert page is not None and page.image_problem is None and page.purge_note is not None
+    assert "waiting to be screened" in page.purge_note
     _screen(store, screener)
+    page = study_page(store, study, None, read_instance, 60.0)
+    assert page is not None and page.purge_note is not None
+    assert "received before" in page.purge_note and "covers the 1 instance" in page.purge_note
     latest = store.latest_result(study)
     assert latest is not None and latest[0] == 2 and latest[1].status == "analyzed"
     assert len(store.instances_of(study)) == 1 and store.class_maps(study, 2)
+
+
+def test_a_resent_study_keeps_an_earlier_urgent_flag_in_view(
+    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
+) -> None:
+    """After a purge a late instance alone is screened; a routine result of it must not hide
+    that an earlier version flagged the study urgent."""
+    folder, truths = synth_studies
+    study = truths[0].study_instance_uid
+    data = (folder / truths[0].file).read_bytes()
+    store = SqliteStore(tmp_path)
+    store.receive(data, "test")
+    _screen(store, screener)
+    real = store.latest_result(study)
+    assert real is not None
+    first, *rest = real[1].findings
+    high = {"flagged": True, "probability": (1.0 + first.threshold) / 2}
+    flagged = [first.model_copy(update=high), *rest]
+    urgent = StudyResult.model_validate(
+        real[1].model_copy(update={"findings": flagged, "priority": "urgent"}).model_dump()
+    )
+    refused = StudyResult(study_instance_uid=study, status="not_analyzed", reason="a late view")
+    for result in (urgent, refused):  # versions 2 and 3, each after a purge and a resend
+        assert store.purge(FUTURE).studies
+        store.receive(data, "test")
+        claim = store.claim_study(study)
+        assert claim is not None and store.complete(claim, result)
+    page = study_page(store, study, None, read_instance, 60.0)
+    assert page is not None and page.version == 3 and page.earlier_urgent == 2
+    assert page.purge_note is not None and "covers the 1 instance" in page.purge_note
+    assert earlier_urgent(store, study, 2, urgent) is None  # the current one is urgent itself
 
 
 def test_unfinished_studies_and_pending_deliveries_are_kept(
@@ -125,6 +172,9 @@ def test_files_left_by_an_interrupted_purge_are_swept(
     store = SqliteStore(tmp_path)
     store.receive((folder / truths[0].file).read_bytes(), "test")
     _screen(store, screener)
+    output = tmp_path / "results" / "run" / truths[0].study_instance_uid / "SR.dcm"
+    output.parent.mkdir(parents=True)  # as a PACS destination's outputs would be
+    output.write_bytes(b"SR")
     saved = tmp_path / "saved"
     shutil.copytree(tmp_path / "instances", saved / "instances")
     shutil.copytree(tmp_path / "results", saved / "results")
@@ -132,6 +182,8 @@ def test_files_left_by_an_interrupted_purge_are_swept(
     # As if the process died after the commit, before any file was deleted:
     shutil.copytree(saved / "instances", tmp_path / "instances", dirs_exist_ok=True)
     shutil.copytree(saved / "results", tmp_path / "results", dirs_exist_ok=True)
+    assert store.purge(FUTURE, leftovers=False).leftovers == ()  # the job's usual, cheap run
+    assert _files(store.results_dir)
     young = store.purge(FUTURE)  # the instance file is too young to be called stray
     assert young.studies == () and _files(store.instances_dir)
     assert _files(store.results_dir) == []  # outputs from before the purge: swept
@@ -173,7 +225,13 @@ def test_purge_command_dry_run_then_purge(
     assert {s["study_instance_uid"] for s in report["studies"]} == expected
     assert len(_files(tmp_path / "instances")) == 2
 
-    done = run_cli("purge", "--storage", tmp_path, "--retain-days", "1", *later)
+    # A future --now really deleting would purge inside the window: refused, nothing goes.
+    future = run_cli("purge", "--storage", tmp_path, "--retain-days", "1", *later)
+    assert "--dry-run" in assert_refused(future, "ConfigurationError")
+    assert len(_files(tmp_path / "instances")) == 2
+
+    time.sleep(1.0)
+    done = run_cli("purge", "--storage", tmp_path, "--retain-days", "0.00001")  # under 1 s
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["bytes_freed"] == report["bytes_freed"]
     assert _files(tmp_path / "instances") == [] and _files(tmp_path / "results") == []
@@ -212,6 +270,28 @@ def test_bad_min_free_disk_is_named(text: str) -> None:
         MinFree.parse(text)
     with pytest.raises(ConfigurationError, match="MIN_FREE_DISK"):
         ServiceSettings.from_env({"DIAGNOSTICS_MIN_FREE_DISK": text or "x"})
+
+
+def test_watermark_off_never_refuses_and_one_big_instance_cannot_cross(tmp_path: Path) -> None:
+    gone = tmp_path / "no-such-folder"  # statvfs fails: refused unless the floor is 0
+    assert DiskWatermark(gone, "0").refusal() is None
+    assert DiskWatermark(gone, "0").refusal(1 << 60) is None
+    assert DiskWatermark(gone, "1MB").refusal() is not None
+    floor = DiskWatermark(tmp_path, MinFree(1, False))  # one byte
+    free = floor.state().free
+    assert free > 1 << 20 and floor.refusal() is None and floor.refusal(1 << 20) is None
+    big = floor.refusal(free)  # would leave 0 bytes: under the floor
+    assert big is not None and "to store" in str(big)
+
+
+def test_the_job_runs_at_most_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path)
+    assert RetentionJob(store, 0.00001).poll_s == MIN_PURGE_EVERY_S == 60.0  # a 1 s window
+    assert RetentionJob(store, 90).poll_s == 3600.0
+    monkeypatch.setenv(MIN_PURGE_EVERY_VARIABLE, "0.5")  # the service test's short window
+    assert RetentionJob(store, 0.00001).poll_s == pytest.approx(0.864)
 
 
 def test_retention_settings_round_trip(tmp_path: Path) -> None:

@@ -56,7 +56,9 @@ def test_the_service_purges_old_images_and_screens_a_resent_study_again(
     study = truths[0].study_instance_uid
     data = (folder / truths[0].file).read_bytes()
     # A window of about two seconds, so the service's own job purges while we watch.
-    server = start_service(tmp_path, "--retain-days", "0.00002", "--stable-seconds", "0.5")
+    fast = {"_DIAGNOSTICS_TEST_MIN_PURGE_EVERY_S": "1"}  # the job's floor is a minute
+    flags = ("--retain-days", "0.00002", "--stable-seconds", "0.5")
+    server = start_service(tmp_path, *flags, env=fast)
     try:
         first = server.post("/v1/screen", data=data, headers=DICOM)
         assert first.status_code == 200, first.text
@@ -79,6 +81,8 @@ def test_the_service_purges_old_images_and_screens_a_resent_study_again(
         assert again.json()["status"] == "analyzed"
         latest = server.get(f"/v1/studies/{study}").json()
         assert latest["version"] == 2
+        assert latest["images_purged"] is True  # the purge stays visible after the resend
+        assert "covers the 1 instance" in latest["images_note"]
     finally:
         server.stop()
     entries = SqliteStore(server.storage).audit_entries("images_purged")

@@ -11,11 +11,12 @@ in the same write transaction that removes its rows, so a claim or a delivery ca
 between.
 
 Order, for crash safety: rows first, files after. The transaction deletes the instance rows
-(and the heatmaps, which only make sense over the images), sets `purged_at` and resets the
-study's instance count, so a study sent again later starts from nothing and is screened like a
-new one. Only then are the files deleted. A crash in between leaves files that no row names,
-never a row naming a missing file: the next purge finds them (`leftovers`) and deletes them:
-instance files no row names (older than an hour, so never a file intake is about to record)
+(and the `cams` rows, the heatmaps, which only make sense over the images), sets `purged_at`
+and resets the study's instance count, so a study sent again later is screened on what arrives
+after the purge; `purged_at` stays, so the API and the pages keep saying that the earlier
+images went. Only then are the files deleted. A crash in between leaves files that no row
+names, never a row naming a missing file: the next purge finds them (`leftovers`) and deletes
+them: instance files no row names (older than an hour, so never a file intake is about to record)
 and output files of purged studies written before their purge.
 """
 
@@ -25,7 +26,6 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -56,37 +56,43 @@ class Retention(SqliteBase):
     """`purge`: the retention window applied to stored images and outputs."""
 
     def purge(
-        self, cutoff: float, *, dry_run: bool = False, actor: str = "retention"
+        self,
+        cutoff: float,
+        *,
+        dry_run: bool = False,
+        actor: str = "retention",
+        leftovers: bool = True,
     ) -> PurgeReport:
         """Delete the images and outputs of done studies whose newest result was recorded
-        before `cutoff` (a Unix time), and what an interrupted purge left behind; with
-        `dry_run`, only say what would go. Audited (study UIDs and counts only)."""
-        outputs = self._outputs_by_study()
+        before `cutoff` (a Unix time), and, with `leftovers`, what an interrupted purge left
+        behind; with `dry_run`, only say what would go. Audited (study UIDs and counts only).
+
+        Only the due studies' folders are looked at; the leftover sweep walks the whole
+        `instances/` folder and every purged study, so a frequent caller (the service's job)
+        asks for it only now and then."""
         studies: list[PurgedStudy] = []
         if dry_run:
             rows = self._connection().execute(_CANDIDATES, {"cutoff": cutoff, "limit": -1})
             for row in rows.fetchall():
                 files = self._instance_files(self._connection(), row["study"])
-                studies.append(_study(row, files + outputs.get(row["study"], [])))
+                studies.append(_study(row, files + self._outputs_of(row["study"])))
         else:
             while True:
-                batch = self._purge_batch(cutoff, outputs, actor)
+                batch = self._purge_batch(cutoff, actor)
                 studies += batch
                 for item in batch:  # the rows are gone: the files are no one's now
                     _delete(item.files, self.results_dir)
                 if len(batch) < BATCH:
                     break
-        leftovers = self._leftovers(outputs)
-        stray_bytes = sum(_size(p) for p in leftovers)
+        stray = self._leftovers() if leftovers else []
+        stray_bytes = sum(_file_size(p) for p in stray)
         freed = sum(s.bytes for s in studies) + stray_bytes
-        if leftovers and not dry_run:
-            _delete(leftovers, self.results_dir)
-            self.audit(actor, "purge_leftovers", files=len(leftovers), bytes=stray_bytes)
-        return PurgeReport(cutoff, tuple(studies), tuple(leftovers), freed, dry_run)
+        if stray and not dry_run:
+            _delete(stray, self.results_dir)
+            self.audit(actor, "purge_leftovers", files=len(stray), bytes=stray_bytes)
+        return PurgeReport(cutoff, tuple(studies), tuple(stray), freed, dry_run)
 
-    def _purge_batch(
-        self, cutoff: float, outputs: dict[str, list[Path]], actor: str
-    ) -> list[PurgedStudy]:
+    def _purge_batch(self, cutoff: float, actor: str) -> list[PurgedStudy]:
         now = time.time()
         with self._transaction() as db:
             rows = db.execute(_CANDIDATES, {"cutoff": cutoff, "limit": BATCH}).fetchall()
@@ -94,7 +100,7 @@ class Retention(SqliteBase):
             for row in rows:
                 study = row["study"]
                 files = self._instance_files(db, study)
-                batch.append(_study(row, files + outputs.get(study, [])))
+                batch.append(_study(row, files + self._outputs_of(study, db)))
                 db.execute("DELETE FROM instances WHERE study_instance_uid = ?", (study,))
                 db.execute("DELETE FROM cams WHERE study_instance_uid = ?", (study,))
                 db.execute(
@@ -118,25 +124,25 @@ class Retention(SqliteBase):
         rows = db.execute("SELECT path FROM instances WHERE study_instance_uid = ?", (study,))
         return [self.instances_dir / r["path"] for r in rows.fetchall()]
 
-    def _outputs_by_study(self) -> dict[str, list[Path]]:
-        """Each study's output files: the folders screening writes (`results/<run>/<study
-        uid>/`) and the files its outbox rows name (FHIR bundles, `results/<run>/<file>`).
-        Outbox paths are matched by their last two parts, whatever folder the service ran in."""
-        found: dict[str, list[Path]] = defaultdict(list)
-        for run in _entries(self.results_dir):
-            for entry in _entries(run):
-                if entry.is_dir():
-                    found[entry.name] += [p for p in _entries(entry) if p.is_file()]
-        rows = self._connection().execute("SELECT DISTINCT study_instance_uid, path FROM outbox")
+    def _outputs_of(self, study: str, db: sqlite3.Connection | None = None) -> list[Path]:
+        """One study's output files: the folders screening writes (`results/<run>/<study
+        uid>/`, one look per run folder) and the files its outbox rows name (FHIR bundles,
+        `results/<run>/<file>`). Outbox paths are matched by their last two parts, whatever
+        folder the service ran in."""
+        found = [
+            p for run in _entries(self.results_dir) for p in _entries(run / study) if p.is_file()
+        ]
+        rows = (db or self._connection()).execute(
+            "SELECT DISTINCT path FROM outbox WHERE study_instance_uid = ?", (study,)
+        )
         for row in rows.fetchall():
             path = Path(row["path"])
             local = self.results_dir / path.parent.name / path.name
-            mine = found[row["study_instance_uid"]]
-            if path.parent.name and local.is_file() and local not in mine:
-                mine.append(local)
-        return dict(found)
+            if path.parent.name and local.is_file() and local not in found:
+                found.append(local)
+        return found
 
-    def _leftovers(self, outputs: dict[str, list[Path]]) -> list[Path]:
+    def _leftovers(self) -> list[Path]:
         """Files of an interrupted purge: instance files no row names (old enough that intake
         is not about to record them) and output files of purged studies from before their
         purge that no pending delivery needs."""
@@ -156,7 +162,7 @@ class Retention(SqliteBase):
         }
         for study, at in purged.items():
             if not _pending_here(db, study):
-                stray += [p for p in outputs.get(study, []) if _mtime(p) <= at]
+                stray += [p for p in self._outputs_of(study, db) if _mtime(p) <= at]
         return sorted(set(stray))
 
 
@@ -170,7 +176,7 @@ def _pending_here(db: sqlite3.Connection, study: str) -> bool:
 
 def _study(row: sqlite3.Row, files: list[Path]) -> PurgedStudy:
     return PurgedStudy(
-        row["study"], float(row["created"]), tuple(files), sum(_size(p) for p in files)
+        row["study"], float(row["created"]), tuple(files), sum(_file_size(p) for p in files)
     )
 
 
@@ -181,7 +187,7 @@ def _entries(folder: Path) -> list[Path]:
         return []
 
 
-def _size(path: Path) -> int:
+def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
