@@ -54,6 +54,17 @@ def goal_table(
     return goals
 
 
+def goal_lines(report: Report) -> list[str]:
+    """The summary's closing lines: each goal met or not, then the run's warnings."""
+    lines = []
+    for name, goal in report["goals"].items():
+        mark = "met" if goal["met"] else "NOT met"
+        bound = f">= {goal['goal']}" if "goal" in goal else f"<= {goal['goal_at_most']}"
+        lines.append(f"goal {name} {bound}: {goal['value']:.3g} ({mark})")
+    lines.extend(f"warning: {text}" for text in report["warnings"])
+    return lines
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure and for how long; the defaults are the full run (a few minutes)."""

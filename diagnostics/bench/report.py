@@ -24,6 +24,7 @@ from diagnostics.bench.config import (
     PIPELINE_SYNTAXES,
     BenchConfig,
     Report,
+    goal_lines,
     goal_table,
 )
 from diagnostics.bench.models import bench_bundled, bench_densenet, matmul_peak
@@ -207,9 +208,4 @@ def summary_lines(report: Report) -> list[str]:
         f"{int8['worst_auroc_drop']:.4f} on {int8['test_studies']} studies "
         f"({'accepted' if int8['accepted'] else 'refused'})"
     )
-    for name, goal in report["goals"].items():
-        mark = "met" if goal["met"] else "NOT met"
-        bound = f">= {goal['goal']}" if "goal" in goal else f"<= {goal['goal_at_most']}"
-        lines.append(f"goal {name} {bound}: {fmt(goal['value'])} ({mark})")
-    lines.extend(f"warning: {text}" for text in report["warnings"])
-    return lines
+    return lines + goal_lines(report)

@@ -41,7 +41,7 @@ from diagnostics.bench.clients import (
     percentiles,
     sequential_ms,
 )
-from diagnostics.bench.config import BUSY_LOAD, Report, goal_table
+from diagnostics.bench.config import BUSY_LOAD, Report, goal_lines, goal_table
 from diagnostics.bench.server import (
     POLL_S,
     Service,
@@ -392,9 +392,4 @@ def service_summary_lines(report: Report) -> list[str]:
             f"C-STORE to recorded result: p50 {cstore_report['p50_ms']:.0f} ms, p95 "
             f"{cstore_report['p95_ms']:.0f} ms ({cstore_report['studies']} studies)"
         )
-    for name, goal in report["goals"].items():
-        mark = "met" if goal["met"] else "NOT met"
-        bound = f">= {goal['goal']}" if "goal" in goal else f"<= {goal['goal_at_most']}"
-        lines.append(f"goal {name} {bound}: {goal['value']:.3g} ({mark})")
-    lines.extend(f"warning: {text}" for text in report["warnings"])
-    return lines
+    return lines + goal_lines(report)

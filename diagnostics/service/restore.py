@@ -26,6 +26,7 @@ from diagnostics.durable import fsync_path
 from diagnostics.errors import BackupError, ConfigurationError
 from diagnostics.service.backup import (
     MANIFEST_FILE,
+    BackupFile,
     Manifest,
     audit_maintenance,
     copy_file,
@@ -66,10 +67,9 @@ def verify(folder: Path) -> Manifest:
             problems.append(f"{item.path} is missing")
             continue
         size, digest = hash_file(path)
-        if size != item.size:
-            problems.append(f"{item.path} has {size} bytes, the manifest says {item.size}")
-        elif digest != item.sha256:
-            problems.append(f"{item.path} does not match its SHA-256 in the manifest")
+        problem = _mismatch(item, size, digest)
+        if problem is not None:
+            problems.append(problem)
     _refuse(problems)
     for item in manifest.files:
         if item.kind == "database":
@@ -126,10 +126,9 @@ def _stage(folder: Path, manifest: Manifest, staging: Path, root: Path) -> int:
             problems.append(f"{item.path} is missing")
             continue
         total += size
-        if size != item.size:
-            problems.append(f"{item.path} has {size} bytes, the manifest says {item.size}")
-        elif digest != item.sha256:
-            problems.append(f"{item.path} does not match its SHA-256 in the manifest")
+        problem = _mismatch(item, size, digest)
+        if problem is not None:
+            problems.append(problem)
     _refuse(problems)
     for item in manifest.files:
         if item.kind == "database":
@@ -186,3 +185,12 @@ def _locked(storage: Path) -> Iterator[IO[str]]:
         yield handle
     finally:
         handle.close()
+
+
+def _mismatch(item: BackupFile, size: int, digest: str) -> str | None:
+    """How a copied file differs from what the manifest recorded, if it does."""
+    if size != item.size:
+        return f"{item.path} has {size} bytes, the manifest says {item.size}"
+    if digest != item.sha256:
+        return f"{item.path} does not match its SHA-256 in the manifest"
+    return None
