@@ -54,6 +54,19 @@ def goal_table(
     return goals
 
 
+def run_warnings(load: float | None, quick: bool) -> list[str]:
+    """Why a run's numbers may mislead: a busy machine at the start, or a --quick run."""
+    warnings = []
+    if load is not None and load > BUSY_LOAD:
+        warnings.append(
+            f"the 1-minute load average was {load:.2f} at the start: another process was "
+            "using the CPU, so these timings are distorted"
+        )
+    if quick:
+        warnings.append("--quick run: tiny sizes and few rounds; the numbers are not meaningful")
+    return warnings
+
+
 def goal_lines(report: Report) -> list[str]:
     """The summary's closing lines: each goal met or not, then the run's warnings."""
     lines = []

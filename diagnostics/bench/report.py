@@ -18,7 +18,6 @@ import torch
 import diagnostics
 from diagnostics.bench.config import (
     BATCHES,
-    BUSY_LOAD,
     GOALS,
     GOALS_AT_MOST,
     PIPELINE_SYNTAXES,
@@ -26,6 +25,7 @@ from diagnostics.bench.config import (
     Report,
     goal_lines,
     goal_table,
+    run_warnings,
 )
 from diagnostics.bench.models import bench_bundled, bench_densenet, matmul_peak
 from diagnostics.bench.pipeline import bench_pipeline
@@ -106,14 +106,7 @@ def run_bench(config: BenchConfig) -> Report:
     }
     ratios = _ratios(models, pipeline, peak, runtimes, int8)
     goals = goal_table(ratios, GOALS, GOALS_AT_MOST)
-    warnings = []
-    if load_start is not None and load_start > BUSY_LOAD:
-        warnings.append(
-            f"the 1-minute load average was {load_start:.2f} at the start: another process "
-            "was using the CPU, so these timings are distorted"
-        )
-    if config.quick:
-        warnings.append("--quick run: tiny sizes and few rounds; the numbers are not meaningful")
+    warnings = run_warnings(load_start, config.quick)
     for label in PIPELINE_SYNTAXES:
         if pipeline[label]["analyzed"] != pipeline["studies"]:
             warnings.append(

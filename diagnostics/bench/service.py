@@ -41,7 +41,7 @@ from diagnostics.bench.clients import (
     percentiles,
     sequential_ms,
 )
-from diagnostics.bench.config import BUSY_LOAD, Report, goal_lines, goal_table
+from diagnostics.bench.config import Report, goal_lines, goal_table, run_warnings
 from diagnostics.bench.server import (
     POLL_S,
     Service,
@@ -351,14 +351,7 @@ def run_service_bench(config: ServiceBenchConfig) -> Report:
 def _warnings(
     config: ServiceBenchConfig, load: float | None, outcomes: dict[str, int], code: int | None
 ) -> list[str]:
-    warnings = []
-    if load is not None and load > BUSY_LOAD:
-        warnings.append(
-            f"the 1-minute load average was {load:.2f} at the start: another process was "
-            "using the CPU, so these timings are distorted"
-        )
-    if config.quick:
-        warnings.append("--quick run: tiny sizes and few rounds; the numbers are not meaningful")
+    warnings = run_warnings(load, config.quick)
     odd = {k: v for k, v in outcomes.items() if not k.endswith("_analyzed")}
     if odd:
         warnings.append(f"not every study was analysed, so the rates are not comparable: {odd}")
