@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.uid import UID, JPEG2000TransferSyntaxes
 
 from diagnostics.dicom.image import InstanceInfo
+from diagnostics.dicom.warn import recorded_warnings
 
 _SOC, _SIZ, _COD, _SOT = 0xFF4F, 0xFF51, 0xFF52, 0xFF90
 _PILLOW_FAILURES: tuple[type[BaseException], ...] = (
@@ -119,8 +119,7 @@ def _eligible(info: InstanceInfo) -> bool:
 def _pydicom_accepts(ds: Dataset, info: InstanceInfo) -> bool:
     """pydicom's own validation of the dataset for decoding, which the full decode runs first:
     anything it would warn about or refuse goes to the full decode, to be reported there."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         try:
             runner = DecodeRunner(UID(info.transfer_syntax_uid))
             runner.set_source(ds)
@@ -131,8 +130,7 @@ def _pydicom_accepts(ds: Dataset, info: InstanceInfo) -> bool:
 
 
 def _pillow_decode(frame: bytes, reduction: int) -> np.ndarray | None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         try:
             with Image.open(io.BytesIO(frame), formats=["JPEG2000"]) as image:
                 image.reduce = reduction  # type: ignore[method-assign, assignment]

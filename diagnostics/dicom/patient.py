@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
+from diagnostics.dicom.warn import recorded_warnings
+
 MAX_TEXT = 256
 """Longer values are cut: LO is 64 characters, PN groups 64 each; anything longer is damage."""
 
@@ -64,12 +66,12 @@ def study_header(ds: Dataset) -> StudyHeader:
     """The facts of one header; an attribute that cannot be decoded is left out (None), never
     an error: intake has already accepted the instance.
 
-    No `warnings.catch_warnings()` here: it swaps the process-wide filters, and intake threads
-    (C-STORE and HTTP) run at once, so it could leave them altered. pydicom's warnings about a
-    value it repaired duplicate its log lines; the service's logging ignores them
-    (`diagnostics.service.logs`)."""
-    values = {name: _text(ds, keyword) for name, keyword in FIELDS.items()}
-    return StudyHeader(patient_name=_name(ds), **values)
+    pydicom's warnings about a value it repaired duplicate its log lines, so they are dropped;
+    recording them under `recorded_warnings` also keeps them out of a concurrent read's record.
+    """
+    with recorded_warnings():
+        values = {name: _text(ds, keyword) for name, keyword in FIELDS.items()}
+        return StudyHeader(patient_name=_name(ds), **values)
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:

@@ -8,7 +8,6 @@ would have to guess about is not one we may analyse.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from pydicom.uid import (
 from diagnostics.dicom.header import MONOCHROME, describe_tag, rescale_values
 from diagnostics.dicom.image import DicomImage, InstanceInfo, Window
 from diagnostics.dicom.j2k import decode_reduced
+from diagnostics.dicom.warn import recorded_warnings
 from diagnostics.errors import CorruptDicomError, UnsupportedDicomError
 
 # Half the float32 range: rescaled values and the MONOCHROME1 inversion (low + high - x) both fit.
@@ -124,8 +124,7 @@ def _decode(
                 return reduced[0], info.photometric_interpretation, reduced[1]
     else:
         check_native_length(info, len(ds.PixelData))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         # A view avoids one copy (rescaling makes the float32 one), but only where pydicom
         # need not mask unused high bits.
         view_only = info.bits_stored == info.bits_allocated

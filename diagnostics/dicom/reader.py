@@ -34,6 +34,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 from diagnostics.dicom.header import ReadLimits, parse_header
 from diagnostics.dicom.image import DicomImage, InstanceInfo, InstanceUids
 from diagnostics.dicom.pixels import check_native_length, decode_image
+from diagnostics.dicom.warn import recorded_warnings
 from diagnostics.errors import CorruptDicomError, InputError, NotDicomError, TooLargeError
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,7 @@ def _parse(stream: BinaryIO, stop_before_pixels: bool, limits: ReadLimits) -> _P
     notes: list[str] = []
     if not has_marker:
         notes.append("no Part 10 preamble and file meta information; read as a bare dataset")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         stream, deflated_meta = (
             _inflated(stream, limits.max_file_bytes) if has_marker else (stream, None)
         )
@@ -392,8 +392,7 @@ def read_instance(
     resolution `min_size` needs, when given: `pixels.decode_image`).
 
     Raises a subclass of `InputError` for anything it cannot use; never anything else.
-    Thread safety: warnings are captured with `warnings.catch_warnings`, which is process-wide,
-    so concurrent reads may attribute a pydicom warning to the wrong instance.
+    Thread-safe: pydicom's warnings are recorded one read at a time (`warn.recorded_warnings`).
     """
     return parse_instance(source, limits).decode(min_size)
 
