@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from diagnostics import precision
+from diagnostics.datasets import load_dataset
 from diagnostics.errors import ModelPackageError
 from diagnostics.package import MODEL_FILE, ModelPackage, load_package
 from diagnostics.precision import reduced_precision_package
@@ -103,3 +104,21 @@ def test_export_command_offers_int8_and_refuses_other_precisions(
         main(["export", "training/cxr-demo.toml", "--precision", "bf16"])
     assert exited.value.code == 2
     assert "invalid choice: 'bf16'" in capsys.readouterr().err
+
+
+def test_the_first_convolution_reads_the_image_in_fp32_and_the_rest_are_quantized(
+    bundled: ModelPackage, data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Quantizing the first layer's input would round the image to 256 grey levels."""
+    train, _ = data
+    examples = load_dataset("synth", train, bundled.finding_codes, split="train")[:4]
+    out = tmp_path / "int8.onnx"
+    precision.quantize_int8(bundled, examples, out)
+    graph = onnx.load(str(out)).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    inputs = {i.name for i in graph.input}
+    first, rest = convolutions[0], convolutions[1:]
+    assert first.input[0] in inputs, "the first convolution should read the image unquantized"
+    assert producers.get(first.input[1]) != "DequantizeLinear"  # its weights stay fp32 too
+    assert rest and all(producers.get(c.input[0]) == "DequantizeLinear" for c in rest)
