@@ -305,7 +305,7 @@ def _reference(m: Manifest) -> list[str]:
     lines = [
         "## Reference distributions",
         "",
-        f"Counted on {_cell(ref.data)} ({ref.studies} studies); recent studies are compared "
+        f"Counted on {ref.studies} studies: {_cell(ref.data)}. Recent studies are compared "
         "with these by population stability index (`diagnostics monitor`, `/ui/monitoring`).",
         "",
     ]

@@ -247,7 +247,7 @@ def build_report(
         day = datetime.fromtimestamp(result.created, zone).date().isoformat()
         if day in days:
             days[day].add(result)
-        if result.created >= drift_start and result.model_version == manifest.version:
+        if result.created >= drift_start and result.model_version in (manifest.version, None):
             window.add(result)
     ref = manifest.reference_distributions
     drift = [_judge(code, ref, window, config) for code in manifest.finding_codes]

@@ -188,7 +188,7 @@ def test_monitor_command_prints_the_same_and_exits_1_on_alarm(
         referenced.path,
         "--json",
         "--days",
-        "3",
+        "5",
         "--timezone",
         "Asia/Tashkent",
     )

@@ -107,6 +107,9 @@ def test_admin_page_shows_the_alarm_per_day_rows_and_translates(
         expect(page.locator("h1")).not_to_have_text("Monitoring")
         page.goto(server.url + "/ui/monitoring?lang=uz")
         expect(page.locator("#drift-alarm")).to_contain_text("diagnostics calibrate")
-        expect(page.locator("h1")).not_to_have_text("Monitoring")
+        expect(page.locator("h2").first).to_contain_text("kundagi siljish")
+        expect(page.locator('#drift tr[data-name="nodule"] td').nth(1)).to_have_text(
+            "siljish ogohlantirishi"
+        )
     finally:
         context.close()
