@@ -18,6 +18,7 @@ from diagnostics.package.manifest import Manifest
 from diagnostics.package.reference import PROBABILITY_EDGES, histogram, psi
 from diagnostics.service.monitoring import MonitorConfig, build_report, reason_category
 from diagnostics.store.sqlite import SqliteStore
+from diagnostics.store.sqlite.monitoring import FEEDBACK_SQL, RESULTS_SQL
 from tests.helpers.cli import run_cli
 from tests.monitoring.history import DAY_S, add_feedback, record, reference_like
 
@@ -210,3 +211,13 @@ def test_monitor_command_prints_the_same_and_exits_1_on_alarm(
         "1000",
     )
     assert few.returncode == 0 and "too few studies" in few.stdout
+
+
+def test_the_window_query_reads_recent_results_through_the_index(tmp_path: Path) -> None:
+    """Bounded cost: both statements search `results_by_created`, never scan every result."""
+    store = SqliteStore(tmp_path)
+    with store.sql_transaction() as db:
+        for sql in (RESULTS_SQL, FEEDBACK_SQL):
+            plan = " ".join(str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, (0,)))
+            assert "USING INDEX results_by_created" in plan, plan
+            assert "SCAN r" not in plan, plan
