@@ -16,7 +16,7 @@ from diagnostics.errors import ModelPackageError
 from diagnostics.package import ModelPackage
 from diagnostics.package.manifest import Manifest
 from diagnostics.package.reference import PROBABILITY_EDGES, histogram, psi
-from diagnostics.service.monitoring import MonitorConfig, build_report, reason_category
+from diagnostics.service.monitoring import MonitorConfig, Report, build_report, reason_category
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite.monitoring import FEEDBACK_SQL, RESULTS_SQL
 from tests.helpers.cli import run_cli
@@ -68,7 +68,7 @@ def _draws(package: ModelPackage, n: int, seed: int, shift: bool = False) -> dic
     return out
 
 
-def _report(store: SqliteStore, package: ModelPackage, config: MonitorConfig = CONFIG):  # type: ignore[no-untyped-def]
+def _report(store: SqliteStore, package: ModelPackage, config: MonitorConfig = CONFIG) -> Report:
     return build_report(store, package, config, UTC)
 
 
