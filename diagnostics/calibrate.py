@@ -20,20 +20,25 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from diagnostics.compare import model_logits
 from diagnostics.datasets.labelled import LABELS_FILE, load_labelled_folder
-from diagnostics.datasets.records import UNKNOWN_LABEL
+from diagnostics.datasets.records import UNKNOWN_LABEL, Example
 from diagnostics.errors import DatasetError, ModelPackageError
 from diagnostics.package import MODEL_FILE, Calibration, ModelPackage, load_package, write_package
 from diagnostics.package.manifest import SiteCalibration, SiteFindingResult
+from diagnostics.package.reference import ReferenceDistributions, reference_from
+from diagnostics.preprocess import to_model_input
 from diagnostics.train.calibration import Method, choose_operating_point, fit_calibration
+from diagnostics.train.data import preprocess_file
 from diagnostics.train.metrics import auroc
 
 MIN_POSITIVES = 10
@@ -125,6 +130,34 @@ def _refit(
             "it would invert the finding's ranking. Check the labels of this finding"
         )
     return Calibration(method=method, a=fitted.a, b=fitted.b, fitted_on=fitted_on)
+
+
+def site_reference(
+    package: ModelPackage,
+    manifest: dict[str, Any],
+    examples: Sequence[Example],
+    logits: npt.NDArray[np.float64],
+    where: str,
+    cache_dir: Path | None,
+) -> ReferenceDistributions:
+    """The new version's drift reference: every site study's probability under the new
+    calibration (labelled or not), and its appearance score under the package's profile."""
+    probabilities = {
+        code: Calibration.model_validate(manifest["calibration"][code]).probability(logits[:, k])
+        for k, code in enumerate(package.finding_codes)
+    }
+    profile, spec = package.manifest.appearance, package.manifest.preprocessing
+    scores = None
+    if profile is not None:
+        scores = [
+            float(
+                profile.score(to_model_input(preprocess_file(e.path, spec, cache_dir), spec)[None])[
+                    0
+                ]
+            )
+            for e in examples
+        ]
+    return reference_from(probabilities, scores, data=where, studies=len(examples))
 
 
 def calibrate_package(
@@ -225,6 +258,9 @@ def calibrate_package(
         findings=results,
         kept=kept,
     )
+    manifest["reference_distributions"] = site_reference(
+        package, manifest, examples, all_logits, where, cache_dir
+    ).model_dump()
     manifest["version"] = version or site_version(package.manifest.version, site)
     manifest["site_calibration"] = record.model_dump()
     manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -75,6 +75,12 @@ FLAGS: dict[str, str] = {
     "log_file": "--log-file",
     "log_max_bytes": "--log-max-bytes",
     "log_backups": "--log-backups",
+    # -- monitoring --
+    "monitor_days": "--monitor-days",
+    "drift_days": "--drift-days",
+    "drift_threshold": "--drift-threshold",
+    "drift_min_studies": "--drift-min-studies",
+    "monitor_refresh_seconds": "--monitor-refresh-seconds",
 }
 
 
@@ -257,6 +263,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         metavar="N",
         help="rotated log files kept (DIAGNOSTICS_LOG_BACKUPS, default 5)",
+    )
+    # -- monitoring --
+    add(
+        "--monitor-days",
+        type=int,
+        metavar="N",
+        help="days of daily statistics on /ui/monitoring (DIAGNOSTICS_MONITOR_DAYS, default 30)",
+    )
+    add(
+        "--drift-days",
+        type=int,
+        metavar="N",
+        help="recent days compared with the model's reference distributions "
+        "(DIAGNOSTICS_DRIFT_DAYS, default 7)",
+    )
+    add(
+        "--drift-threshold",
+        type=float,
+        metavar="PSI",
+        help="population stability index above which drift is alarmed "
+        "(DIAGNOSTICS_DRIFT_THRESHOLD, default 0.2)",
+    )
+    add(
+        "--drift-min-studies",
+        type=int,
+        metavar="N",
+        help="studies needed before drift is judged (DIAGNOSTICS_DRIFT_MIN_STUDIES, default 100)",
+    )
+    add(
+        "--monitor-refresh-seconds",
+        type=float,
+        metavar="S",
+        help="recompute monitoring statistics at most this often "
+        "(DIAGNOSTICS_MONITOR_REFRESH_SECONDS, default 300)",
     )
     serve.set_defaults(handler=run)
 

@@ -111,6 +111,11 @@ def test_the_new_package_records_the_site(calibrated: ModelPackage, bundled: Mod
     card = (calibrated.path / "MODEL_CARD.md").read_text()
     assert "## Site calibration" in card and "St Mary's" in card
     assert "previous calibration kept: `cardiomegaly`" in card
+    reference = m.reference_distributions  # drift monitoring's: every site study, new calibration
+    assert reference is not None and reference.data.startswith("site St Mary's")
+    assert all(sum(c) == STUDIES for c in reference.findings.values())
+    assert reference.appearance is not None and sum(reference.appearance) == STUDIES
+    assert "## Reference distributions" in card
 
 
 def test_thresholds_reach_the_target_on_the_site(calibrated: ModelPackage, site: Site) -> None:

@@ -18,6 +18,7 @@ undelivered result and the model are not counted but read at scrape time (`Servi
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,12 +28,15 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from diagnostics.errors import StoreError
 from diagnostics.screening import ScreenBatch
+from diagnostics.service.monitoring import DRIFT_STATES, VERDICTS, Report, service_report
 from diagnostics.service.retention import DiskWatermark
 from diagnostics.service.runtime import InstanceOutcome, Runtime
 from diagnostics.store import Store
 from diagnostics.store.records import Received
 
+logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFUSAL_REASONS = ("missing", "not_bearer", "invalid_token", "no_session")
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -228,7 +232,84 @@ def render_metrics(runtime: Runtime | None) -> bytes:
     model = (screener.model_ref.name, screener.model_ref.version) if screener else None
     gauges = CollectorRegistry(auto_describe=False)
     gauges.register(ServiceGauges(runtime.store, runtime.config.storage, model, runtime.disk))
+    gauges.register(MonitoringGauges(runtime))
     return text + generate_latest(gauges)
+
+
+class MonitoringGauges(Collector):
+    """Drift and daily rates (`diagnostics.service.monitoring`, cached there for minutes):
+    labels are finding codes and closed sets only."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            report = service_report(self.runtime)
+        except (StoreError, ValueError) as exc:  # a scrape still shows everything else
+            logger.warning("monitoring statistics unavailable: %s", type(exc).__name__)
+            return
+        if report is None:
+            return
+        yield from monitoring_metrics(report)
+
+
+def monitoring_metrics(report: Report) -> Iterable[Metric]:
+    """The report as gauges over its drift window (`--drift-days`)."""
+    psi = GaugeMetricFamily(
+        "diagnostics_drift_psi",
+        "Population stability index of the drift window against the model's reference, by "
+        "finding (or 'appearance'); absent while too few studies or no reference",
+        labels=["finding"],
+    )
+    alarm = GaugeMetricFamily(
+        "diagnostics_drift_alarm",
+        "1 when the distribution's PSI is above --drift-threshold, else 0",
+        labels=["finding"],
+    )
+    state = GaugeMetricFamily(
+        "diagnostics_drift_state",
+        "1 for the drift judgement that holds (alarm, ok, too_few, no_reference), by finding",
+        labels=["finding", "state"],
+    )
+    for d in report.drift:
+        if d.psi is not None:
+            psi.add_metric([d.name], d.psi)
+        alarm.add_metric([d.name], int(d.state == "alarm"))
+        for name in DRIFT_STATES:
+            state.add_metric([d.name, name], int(d.state == name))
+    yield from (psi, alarm, state)
+    yield GaugeMetricFamily(
+        "diagnostics_drift_window_studies",
+        "Studies of the model version in service in the drift window",
+        value=report.window.studies,
+    )
+    flag_rate = GaugeMetricFamily(
+        "diagnostics_flag_rate",
+        "Share of analysed studies flagged in the drift window, by finding",
+        labels=["finding"],
+    )
+    for code in report.model_codes:
+        finding = report.window.findings.get(code)
+        if finding is not None and finding.flag_rate is not None:
+            flag_rate.add_metric([code], finding.flag_rate)
+    yield flag_rate
+    if report.window.not_analysed_rate is not None:
+        yield GaugeMetricFamily(
+            "diagnostics_not_analysed_rate",
+            "Share of studies not analysed (out of scope, unlike training) in the drift window",
+            value=report.window.not_analysed_rate,
+        )
+    feedback = GaugeMetricFamily(
+        "diagnostics_feedback_verdicts",
+        "Radiologists' latest verdicts on the drift window's results, by finding and verdict",
+        labels=["finding", "verdict"],
+    )
+    for code in report.model_codes:
+        counts = report.window.verdicts.get(code)
+        for verdict in VERDICTS:
+            feedback.add_metric([code, verdict], counts[verdict] if counts else 0)
+    yield feedback
 
 
 class _Ordered(Collector):

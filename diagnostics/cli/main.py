@@ -23,6 +23,7 @@ from diagnostics.cli import (
     export,
     feedback,
     inspect,
+    monitor,
     purge,
     research_export,
     restore,
@@ -53,6 +54,7 @@ COMMANDS = (
     audit,
     backup,
     restore,
+    monitor,
 )
 """In the order `diagnostics --help` lists them."""
 

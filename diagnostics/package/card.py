@@ -46,6 +46,7 @@ def render(manifest: Manifest) -> str:
         _training(manifest),
         _performance(manifest),
         _site_calibration(manifest),
+        _reference(manifest),
         _real_images(manifest),
         _limitations(manifest),
         _versions(manifest),
@@ -294,6 +295,26 @@ def _site_calibration(m: Manifest) -> list[str]:
         kept = ", ".join(f"`{code}`" for code in site.kept)
         lines += ["", f"Not labelled at the site, previous calibration kept: {kept}."]
     return lines
+
+
+def _reference(m: Manifest) -> list[str]:
+    """The histograms drift is judged against (`diagnostics monitor`), in one line each."""
+    ref = m.reference_distributions
+    if ref is None:
+        return []
+    lines = [
+        "## Reference distributions",
+        "",
+        f"Counted on {ref.studies} studies: {_cell(ref.data)}. Recent studies are compared "
+        "with these by population stability index (`diagnostics monitor`, `/ui/monitoring`).",
+        "",
+    ]
+    rows = [
+        [f"`{code}`", " ".join(str(c) for c in counts)] for code, counts in ref.findings.items()
+    ]
+    if ref.appearance is not None:
+        rows.append(["appearance score", " ".join(str(c) for c in ref.appearance)])
+    return lines + _table(["Distribution", "Counts per bin"], rows)
 
 
 def _measured_at(fm: dict[str, JsonValue], threshold: float) -> str:

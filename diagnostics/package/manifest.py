@@ -27,6 +27,7 @@ from pydantic import (
 
 from diagnostics.appearance import AppearanceProfile
 from diagnostics.errors import ModelPackageError
+from diagnostics.package.reference import ReferenceDistributions
 from diagnostics.preprocess import PreprocessSpec
 from diagnostics.strict import StrictModel
 
@@ -288,6 +289,10 @@ class Manifest(StrictModel):
     # -- calibrate --
     site_calibration: SiteCalibration | None = None
     """Set by `diagnostics calibrate`: the site and data the operating points were derived on."""
+    # -- monitoring --
+    reference_distributions: ReferenceDistributions | None = None
+    """Histograms of calibrated probabilities and appearance scores on the calibration data,
+    the reference drift is judged against; older packages have none ("no reference")."""
 
     @field_validator("created")
     @classmethod
@@ -370,6 +375,16 @@ class Manifest(StrictModel):
         if not calibrated:
             raise ValueError("no finding was re-calibrated")
         return site
+
+    @field_validator("reference_distributions")
+    @classmethod
+    def _check_reference_codes(
+        cls, reference: ReferenceDistributions | None, info: ValidationInfo
+    ) -> ReferenceDistributions | None:
+        codes = _codes(info)
+        if reference is not None and codes is not None:
+            _check_keys("reference distribution", set(reference.findings), codes)
+        return reference
 
     @property
     def finding_codes(self) -> tuple[str, ...]:

@@ -138,6 +138,17 @@ class ServiceSettings(BaseSettings):
     """The file is rotated past this size; 0: never here (logrotate moves it, it is reopened)."""
     log_backups: int = Field(default=5, ge=0, le=999)
     """Rotated files kept (`service.log.1` ...)."""
+    # -- monitoring --
+    monitor_days: int = Field(default=30, ge=1, le=366)
+    """Days of daily statistics on `/ui/monitoring` (each a query of that window)."""
+    drift_days: int = Field(default=7, ge=1, le=90)
+    """The recent window compared with the package's reference distributions."""
+    drift_threshold: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
+    """Population stability index above which a distribution is in drift alarm."""
+    drift_min_studies: int = Field(default=100, ge=1)
+    """Studies needed in the window before drift is judged ("too few studies" below)."""
+    monitor_refresh_seconds: float = Field(default=300.0, ge=0.0)
+    """The statistics are recomputed at most this often (metrics and page reuse them)."""
 
     @classmethod
     def settings_customise_sources(

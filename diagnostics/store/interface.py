@@ -26,6 +26,7 @@ from diagnostics.store.records import (
     Claim,
     Delivery,
     Feedback,
+    MonitoredResult,
     OutboxItem,
     PreparedContext,
     PurgeReport,
@@ -151,6 +152,11 @@ class Store(Protocol):
 
     def counts(self) -> dict[str, int]: ...
 
+    def monitored_results(self, since: float) -> list[MonitoredResult]:
+        """Each study's current result recorded at or after `since` (epoch seconds), with its
+        latest agree/disagree/missed verdict per finding; bounded by the window (monitoring)."""
+        ...
+
     # -- the outbox
     def due_outbox(self, limit: int = 16) -> list[OutboxItem]: ...
 
@@ -198,3 +204,5 @@ class Snapshot(Protocol):
     def results_of(self, study_instance_uid: str) -> list[tuple[int, str]]: ...
 
     def feedback_rows(self) -> list[dict[str, object]] | None: ...
+
+    def monitored_results(self, since: float) -> list[MonitoredResult]: ...

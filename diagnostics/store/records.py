@@ -177,3 +177,20 @@ class PurgeReport:
     """Files an interrupted purge or intake left behind that nothing refers to any more."""
     bytes: int
     dry_run: bool
+
+
+@dataclass(frozen=True)
+class MonitoredResult:
+    """One study's current result in a monitoring window (`Store.monitored_results`): only
+    what the daily statistics count, no patient data and no UID."""
+
+    created: float
+    status: str
+    reason: str | None
+    model_version: str | None
+    findings: tuple[tuple[str, float, bool], ...]
+    """(code, calibrated probability, flagged) per finding."""
+    appearance: tuple[float, ...]
+    """Appearance scores of the study's images that have one (analysed or refused)."""
+    feedback: tuple[tuple[str, str], ...]
+    """(code, verdict) of each finding's latest agree/disagree/missed verdict on this version."""

@@ -24,6 +24,7 @@ from diagnostics.datasets.records import Example
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
+from diagnostics.package.reference import ReferenceDistributions, reference_from
 from diagnostics.preprocess import PreprocessSpec
 from diagnostics.synth import SynthConfig, generate
 from diagnostics.train.calibration import (
@@ -251,6 +252,24 @@ def _appearance(
     )
 
 
+def _reference(
+    recipe: Recipe,
+    calibrations: dict[str, FindingCalibration],
+    logits: np.ndarray,
+    val_set: CachedDataset,
+    profile: AppearanceProfile,
+) -> ReferenceDistributions:
+    """What drift monitoring compares with: the validation studies' calibrated probabilities
+    (the data the calibration was fitted on) and their appearance scores."""
+    scores = [float(profile.score(val_set[i][0].unsqueeze(0))[0]) for i in range(len(val_set))]
+    return reference_from(
+        {c: calibrations[c].apply(logits[:, k]) for k, c in enumerate(recipe.findings)},
+        scores,
+        data=f"validation split of {recipe.data.train.name} (by patient)",
+        studies=len(val_set),
+    )
+
+
 def run_recipe(
     recipe: Recipe, workdir: Path, *, resume: bool = False, progress: bool = False, workers: int = 1
 ) -> TrainingRun:
@@ -319,6 +338,10 @@ def run_recipe(
     parity = export_checked(model, samples, workdir / "model.onnx")
     metrics["onnx_parity"] = parity
     fields = _manifest_fields(recipe, summaries, calibrations, points, metrics, synthetic)
-    fields["appearance"] = _appearance(train_ex, val_set, spec, cache, progress).model_dump()
+    profile = _appearance(train_ex, val_set, spec, cache, progress)
+    fields["appearance"] = profile.model_dump()
+    fields["reference_distributions"] = _reference(
+        recipe, calibrations, val_logits, val_set, profile
+    ).model_dump()
     package = write_package(recipe.package, workdir / "model.onnx", fields, overwrite=True)
     return TrainingRun(package, result, metrics, report_dir)

@@ -40,6 +40,7 @@ from diagnostics.service.review import mark_read, record_feedback, set_requested
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms, language
 from diagnostics.ui.audit_page import audit_route
+from diagnostics.ui.monitoring_page import monitoring_route
 from diagnostics.ui.pages import (
     PRIORITIES,
     STATUSES,
@@ -94,6 +95,7 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             Route("/studies/{uid}/priority", ui.priority, methods=["POST"]),
             Route("/studies/{uid}/read", ui.read, methods=["POST"]),
             audit_route(ui),
+            monitoring_route(ui),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
     )

@@ -77,6 +77,10 @@ def test_package_is_written_verified_and_described(tiny_run: tuple[Path, Trainin
     by_size = manifest.metrics["test"]["nodule"]["nodule_sensitivity_by_size"]
     assert set(by_size) <= {"<=10mm", ">10mm"} and by_size
     assert manifest.metrics["onnx_parity"]["probability"] <= 1e-4
+    reference = manifest.reference_distributions  # drift monitoring's, from validation
+    assert reference is not None and reference.studies == manifest.training.validation.studies
+    assert all(sum(c) == reference.studies for c in reference.findings.values())
+    assert reference.appearance is not None and sum(reference.appearance) == reference.studies
     card = (base / "package" / "MODEL_CARD.md").read_text()
     assert "synthetic" in card.lower() and "not a clinical device" in card
     for name in ("roc_test.png", "reliability_test.png", "roc_val.png"):

@@ -9,9 +9,10 @@ from diagnostics.results import StudyResult
 from diagnostics.store import evidence
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.priority import WorklistFilter
-from diagnostics.store.records import Feedback, StudyFacts, WorklistRow
+from diagnostics.store.records import Feedback, MonitoredResult, StudyFacts, WorklistRow
 from diagnostics.store.sqlite.connection import SqliteBase
 from diagnostics.store.sqlite.headers import facts_of
+from diagnostics.store.sqlite.monitoring import monitored_results
 from diagnostics.store.sqlite.worklist import worklist_page, worklist_row
 
 
@@ -124,6 +125,10 @@ class Results(SqliteBase):
         out["outbox_oldest_age_s"] = max(int(time.time() - oldest), 0) if oldest else 0
         out["instances"] = int(db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
         return out
+
+    def monitored_results(self, since: float) -> list[MonitoredResult]:
+        """Each study's current result recorded since `since`, for monitoring."""
+        return monitored_results(self._connection(), since)
 
     def feedback_for(self, study_instance_uid: str) -> list[Feedback]:
         """A study's feedback, oldest first."""

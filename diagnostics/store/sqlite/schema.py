@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS results (
     result TEXT NOT NULL,
     PRIMARY KEY (study_instance_uid, version)
 );
+CREATE INDEX IF NOT EXISTS results_by_created ON results (created);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     study_instance_uid TEXT NOT NULL,

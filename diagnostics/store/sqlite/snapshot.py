@@ -13,9 +13,10 @@ from pathlib import Path
 
 from diagnostics.errors import StoreError
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
-from diagnostics.store.records import StoredInstance
+from diagnostics.store.records import MonitoredResult, StoredInstance
 from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.connection import database_path, open_read_only
+from diagnostics.store.sqlite.monitoring import monitored_results
 
 
 def exists(storage: Path) -> bool:
@@ -76,6 +77,10 @@ class SqliteSnapshot:
                 (study_instance_uid,),
             )
         ]
+
+    def monitored_results(self, since: float) -> list[MonitoredResult]:
+        """Each study's current result recorded since `since`, for `diagnostics monitor`."""
+        return monitored_results(self.db, since)
 
     def feedback_rows(self) -> list[dict[str, object]] | None:
         """Every feedback row as stored, oldest first; None for a store without the table."""
