@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnostics.cli.common import EXIT_OK, print_json
+from diagnostics.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -54,10 +55,11 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diagnostics.findings import load_catalogue
+
+    catalogue = load_catalogue(args.findings)  # a bad site file fails before torch is imported
     from diagnostics.train.label_check import check_labels, labelled_codes, render
     from diagnostics.train.recipe import load_recipe
 
-    catalogue = load_catalogue(args.findings)
     fraction, seed, test, codes = 0.15, 0, None, args.codes
     if args.recipe is not None:
         recipe = load_recipe(args.recipe, base=Path.cwd(), findings=args.findings)
@@ -66,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
         codes = codes or list(recipe.findings)
         catalogue = recipe.catalogue
     if codes:
-        from diagnostics.errors import ConfigurationError
-
         unknown = [code for code in codes if code not in catalogue]
         if unknown:
             raise ConfigurationError(
