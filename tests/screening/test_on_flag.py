@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from diagnostics.store.sqlite import SqliteStore
 from tests.helpers.synth import SynthFactory
 
 
-def _with(manifest: Manifest, **changes: dict[str, object]) -> Manifest:
+def _with(manifest: Manifest, **changes: Mapping[str, object]) -> Manifest:
     """The manifest with some findings' specs changed (code -> fields)."""
-    specs = [f.model_copy(update=changes.get(f.code, {})) for f in manifest.findings]
+    specs = [f.model_copy(update=dict(changes.get(f.code, {}))) for f in manifest.findings]
     return Manifest.model_validate({**manifest.model_dump(), "findings": specs})
 
 

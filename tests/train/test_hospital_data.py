@@ -15,7 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from diagnostics.package import load_package
 from diagnostics.synth import SynthConfig, generate
@@ -70,7 +70,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def _dicomdir(path: Path) -> None:
     """A minimal DICOMDIR, as PACS exports to media carry one."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.1.3.10")
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import pydicom
 import pytest
@@ -85,7 +86,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert claim is not None and store.complete(claim, result) == 1
         with store.transaction() as tx:
             for code in CODES:
-                verdict = "agree" if right else "disagree"
+                verdict: Literal["agree", "disagree"] = "agree" if right else "disagree"
                 tx.add_feedback(
                     Feedback(0, study, 1, None, code, verdict, "", None, None, None, "dr-a", 1.0)
                 )
