@@ -125,12 +125,9 @@ class StudyResult(StrictModel):
                 raise ValueError(f"{where}: only findings make a study urgent")
             if self.output_failures:
                 raise ValueError(f"{where}: only an analysed study has outputs that can fail")
-        flagged = any(f.flagged for f in self.findings)
-        if flagged != (self.priority == "urgent"):
-            raise ValueError(
-                f"{where}: priority {self.priority!r} does not match the flags "
-                f"({'some' if flagged else 'none'} flagged)"
-            )
+        # A flag may leave the study routine (the package's on_flag), never the reverse.
+        if self.priority == "urgent" and not any(f.flagged for f in self.findings):
+            raise ValueError(f"{where}: priority 'urgent' but no finding is flagged")
         return self
 
     @property

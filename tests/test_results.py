@@ -63,13 +63,18 @@ def test_valid_result_round_trips() -> None:
             {"status": "failed", "findings": [], "reason": "x", "priority": "urgent"},
             "only findings",
         ),
-        ({"findings": [_finding(0.9)]}, "priority 'routine' does not match"),
-        ({"priority": "urgent"}, "priority 'urgent' does not match"),
+        ({"priority": "urgent"}, "priority 'urgent' but no finding is flagged"),
     ],
 )
 def test_fail_safe_violations_are_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         _study(**change)
+
+
+def test_a_flag_may_leave_the_study_routine() -> None:
+    """A routine finding's flag (the package's on_flag) keeps the study routine."""
+    result = _study(findings=[_finding(0.9)], priority="routine")
+    assert result.flagged and result.priority == "routine"
 
 
 def test_flag_must_follow_the_threshold() -> None:

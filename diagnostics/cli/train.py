@@ -7,11 +7,12 @@ and the run; only its defaults differ.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnostics.cli.common import EXIT_OK, positive_int, print_json
-from diagnostics.errors import ConfigurationError
+from diagnostics.errors import ConfigurationError, DatasetError
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands, Handler
@@ -36,6 +37,11 @@ def add_recipe_parser(
     command.add_argument("--work", type=Path, help="work folder (default work/NAME)")
     command.add_argument("--workers", type=positive_int, default=1, help="data processes")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
+    command.add_argument(
+        "--findings",
+        type=Path,
+        help="site finding catalogue (TOML [[findings]] tables) merged over the shipped one",
+    )
     if name == "train":
         command.add_argument(
             "--resume", action="store_true", help="continue from the last checkpoint"
@@ -62,12 +68,14 @@ def run(args: argparse.Namespace) -> int:
     from diagnostics.train.pipeline import run_recipe
     from diagnostics.train.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, base=Path.cwd())
+    recipe = load_recipe(args.recipe, base=Path.cwd(), findings=args.findings)
     workdir = args.work or Path("work") / recipe.name
     if args.command == "export" and not (workdir / "checkpoints" / "last.pt").is_file():
         raise ConfigurationError(
             f"{workdir}: no training checkpoint to export; run `diagnostics train` first"
         )
+    if args.command == "train":
+        _check_labels(recipe, args.workers)
     run = run_recipe(
         recipe,
         workdir,
@@ -88,6 +96,27 @@ def run(args: argparse.Namespace) -> int:
         summary["int8"] = _int8_variant(recipe, run.package, args.quiet)
     print_json(summary)
     return EXIT_OK
+
+
+def _check_labels(recipe: Recipe, workers: int) -> None:
+    """The label QA report (`diagnostics labels check`) on stderr before any work; blocking
+    problems refuse the run."""
+    from diagnostics.train.label_check import check_labels, render
+    from diagnostics.train.pipeline import ensure_data
+
+    if recipe.data.layout not in ("synth", "labelled"):
+        return
+    ensure_data(recipe, workers)
+    report = check_labels(
+        recipe.data.train,
+        recipe.findings,
+        validation_fraction=recipe.data.validation_fraction,
+        seed=recipe.seed,
+        test=recipe.data.test,
+    )
+    print(render(report), file=sys.stderr)
+    if not report.ok:
+        raise DatasetError(f"{recipe.data.train}: " + "; ".join(report.blocking))
 
 
 def _int8_variant(recipe: Recipe, package: ModelPackage, quiet: bool) -> dict[str, object]:

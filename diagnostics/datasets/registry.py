@@ -34,6 +34,13 @@ class Layout:
     mapping: Mapping[str, str]
     """The layout's own finding names -> our codes: the documented mapping table."""
     loader: Loader
+    any_finding: bool = False
+    """Labels any catalogue finding its files have a column for (the labelled folders); `codes`
+    are then the ones its writers write."""
+
+    def labels(self, code: str) -> bool:
+        """Whether this layout can label `code` (a labelled folder: when it has the column)."""
+        return self.any_finding or code in self.codes
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -51,6 +58,16 @@ LAYOUTS: dict[str, Layout] = {
             tuple(synth.MAPPING.values()),
             synth.MAPPING,
             synth.load_synth,
+            any_finding=True,
+        ),
+        Layout(
+            "labelled",
+            "a hospital's DICOM tree in any structure and labels.csv keyed by "
+            "study_instance_uid or accession_number (or a research export)",
+            tuple(synth.MAPPING.values()),
+            synth.MAPPING,
+            synth.load_labelled,
+            any_finding=True,
         ),
         Layout(
             "nih",
@@ -119,10 +136,10 @@ def _check_codes(layout: Layout, codes: Sequence[str]) -> None:
         raise ConfigurationError("no finding codes to load")
     if len(set(codes)) != len(codes):
         raise ConfigurationError(f"finding codes repeat: {', '.join(codes)}")
-    unknown = [code for code in codes if code not in KNOWN_FINDINGS]
+    unknown = [code for code in codes if not layout.any_finding and code not in KNOWN_FINDINGS]
     if unknown:
         raise ConfigurationError(f"unknown finding code(s) {', '.join(unknown)}")
-    unlabelled = [code for code in codes if code not in layout.codes]
+    unlabelled = [code for code in codes if not layout.labels(code)]
     if unlabelled:
         raise ConfigurationError(
             f"the {layout.name} layout does not label {', '.join(unlabelled)}; it labels "

@@ -5,7 +5,10 @@ synth` and `diagnostics feedback export` write it. The layout labels the finding
 (nodule, consolidation, cardiomegaly); the mapping is the identity. Every study is frontal (PA or
 AP). Synthetic data are generated as separate train and test folders, so a folder is a split:
 `split` selects the whole folder whatever its value, and the validation set is split off by
-patient during training.
+patient during training. Any catalogue finding with a column in labels.csv can be read.
+
+The `labelled` layout (`load_labelled`) is the same contract read for a hospital's own data:
+any folder structure, rows keyed by Study Instance UID or accession number, unknown labels.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diagnostics.datasets.common import Split
-from diagnostics.datasets.labelled import FINDING_CODES, load_labelled_folder
+from diagnostics.datasets.labelled import FINDING_CODES, load_hospital_folder, load_labelled_folder
 from diagnostics.datasets.records import Example
 
 LAYOUT = "synth"
@@ -25,3 +28,10 @@ def load_synth(root: Path, codes: Sequence[str], *, split: Split = "all") -> lis
     """The labelled folder at `root` (all of it: see the module docstring about `split`)."""
     del split  # the folder is the split
     return load_labelled_folder(root, codes)
+
+
+def load_labelled(root: Path, codes: Sequence[str], *, split: Split = "all") -> list[Example]:
+    """The `labelled` layout: a hospital's folder at `root`, read tolerantly (unknown labels,
+    unmatched rows and studies left out with a warning); the folder is the split, as for synth."""
+    del split  # the folder is the split
+    return load_hospital_folder(root, codes)

@@ -150,6 +150,7 @@ def _findings(m: Manifest) -> list[str]:
                 f.display,
                 f'{f.concept.scheme} {f.concept.value} "{f.concept.meaning}"',
                 f"{cal.method} ({params}), fitted on {cal.fitted_on}",
+                _on_flag(f.on_flag, f.urgent_threshold),
             ]
         )
     intro = "Output channels of `logits` and `cam`, in this order:"
@@ -158,8 +159,19 @@ def _findings(m: Manifest) -> list[str]:
         "",
         intro,
         "",
-        *_table(["Code", "Finding", "Concept", "Calibration"], rows),
+        *_table(["Code", "Finding", "Concept", "Calibration", "A flag makes the study"], rows),
+        "",
+        "A flag of a finding marked routine is shown and reported, but leaves the study routine "
+        "on the worklist; only flags marked urgent raise it.",
     ]
+
+
+def _on_flag(on_flag: str, urgent_threshold: float | None) -> str:
+    if on_flag == "routine":
+        return "routine"
+    if urgent_threshold is None:
+        return "urgent"
+    return f"urgent from probability {urgent_threshold:.3g}"
 
 
 def _preprocessing(m: Manifest) -> list[str]:

@@ -62,6 +62,26 @@ class FindingSpec(StrictModel):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
     display: str = Field(min_length=1, max_length=64)
     concept: CodedConcept
+    on_flag: Literal["urgent", "routine"] = "urgent"
+    """What a flag does to the study's priority: an incidental nodule is flagged but the study
+    stays routine; a consolidation raises it to urgent. Older manifests lack it: urgent."""
+    urgent_threshold: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    """With on_flag "urgent": the probability (at least the operating point's threshold) from
+    which a flag raises the study to urgent; None: every flag does."""
+
+    @model_validator(mode="after")
+    def _check_priority(self) -> FindingSpec:
+        if self.on_flag == "routine" and self.urgent_threshold is not None:
+            raise ValueError(
+                f"finding {self.code!r}: urgent_threshold is only for on_flag 'urgent'"
+            )
+        return self
+
+    def raises_priority(self, probability: float, flagged: bool) -> bool:
+        """Whether this finding, so scored and flagged, makes the study urgent."""
+        if not flagged or self.on_flag != "urgent":
+            return False
+        return self.urgent_threshold is None or probability >= self.urgent_threshold
 
 
 class Calibration(StrictModel):
@@ -343,6 +363,15 @@ class Manifest(StrictModel):
         if codes is not None:
             what = "calibration" if info.field_name == "calibration" else "operating point"
             _check_keys(what, set(value), codes)
+        if info.field_name == "operating_points" and codes is not None:
+            for spec in info.data["findings"]:
+                point = value[spec.code]
+                if spec.urgent_threshold is not None and spec.urgent_threshold < point.threshold:
+                    raise ValueError(
+                        f"{spec.code}: the finding's urgent_threshold {spec.urgent_threshold} is "
+                        f"below its threshold {point.threshold} (a study is raised to urgent only "
+                        "by a flag)"
+                    )
         return value
 
     @field_validator("training")

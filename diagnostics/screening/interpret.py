@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from diagnostics.dicom.grouping import Study
 from diagnostics.package import Manifest, ModelPackage
-from diagnostics.results import FindingResult, InstanceResult, ModelRef, StudyResult
+from diagnostics.results import FindingResult, InstanceResult, ModelRef, Priority, StudyResult
 from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
 from diagnostics.screening.stages import Inferred, SourceInstance, failed_instance
 
@@ -173,12 +173,20 @@ def _assemble(inferred: Inferred, package: ModelPackage) -> ScreeningOutcome:
     result = StudyResult(
         study_instance_uid=study.study_instance_uid,
         status="analyzed",
-        priority="urgent" if any(f.flagged for f in findings) else "routine",
+        priority=study_priority(manifest, findings),
         model=model_ref(package),
         findings=findings,
         instances=_instances(study, settled),
     )
     return ScreeningOutcome(result, tuple(analysed), package)
+
+
+def study_priority(manifest: Manifest, findings: Sequence[FindingResult]) -> Priority:
+    """Urgent when a flag of a finding whose `on_flag` is urgent reaches its `urgent_threshold`
+    (any flag when none is set); otherwise routine, flags of routine findings included."""
+    specs = {spec.code: spec for spec in manifest.findings}
+    urgent = any(specs[f.code].raises_priority(f.probability, f.flagged) for f in findings)
+    return "urgent" if urgent else "routine"
 
 
 def _failed(inferred: Inferred, package: ModelPackage) -> ScreeningOutcome:

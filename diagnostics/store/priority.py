@@ -3,7 +3,8 @@ order every backend's worklist must page in (the SQLite one: `diagnostics.store.
 
 A study has up to two priorities. The *requested* one comes from the PACS (the C-STORE
 request's Priority) or from a person in the review UI: `stat`, `urgent` or `routine`. The
-*model's* one is `urgent` when anything is flagged. The effective priority is the higher of
+*model's* one is `urgent` when a finding the package marks `on_flag = "urgent"` is flagged
+(`diagnostics.screening.interpret.study_priority`). The effective priority is the higher of
 the two, so the model may raise a study but never lowers what a PACS or a person asked for.
 
 Flagged studies must not starve the rest: a routine study that nobody has read and that has

@@ -21,7 +21,7 @@ from diagnostics.appearance import AppearanceProfile, fit_profile
 from diagnostics.datasets import load_dataset
 from diagnostics.datasets.labelled import LABELS_FILE
 from diagnostics.datasets.records import Example
-from diagnostics.findings import KNOWN_FINDINGS
+from diagnostics.findings import KnownFinding
 from diagnostics.nets import build_model
 from diagnostics.package import ModelPackage, library_versions, write_package
 from diagnostics.package.reference import ReferenceDistributions, reference_from
@@ -176,6 +176,18 @@ def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[FloatArray, FloatArr
     return fpr, tpr, auroc(labels, scores)
 
 
+def finding_spec(entry: KnownFinding) -> dict[str, Any]:
+    """A catalogue entry as the manifest's FindingSpec: the coded concept and what a flag does
+    to the study's priority."""
+    return {
+        "code": entry.code,
+        "display": entry.display,
+        "concept": {"value": entry.snomed, "scheme": "SCT", "meaning": entry.snomed_meaning},
+        "on_flag": entry.on_flag,
+        "urgent_threshold": entry.urgent_threshold,
+    }
+
+
 def _manifest_fields(
     recipe: Recipe,
     summaries: dict[str, dict[str, Any] | None],
@@ -199,18 +211,7 @@ def _manifest_fields(
             "width": spec.size[1],
         },
         "outputs": ["logits", "cam"],
-        "findings": [
-            {
-                "code": code,
-                "display": KNOWN_FINDINGS[code].display,
-                "concept": {
-                    "value": KNOWN_FINDINGS[code].snomed,
-                    "scheme": "SCT",
-                    "meaning": KNOWN_FINDINGS[code].snomed_meaning,
-                },
-            }
-            for code in recipe.findings
-        ],
+        "findings": [finding_spec(recipe.catalogue[code]) for code in recipe.findings],
         "preprocessing": spec.model_dump(mode="json"),
         "calibration": {
             code: {**c.to_dict(), "fitted_on": validation_note} for code, c in calibrations.items()

@@ -12,14 +12,16 @@ from pathlib import Path
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from diagnostics.datasets import check_options, get_layout
 from diagnostics.errors import ConfigurationError
-from diagnostics.findings import KNOWN_FINDINGS
+from diagnostics.findings import KnownFinding, default_catalogue, load_catalogue, merge_catalogue
 from diagnostics.nets import REGISTRY
 from diagnostics.package import InputScope
 from diagnostics.preprocess import PreprocessSpec
@@ -133,6 +135,13 @@ class Recipe(StrictModel):
     """Where the exported model package is written."""
     description: str = ""
     limitations: tuple[str, ...] = ()
+    _catalogue: dict[str, KnownFinding] = PrivateAttr(default_factory=default_catalogue)
+
+    @property
+    def catalogue(self) -> dict[str, KnownFinding]:
+        """The finding catalogue this recipe was validated against: shipped, site file
+        (`--findings`), then the recipe's own `[[findings]]` tables."""
+        return self._catalogue
 
     def anchored(self, base: Path) -> Recipe:
         """The recipe with its relative paths taken from `base`."""
@@ -154,39 +163,59 @@ class Recipe(StrictModel):
 
     @field_validator("findings")
     @classmethod
-    def _known_findings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [code for code in value if code not in KNOWN_FINDINGS]
+    def _known_findings(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        known = _context_catalogue(info)
+        unknown = [code for code in value if code not in known]
         if unknown:
             raise ValueError(
-                f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(KNOWN_FINDINGS)}"
+                f"unknown finding(s) {', '.join(unknown)}; known: {', '.join(known)} (add "
+                "others in a [[findings]] table or a --findings file)"
             )
         if len(set(value)) != len(value):
             raise ValueError("findings repeat")
         return value
 
     @model_validator(mode="after")
-    def _findings_in_layout(self) -> Recipe:
-        labelled = get_layout(self.data.layout).codes
-        missing = [code for code in self.findings if code not in labelled]
+    def _findings_in_layout(self, info: ValidationInfo) -> Recipe:
+        layout = get_layout(self.data.layout)
+        missing = [code for code in self.findings if not layout.labels(code)]
         if missing:
             raise ValueError(
                 f"the {self.data.layout} layout does not label {', '.join(missing)}; it labels "
-                f"{', '.join(labelled)}"
+                f"{', '.join(layout.codes)}"
             )
+        self._catalogue = _context_catalogue(info)
         return self
 
 
-def load_recipe(path: str | Path, base: Path | None = None) -> Recipe:
-    """Parse and validate a recipe; relative paths in it are taken from `base` (default: cwd)."""
+def _context_catalogue(info: ValidationInfo) -> dict[str, KnownFinding]:
+    context = info.context if isinstance(info.context, dict) else {}
+    catalogue = context.get("catalogue")
+    return dict(catalogue) if catalogue is not None else default_catalogue()
+
+
+def load_recipe(path: str | Path, base: Path | None = None, findings: Path | None = None) -> Recipe:
+    """Parse and validate a recipe; relative paths in it are taken from `base` (default: cwd).
+
+    The finding catalogue is the shipped one, with the site file `findings` (`--findings`) and
+    then the recipe's `[[findings]]` tables merged in: a table both names a finding to train and
+    adds or overrides its catalogue entry; `findings = ["code", ...]` names known ones.
+    """
     path = Path(path)
+    catalogue = load_catalogue(findings)
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigurationError(f"{path}: no such recipe") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"{path}: not a readable TOML recipe ({exc})") from None
+    listed = raw.get("findings")
+    if isinstance(listed, list) and any(isinstance(item, dict) for item in listed):
+        tables = [item for item in listed if isinstance(item, dict)]
+        catalogue = merge_catalogue(tables, f"{path}", catalogue)
+        raw["findings"] = [item.get("code") if isinstance(item, dict) else item for item in listed]
     try:
-        recipe = Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw, context={"catalogue": catalogue})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "recipe"

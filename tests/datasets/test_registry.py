@@ -14,7 +14,7 @@ from diagnostics.synth.study import SynthConfig, generate
 
 
 def test_every_layout_is_registered_with_coded_findings() -> None:
-    assert set(LAYOUTS) == {"synth", "nih", "rsna", "chexpert", "covid", "covidx"}
+    assert set(LAYOUTS) == {"synth", "labelled", "nih", "rsna", "chexpert", "covid", "covidx"}
     for layout in LAYOUTS.values():
         assert layout.codes and set(layout.codes) <= set(KNOWN_FINDINGS)
         assert "split" in layout.options and layout.mapping

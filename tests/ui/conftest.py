@@ -52,18 +52,27 @@ def prefilled(
     tmp_path_factory: pytest.TempPathFactory, synth_factory: SynthFactory
 ) -> Iterator[Prefilled]:
     root = tmp_path_factory.mktemp("ui")
-    files = sorted(synth_factory("ui-synth", 6, 3, 384).folder.glob("study-*/*.dcm"))
+    # Seed 4: with the bundled model, one study urgent (consolidation), three flagged but
+    # routine (nodule, cardiomegaly: on_flag routine), two without flags.
+    files = sorted(synth_factory("ui-synth", 6, 4, 384).folder.glob("study-*/*.dcm"))
     env = {"DIAGNOSTICS_STABLE_SECONDS": "0.5"}
     server = start_service(root, "--workers", "1", token=TOKEN, env=env)
     try:
-        flagged, routine = [], []
+        flagged: list[str] = []
+        routine: list[str] = []
+        results: list[dict[str, object]] = []
         for path in files:
             result = _screen(server, path.read_bytes())
+            results.append(result)
             assert result["status"] == "analyzed", result
-            (flagged if result["priority"] == "urgent" else routine).append(
-                str(result["study_instance_uid"])
-            )
-        assert flagged and routine, "the synthetic set needs flagged and unflagged studies"
+            findings: list[dict[str, object]] = result["findings"]  # type: ignore[assignment]
+            has_flags = any(f["flagged"] for f in findings)
+            (flagged if has_flags else routine).append(str(result["study_instance_uid"]))
+        assert flagged and len(routine) >= 2, "the set needs flagged and two unflagged studies"
+        urgent = {str(r["study_instance_uid"]) for r in results if r["priority"] == "urgent"}
+        assert urgent, "the synthetic set needs an urgent study (a consolidation)"
+        assert urgent < set(flagged), "the set needs a flagged study left routine (a nodule)"
+        flagged.sort(key=lambda uid: uid not in urgent)  # urgent ones first, stable otherwise
         ct = _screen(server, _variant(files[0], Modality="CT"))
         failed = _screen(server, _broken(files[1]))
         assert ct["status"] == "not_analyzed" and failed["status"] == "failed"

@@ -15,5 +15,7 @@ class Prefilled:
     analysed: list[str]
     """Study UIDs screened and analysed, flagged ones first."""
     flagged: list[str]
+    """Those with a finding flagged, urgent ones first; the rest of them stayed routine
+    (their findings' on_flag is routine)."""
     not_analysed: str
     failed: str
