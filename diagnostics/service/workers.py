@@ -168,9 +168,10 @@ class OutboxWorker(Loop):
         )
 
     def run_once(self) -> bool:
-        items = self.store.due_outbox()
-        for item in items:
+        items = self.store.claim_outbox()  # held: another node never sends them meanwhile
+        for index, item in enumerate(items):
             if self.stopping:
+                self.store.release_outbox(items[index:])  # due again at once, not after the hold
                 break
             self._deliver(item)
         return bool(items)

@@ -16,7 +16,6 @@ from pathlib import Path
 from diagnostics.constants import DATABASE_FILE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
-from diagnostics.store import postgres as _postgres
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction
 from diagnostics.store.sqlite import SqliteStore
@@ -35,6 +34,8 @@ from diagnostics.store.sqlite.backup import (
 )
 from diagnostics.store.sqlite.sessions import DB_FILE, RevokedSessions
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def postgres_url(database: str | None, storage: Path) -> str | None:
     """The PostgreSQL URL of a `--database` value, or None for the storage folder's SQLite.
@@ -43,7 +44,7 @@ def postgres_url(database: str | None, storage: Path) -> str | None:
     backups and the lead lock all find it there. Anything else is refused by name."""
     if not database or database in ("sqlite:", "sqlite://"):
         return None
-    if database.startswith(_postgres.SCHEMES):
+    if database.startswith(POSTGRES_SCHEMES):
         return database
     if database.startswith("sqlite:///"):
         named = Path(database.removeprefix("sqlite://"))
@@ -71,14 +72,20 @@ def open_store(
     migrated if needed."""
     url = postgres_url(database, Path(root))
     if url is not None:
-        return _postgres.PostgresStore(root, url, limits=limits, lease_s=lease_s)
+        from diagnostics.store import postgres
+
+        return postgres.PostgresStore(root, url, limits=limits, lease_s=lease_s)
     return SqliteStore(root, limits=limits, lease_s=lease_s)
 
 
 def store_exists(storage: Path, database: str | None = None) -> bool:
     """Whether a storage folder (or its database) holds a store (exports refuse an empty one)."""
     url = postgres_url(database, storage)
-    return _postgres.exists(url) if url is not None else _sqlite_exists(storage)
+    if url is not None:
+        from diagnostics.store import postgres
+
+        return postgres.exists(url)
+    return _sqlite_exists(storage)
 
 
 def revoked_sessions(storage: Path, database: str | None = None) -> RevokedSessions:
@@ -86,7 +93,9 @@ def revoked_sessions(storage: Path, database: str | None = None) -> RevokedSessi
     table of the shared PostgreSQL database."""
     url = postgres_url(database, storage)
     if url is not None:
-        return _postgres.PgRevokedSessions(url)
+        from diagnostics.store import postgres
+
+        return postgres.PgRevokedSessions(url)
     return RevokedSessions(storage / DB_FILE)
 
 
@@ -96,7 +105,9 @@ def read_audit(
     """The audit rows matching `where`, oldest first, read without ever writing the store."""
     url = postgres_url(database, storage)
     if url is not None:
-        return _postgres.read_audit(url, storage, where, limit)
+        from diagnostics.store import postgres
+
+        return postgres.read_audit(url, storage, where, limit)
     return _sqlite_read_audit(storage, where, limit)
 
 
@@ -104,7 +115,9 @@ def verify_audit(storage: Path, database: str | None = None) -> ChainReport:
     """Walk the audit trail's hash chain in one read-only snapshot (the service may run)."""
     url = postgres_url(database, storage)
     if url is not None:
-        return _postgres.verify_audit(url, storage)
+        from diagnostics.store import postgres
+
+        return postgres.verify_audit(url, storage)
     return _sqlite_verify_audit(storage)
 
 
@@ -113,7 +126,9 @@ def read_snapshot(storage: Path, database: str | None = None) -> Iterator[Snapsh
     """One consistent read-only view of the store under `storage` (or in `database`)."""
     url = postgres_url(database, storage)
     if url is not None:
-        with _postgres.read_snapshot(url, storage) as pg:
+        from diagnostics.store import postgres
+
+        with postgres.read_snapshot(url, storage) as pg:
             yield pg
         return
     with _sqlite_snapshot(storage) as snapshot:

@@ -23,8 +23,6 @@ from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.sessions import RevokedSessions, session_digest
 from diagnostics.store.sqlite.snapshot import SqliteSnapshot
 
-SCHEMES = ("postgresql://", "postgres://")
-
 
 class PostgresSnapshot(SqliteSnapshot):
     """Reads inside `read_snapshot`'s transaction (the SQL is the SQLite snapshot's)."""
@@ -118,7 +116,6 @@ class PgRevokedSessions(RevokedSessions):
 
 
 __all__ = [
-    "SCHEMES",
     "PgDb",
     "PgRevokedSessions",
     "PostgresSnapshot",

@@ -29,10 +29,13 @@ from diagnostics.results import StudyResult
 from diagnostics.store import evidence
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.records import Claim, Delivery, OutboxItem, PreparedContext
-from diagnostics.store.sql import Connection
+from diagnostics.store.sql import Connection, Row
 from diagnostics.store.sqlite import headers
 from diagnostics.store.sqlite.connection import SqliteBase
 from diagnostics.store.sqlite.transaction import SqliteTransaction
+
+OUTBOX_LEASE_S = 300.0
+"""How long a claimed outbox item is held by its sender: longer than a batch's deliveries."""
 
 
 class Queue(SqliteBase):
@@ -243,16 +246,34 @@ class Queue(SqliteBase):
             )
             .fetchall()
         )
-        return [
-            OutboxItem(
-                int(r["id"]),
-                r["study_instance_uid"],
-                Path(r["path"]),
-                r["destination"],
-                r["attempts"],
-            )
-            for r in rows
-        ]
+        return [_outbox_item(r) for r in rows]
+
+    def claim_outbox(self, limit: int = 16, lease_s: float = OUTBOX_LEASE_S) -> list[OutboxItem]:
+        """`due_outbox` for the one that delivers them: the items are held for `lease_s` (their
+        next attempt moves on), so another worker or node never sends the same item at the
+        same time; `mark_sent`/`mark_failed` end the hold, a dead sender's hold runs out."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, study_instance_uid, path, destination, attempts FROM outbox "
+                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?"
+                + self.SKIP_LOCKED,
+                (now, limit),
+            ).fetchall()
+            for r in rows:
+                db.execute(
+                    "UPDATE outbox SET next_attempt = ? WHERE id = ?", (now + lease_s, r["id"])
+                )
+        return [_outbox_item(r) for r in rows]
+
+    def release_outbox(self, items: Sequence[OutboxItem]) -> None:
+        """End the hold of claimed items not attempted (a stopping sender): due again now."""
+        with self._transaction() as db:
+            for item in items:
+                db.execute(
+                    "UPDATE outbox SET next_attempt = ? WHERE id = ? AND state = 'pending'",
+                    (time.time(), item.id),
+                )
 
     def mark_sent(self, item: OutboxItem) -> None:
         with self._transaction() as db:
@@ -269,6 +290,12 @@ class Queue(SqliteBase):
                 "WHERE id = ?",
                 (error[:500], time.time() + retry_in_s, item.id),
             )
+
+
+def _outbox_item(r: Row) -> OutboxItem:
+    return OutboxItem(
+        int(r["id"]), r["study_instance_uid"], Path(r["path"]), r["destination"], r["attempts"]
+    )
 
 
 _LEASE_OVER = "coalesce(lease_until, claimed_at + :lease) < :now"
