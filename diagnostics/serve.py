@@ -75,6 +75,8 @@ FLAGS: dict[str, str] = {
     "log_file": "--log-file",
     "log_max_bytes": "--log-max-bytes",
     "log_backups": "--log-backups",
+    # -- database --
+    "database_url": "--database",
 }
 
 
@@ -257,6 +259,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         metavar="N",
         help="rotated log files kept (DIAGNOSTICS_LOG_BACKUPS, default 5)",
+    )
+    # -- database --
+    add(
+        "--database",
+        dest="database_url",
+        metavar="URL",
+        help="postgresql://USER@HOST/DB: the store in PostgreSQL, shared by several nodes "
+        "(password from PGPASSWORD or ~/.pgpass); default SQLite in --storage "
+        "(DIAGNOSTICS_DATABASE_URL)",
     )
     serve.set_defaults(handler=run)
 
