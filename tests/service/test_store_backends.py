@@ -4,6 +4,8 @@ two writers. Each "node" is a store of its own (its own connections) on one stor
 
 from __future__ import annotations
 
+import argparse
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import pytest
 
 from diagnostics.errors import ConfigurationError, StoreError
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
+from diagnostics.serve import add_parser
 from diagnostics.store import Store, postgres_url
 from diagnostics.store.records import Claim, Delivery
 from tests.helpers.postgres import Cluster
@@ -175,3 +178,49 @@ def test_the_audit_chain_stays_linear_with_two_writers(
     assert report.problem is None and report.rows == 100
     ids = [e["id"] for e in nodes[0].audit_entries("tested")]
     assert ids == list(range(1, 101))  # contiguous: no gap reads as a deletion
+
+
+def test_the_database_url_is_a_setting_and_a_serve_flag(tmp_path: Path) -> None:
+    from diagnostics.serve import config_from_args
+    from diagnostics.service.settings import ServiceSettings
+
+    url = "postgresql://diagnostics@db.example.org/diagnostics"
+    settings = ServiceSettings(storage=tmp_path, database_url=url)
+    env = settings.to_env()
+    assert env["DIAGNOSTICS_DATABASE_URL"] == url
+    assert ServiceSettings.from_env(env) == settings
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--database", url, "--storage", str(tmp_path)])
+    assert config_from_args(args, {}).database_url == url
+    bad = parser.parse_args(["serve", "--database", "mysql://u:secret@h/db"])
+    with pytest.raises(ConfigurationError, match="--database: not a database URL") as refused:
+        config_from_args(bad, {})
+    assert "secret" not in str(refused.value)  # a password in a bad URL is never echoed
+
+
+def test_audit_and_purge_commands_read_a_postgres_store(
+    tmp_path: Path,
+    postgres: Cluster,
+    synth_studies: SynthStudies,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from diagnostics.cli.main import main
+    from diagnostics.store import open_store
+
+    url = postgres.new_database()
+    store = open_store(tmp_path, database=url)
+    try:
+        (data,) = _studies(synth_studies, tmp_path, 1)
+        received = store.receive(data, "test")
+    finally:
+        store.close()
+    verify = ["audit", "--storage", str(tmp_path), "--database", url, "--verify"]
+    assert main([*verify, "--format", "text"]) == 0
+    assert "audit trail intact: 1 rows" in capsys.readouterr().out
+    assert main(["audit", "--storage", str(tmp_path), "--database", url]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["study_instance_uid"] == received.study_instance_uid
+    purge = ["purge", "--storage", str(tmp_path), "--database", url, "--retain-days", "1"]
+    assert main([*purge, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["dry_run"] is True
