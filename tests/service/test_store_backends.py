@@ -224,3 +224,39 @@ def test_audit_and_purge_commands_read_a_postgres_store(
     purge = ["purge", "--storage", str(tmp_path), "--database", url, "--retain-days", "1"]
     assert main([*purge, "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["dry_run"] is True
+
+
+def test_intake_on_one_node_wakes_a_waiting_worker_on_another(
+    tmp_path: Path, postgres: Cluster, synth_studies: SynthStudies
+) -> None:
+    from diagnostics.store import open_store
+
+    url = postgres.new_database()
+    waiting, sending = open_store(tmp_path, database=url), open_store(tmp_path, database=url)
+    try:
+        assert waiting.wait_for_work(0.1)  # listening from now on; nothing came
+        (data,) = _studies(synth_studies, tmp_path, 1)
+        took: list[float] = []
+
+        def wait() -> None:
+            started = time.monotonic()
+            waiting.wait_for_work(30.0)
+            took.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.5)
+        sending.receive(data, "test")  # NOTIFY on commit
+        thread.join(40)
+        assert took and took[0] < 10.0, took  # woken, not timed out
+    finally:
+        waiting.close()
+        sending.close()
+
+
+def test_sqlite_announces_nothing_so_workers_poll(tmp_path: Path) -> None:
+    from diagnostics.store.sqlite import SqliteStore
+
+    started = time.monotonic()
+    assert SqliteStore(tmp_path).wait_for_work(5.0) is False  # the loop's own wait instead
+    assert time.monotonic() - started < 1.0

@@ -102,8 +102,8 @@ class PgBase(SqliteBase):
     def _announce(self, db: Connection) -> None:
         db.execute(f"NOTIFY {CHANNEL}")  # delivered when (and only if) the transaction commits
 
-    def wait_for_work(self, timeout_s: float) -> None:
-        """Block until intake announces an instance, or `timeout_s` passes."""
+    def wait_for_work(self, timeout_s: float) -> bool:
+        """Block until intake announces an instance, or `timeout_s` passes (True: waited)."""
         deadline = time.monotonic() + max(timeout_s, 0.0)
         with self._listen_lock:
             try:
@@ -114,11 +114,12 @@ class PgBase(SqliteBase):
                     self._listener.execute(f"LISTEN {CHANNEL}")
                 for _ in self._listener.notifies(timeout=max(timeout_s, 0.0), stop_after=1):
                     break
-                return
+                return True
             except psycopg.Error as exc:
                 log.warning("database %s: LISTEN failed (%s); polling", self.db.where, reason(exc))
                 self._close_listener()
         time.sleep(max(deadline - time.monotonic(), 0.0))
+        return True
 
     def _close_listener(self) -> None:
         if self._listener is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -83,9 +82,10 @@ class SqliteBase:
         """Wake idle workers when this transaction commits: nothing to do for SQLite, whose
         workers poll."""
 
-    def wait_for_work(self, timeout_s: float) -> None:
-        """Block until work may have arrived or `timeout_s` passed (SQLite: just the wait)."""
-        time.sleep(max(timeout_s, 0.0))
+    def wait_for_work(self, timeout_s: float) -> bool:
+        """Block until intake announces work or `timeout_s` passes; False at once where
+        nothing announces it (SQLite: the caller polls)."""
+        return False
 
     def _connection(self) -> Connection:
         return self._sqlite()

@@ -95,7 +95,12 @@ class Retention(SqliteBase):
     def _purge_batch(self, cutoff: float, actor: str) -> list[PurgedStudy]:
         now = time.time()
         with self._transaction() as db:
-            rows = db.execute(_CANDIDATES, {"cutoff": cutoff, "limit": BATCH}).fetchall()
+            # PostgreSQL: lock the rows (re-checked as they are locked), so a node's intake into
+            # one of these studies waits for the purge, and then sends the study back to
+            # `waiting` with only its new instance.
+            rows = db.execute(
+                _CANDIDATES + self.FOR_UPDATE, {"cutoff": cutoff, "limit": BATCH}
+            ).fetchall()
             batch = []
             for row in rows:
                 study = row["study"]
