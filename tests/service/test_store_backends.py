@@ -194,7 +194,7 @@ def test_the_database_url_is_a_setting_and_a_serve_flag(tmp_path: Path) -> None:
     args = parser.parse_args(["serve", "--database", url, "--storage", str(tmp_path)])
     assert config_from_args(args, {}).database_url == url
     bad = parser.parse_args(["serve", "--database", "mysql://u:secret@h/db"])
-    with pytest.raises(ConfigurationError, match="--database: .*not a database URL") as refused:
+    with pytest.raises(ConfigurationError, match=r"--database: .*not a database URL") as refused:
         config_from_args(bad, {})
     assert "secret" not in str(refused.value)  # a password in a bad URL is never echoed
 
