@@ -257,6 +257,23 @@ def test_intake_on_one_node_wakes_a_waiting_worker_on_another(
 def test_sqlite_announces_nothing_so_workers_poll(tmp_path: Path) -> None:
     from diagnostics.store.sqlite import SqliteStore
 
+    store = SqliteStore(tmp_path)  # opened first: creating the schema is not what is timed
     started = time.monotonic()
-    assert SqliteStore(tmp_path).wait_for_work(5.0) is False  # the loop's own wait instead
+    assert store.wait_for_work(5.0) is False  # the loop's own wait instead
     assert time.monotonic() - started < 1.0
+
+
+def test_a_session_signed_out_on_one_node_is_refused_on_every_node(
+    tmp_path: Path, postgres: Cluster
+) -> None:
+    from diagnostics.store import open_store, revoked_sessions
+
+    url = postgres.new_database()
+    open_store(tmp_path, database=url).close()  # the first node migrates the database
+    here, there = revoked_sessions(tmp_path, url), revoked_sessions(tmp_path / "other", url)
+    here.revoke("session-1", expires=time.time() + 3600)
+    assert there.is_revoked("session-1") and not there.is_revoked("session-2")
+    here.revoke("session-2", expires=time.time() - 1)  # already expired: dropped on a write
+    here.revoke("session-3", expires=time.time() + 3600)
+    assert not there.is_revoked("session-2") and there.is_revoked("session-3")
+    assert not (tmp_path / "ui-sessions.db").exists()  # nothing in the (shared) folder

@@ -95,11 +95,11 @@ class Retention(SqliteBase):
     def _purge_batch(self, cutoff: float, actor: str) -> list[PurgedStudy]:
         now = time.time()
         with self._transaction() as db:
-            # PostgreSQL: lock the rows (re-checked as they are locked), so a node's intake into
-            # one of these studies waits for the purge, and then sends the study back to
+            # PostgreSQL: lock the rows, passing over those another node is purging or
+            # receiving into; intake into a locked one waits, then sends the study back to
             # `waiting` with only its new instance.
             rows = db.execute(
-                _CANDIDATES + self.FOR_UPDATE, {"cutoff": cutoff, "limit": BATCH}
+                _CANDIDATES + self.SKIP_LOCKED, {"cutoff": cutoff, "limit": BATCH}
             ).fetchall()
             batch = []
             for row in rows:
