@@ -56,6 +56,11 @@ def require_binaries() -> Path:
 class Cluster:
     port: int
     folder: Path
+    bin_dir: Path
+    owner: str | None
+    """The user the server runs as (None: this one)."""
+    options: str
+    """The server's settings (`pg_ctl -o`), so a stopped cluster starts again the same."""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -111,31 +116,19 @@ def start_postgres() -> Iterator[Cluster]:
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    subprocess.run(
-        _as_owner(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(folder / "log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            owner,
-        ),
-        check=True,
-        capture_output=True,
-    )
+    cluster = Cluster(port, folder, bin_dir, owner, options)
+    pg_ctl(cluster, "-w", "-t", "60", "start")
     try:
-        yield Cluster(port, folder)
+        yield cluster
     finally:
-        subprocess.run(
-            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], owner),
-            capture_output=True,
-        )
+        pg_ctl(cluster, "-m", "fast", "stop", check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def pg_ctl(cluster: Cluster, *args: str, check: bool = True) -> None:
+    """`pg_ctl` on the cluster (as its owner): `start` with its settings and log, `stop`."""
+    data = cluster.folder / "data"
+    command = [str(cluster.bin_dir / "pg_ctl"), "-D", str(data)]
+    if "start" in args:
+        command += ["-o", cluster.options, "-l", str(cluster.folder / "log")]
+    subprocess.run(_as_owner([*command, *args], cluster.owner), check=check, capture_output=True)

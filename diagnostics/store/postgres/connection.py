@@ -9,6 +9,8 @@ backend for its clause instead (`SKIP_LOCKED`, `FOR_UPDATE`, `diagnostics.store.
 connection and returns it at once (autocommit); `BEGIN` pins one connection to the calling
 thread until `COMMIT` or `ROLLBACK`, so a transaction's steps run on one connection. Results are
 read in full before the connection goes back, so a cursor never outlives its connection.
+A plain statement that cannot reach the database (down, unreachable, the pool exhausted) raises
+`StoreError`, as a transaction does, so callers answer "try again" (503) rather than crash.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ POOL_MAX = 16
 """Connections one process keeps at most: HTTP request threads, the workers, the listener."""
 
 CONNECT_TIMEOUT_S = 10.0
+
+RECONNECT_S = 10.0
+"""How long the pool retries a lost connection (with backoff) before giving that attempt up, so
+the next request starts a fresh one: bounds how long a node refuses after the database is back
+(the pool's default, 5 minutes of doubling waits, could leave it refusing for minutes)."""
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _INSTR = re.compile(r"\binstr\(", re.IGNORECASE)
@@ -124,6 +131,9 @@ class PgDb:
             min_size=1,
             max_size=max_size,
             kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)},
+            # A connection left broken by a database restart is replaced, never handed out.
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_S,
             open=False,
             name="diagnostics-store",
         )
@@ -161,8 +171,11 @@ class PgDb:
                 finally:
                     self._unpin()
             return run(pinned, sql, parameters)
-        with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
-            return run(conn, sql, parameters)
+        try:
+            with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+                return run(conn, sql, parameters)
+        except psycopg.OperationalError as exc:  # down or unreachable: retryable, so a 503
+            raise StoreError(f"database {self.where} unavailable: {reason(exc)}") from exc
 
     def _unpin(self) -> None:
         conn = getattr(self._local, "conn", None)
