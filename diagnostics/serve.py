@@ -81,6 +81,8 @@ FLAGS: dict[str, str] = {
     "drift_threshold": "--drift-threshold",
     "drift_min_studies": "--drift-min-studies",
     "monitor_refresh_seconds": "--monitor-refresh-seconds",
+    # -- database --
+    "database_url": "--database",
 }
 
 
@@ -297,6 +299,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="recompute monitoring statistics at most this often "
         "(DIAGNOSTICS_MONITOR_REFRESH_SECONDS, default 300)",
+    )
+    # -- database --
+    add(
+        "--database",
+        dest="database_url",
+        metavar="URL",
+        help="postgresql://USER@HOST/DB: the store in PostgreSQL, shared by several nodes "
+        "(password from PGPASSWORD or ~/.pgpass); default SQLite in --storage "
+        "(DIAGNOSTICS_DATABASE_URL)",
     )
     serve.set_defaults(handler=run)
 

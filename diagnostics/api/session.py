@@ -65,8 +65,11 @@ class SessionCodec:
         self._revoked = revoked
 
     @classmethod
-    def for_storage(cls, storage: Path, ttl_s: float = SESSION_TTL_S) -> SessionCodec:
-        """The codec of a storage folder; creates its key on first use (race-safe)."""
+    def for_storage(
+        cls, storage: Path, ttl_s: float = SESSION_TTL_S, database: str | None = None
+    ) -> SessionCodec:
+        """The codec of a storage folder; creates its key on first use (race-safe). With a
+        shared PostgreSQL `database` the signed-out list is there, for every node."""
         path = storage / KEY_FILE
         storage.mkdir(parents=True, exist_ok=True)
         try:
@@ -84,7 +87,7 @@ class SessionCodec:
             except OSError as exc:
                 raise ConfigurationError(f"{path}: cannot read the UI session key: {exc}") from exc
             if text:
-                return cls(bytes.fromhex(text), ttl_s, revoked_sessions(storage))
+                return cls(bytes.fromhex(text), ttl_s, revoked_sessions(storage, database))
             time.sleep(0.02)
         raise ConfigurationError(f"{path} is empty: delete it and restart the service")
 

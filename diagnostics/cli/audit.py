@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, positive_int, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, positive_int, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -67,6 +67,7 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--limit", type=positive_int, help="at most this many rows (the oldest)")
     parser.add_argument("--format", choices=("json", "csv", "text"), default="json")
     parser.add_argument("--out", type=Path, help="write here instead of stdout")
+    add_database(parser)
     parser.set_defaults(handler=run)
 
 
@@ -75,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
     from diagnostics.store import AuditFilter, read_audit, store_exists, verify_audit
     from diagnostics.store.audit import parse_when
 
-    if not store_exists(args.storage):
+    database = database_of(args)
+    if not store_exists(args.storage, database):
         raise RequestError(f"{args.storage} holds no service store (no intake database)")
     if args.verify:
-        report = verify_audit(args.storage)
+        report = verify_audit(args.storage, database)
         _emit(args, _report_text(report, args.format))
         return EXIT_OK if report.ok else EXIT_BROKEN
     where = AuditFilter(
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         event=args.event,
         outcome=args.outcome,
     )
-    _, rows = read_audit(args.storage, where, args.limit)
+    _, rows = read_audit(args.storage, where, args.limit, database)
     _emit(args, _rows_text(rows, args.format))
     return EXIT_OK
 

@@ -33,3 +33,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def add_database(parser: argparse.ArgumentParser) -> None:
+    """`--database URL` for a command that opens a service's store (`database_of` reads it)."""
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="the store's database when it is not the storage folder's SQLite: "
+        "postgresql://USER@HOST/DB (DIAGNOSTICS_DATABASE_URL; a password from PGPASSWORD or "
+        "~/.pgpass, never on the command line)",
+    )
+
+
+def database_of(args: argparse.Namespace) -> str | None:
+    """The `--database` given, else DIAGNOSTICS_DATABASE_URL, else None (SQLite)."""
+    import os
+
+    return getattr(args, "database", None) or os.environ.get("DIAGNOSTICS_DATABASE_URL") or None

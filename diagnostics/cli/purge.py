@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -53,6 +53,7 @@ def add_parser(commands: Commands) -> None:
         help="count the window back from this time instead of now (ISO 8601 or Unix seconds); "
         "a time in the future only with --dry-run: what would go on that day",
     )
+    add_database(purge)
     purge.set_defaults(handler=run)
 
 
@@ -74,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 "how long to keep images: give --retain-days N (or DIAGNOSTICS_RETAIN_DAYS)"
             )
-    if not store_exists(args.storage):
+    database = database_of(args)
+    if not store_exists(args.storage, database):
         raise ConfigurationError(f"--storage {args.storage}: no intake database there")
-    store = open_store(args.storage)
+    store = open_store(args.storage, database=database)
     try:
         report = purge(store, days, now=args.now, dry_run=args.dry_run, actor="cli:purge")
     finally:

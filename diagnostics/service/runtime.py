@@ -11,11 +11,13 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import IO
 
@@ -30,7 +32,7 @@ from diagnostics.service.logs import log_stored
 from diagnostics.service.retention import DiskWatermark, RetentionJob
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
-from diagnostics.store import open_store
+from diagnostics.store import open_store, postgres_url
 from diagnostics.store.records import Claim, Received
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,21 @@ class InstanceOutcome:
     error: InputError | StoreError | None
 
 
+def store_is_shared(database: str | None, storage: Path) -> bool:
+    """Whether the store's tables are in a database several nodes share (PostgreSQL)."""
+    return postgres_url(database, storage) is not None
+
+
+def lead_lock_name(config: ServiceSettings) -> str:
+    """The lead lock's file in the storage folder. With SQLite one per storage folder (one node
+    owns the database); with a shared PostgreSQL one per node (host and HTTP port), so several
+    nodes each run their listener and loops, and claims keep them from doing a study twice."""
+    if not store_is_shared(config.database_url, config.storage):
+        return LEAD_LOCK_FILE
+    stem, _, suffix = LEAD_LOCK_FILE.rpartition(".")
+    return f"{stem}-{socket.gethostname()}-{config.port}.{suffix}"
+
+
 class Runtime:
     """Owns the service's moving parts; `start` loads and warms the model before `ready`."""
 
@@ -71,7 +88,10 @@ class Runtime:
         self.on_batch = on_batch
         self.on_received = on_received
         self.store = open_store(
-            config.storage, limits=config.read_limits(), lease_s=config.lease_seconds
+            config.storage,
+            limits=config.read_limits(),
+            lease_s=config.lease_seconds,
+            database=config.database_url,
         )
         self.leases = Leases(self.store)
         self.disk = DiskWatermark(config.storage, config.min_free_disk)
@@ -121,7 +141,7 @@ class Runtime:
         self._ready.set()
 
     def _take_lead(self) -> bool:
-        handle = (self.config.storage / LEAD_LOCK_FILE).open("w")
+        handle = (self.config.storage / lead_lock_name(self.config)).open("w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -150,6 +150,12 @@ class ServiceSettings(BaseSettings):
     monitor_refresh_seconds: float = Field(default=300.0, ge=0.0)
     """The statistics are recomputed at most this often (metrics and page reuse them)."""
 
+    # -- database (issue #18: PostgreSQL, several nodes) --
+    database_url: str | None = None
+    """`postgresql://USER@HOST/DB`: the store's tables in PostgreSQL, shared by several nodes
+    (the instance files stay in `storage`, which they share too); None or a `sqlite:` URL naming
+    the storage folder's own database: SQLite there (the default)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -180,6 +186,14 @@ class ServiceSettings(BaseSettings):
     def _flag(cls, value: object) -> object:
         """A variable's `1`, `true` or `yes` (any case) turns it on; any other text off."""
         return value.lower() in ("1", "true", "yes") if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """Never echoes the value: it may hold a password."""
+        if value is not None and not value.startswith(("postgresql://", "postgres://", "sqlite:")):
+            raise ValueError("not a database URL: sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
 
     @field_validator("results_to")
     @classmethod

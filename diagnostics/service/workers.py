@@ -83,7 +83,11 @@ class Loop:
                 busy = False
             self.alive_at = time.monotonic()
             if not busy:
-                self._stop.wait(self.poll_s)
+                self.idle()
+
+    def idle(self) -> None:
+        """Wait for the next round (stopping ends the wait)."""
+        self._stop.wait(self.poll_s)
 
     def run_once(self) -> bool:
         raise NotImplementedError
@@ -111,6 +115,11 @@ class ScreeningWorker(Loop):
         self.stable_s = stable_s
         self.on_result = on_result
         self.screening = screening or ClaimScreening(store, screener, destinations)
+
+    def idle(self) -> None:
+        """Woken early by intake where the store announces it (PostgreSQL's NOTIFY)."""
+        if not self.store.wait_for_work(self.poll_s):
+            super().idle()
 
     def run_once(self) -> bool:
         claims = self.store.claim_due(self.stable_s)
@@ -168,9 +177,10 @@ class OutboxWorker(Loop):
         )
 
     def run_once(self) -> bool:
-        items = self.store.due_outbox()
-        for item in items:
+        items = self.store.claim_outbox()  # held: another node never sends them meanwhile
+        for index, item in enumerate(items):
             if self.stopping:
+                self.store.release_outbox(items[index:])  # due again at once, not after the hold
                 break
             self._deliver(item)
         return bool(items)

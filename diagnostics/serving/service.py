@@ -174,7 +174,7 @@ class Diagnostics:
             refusals=RefusalLog(
                 self.runtime.store.audit, on_refusal=self.metrics.count_auth_failure
             ),
-            sessions=SessionCodec.for_storage(config.storage),
+            sessions=SessionCodec.for_storage(config.storage, database=config.database_url),
         )
         self.runtime.start()
         log.info("%s", self.runtime.ready_line())

@@ -5,8 +5,9 @@ leases, results and the worklist, the outbox, audit and feedback. `Transaction` 
 steps a caller composes into one unit that commits together (`Store.transaction()`), or runs
 as plain reads (`Store.view()`). `Snapshot` is one consistent read-only view for the exports.
 
-The SQLite backend (`diagnostics.store.sqlite`) is the one implementation; a second backend
-implements these three protocols and is chosen in `diagnostics.store.open_store`.
+The SQLite backend (`diagnostics.store.sqlite`) and the PostgreSQL one (`diagnostics.store.
+postgres`, several nodes on one database) implement these three protocols;
+`diagnostics.store.open_store` chooses one from the `--database` URL.
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ class Store(Protocol):
     # -- the outbox
     def due_outbox(self, limit: int = 16) -> list[OutboxItem]: ...
 
+    def claim_outbox(self, limit: int = 16, lease_s: float = ...) -> list[OutboxItem]: ...
+
+    def release_outbox(self, items: Sequence[OutboxItem]) -> None: ...
+
     def mark_sent(self, item: OutboxItem) -> None: ...
 
     def mark_failed(self, item: OutboxItem, error: str, retry_in_s: float) -> None: ...
@@ -188,6 +193,8 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def view(self) -> Transaction: ...
+
+    def wait_for_work(self, timeout_s: float) -> bool: ...
 
     def close(self) -> None: ...
 

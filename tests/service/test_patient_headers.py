@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -13,10 +14,14 @@ import pytest
 from pydicom.uid import generate_uid
 
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
+from diagnostics.store import Store
 from diagnostics.store.priority import WorklistFilter
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.ui.patient import patient_context
 from tests.helpers.synth import SynthStudies
+
+MakeStore = Callable[..., Store]
+"""`make_store(root)`: a store on the test's backend (SQLite, PostgreSQL: `database`)."""
 
 
 def _instance(synth_studies: SynthStudies, **changes: object) -> tuple[str, bytes]:
@@ -44,14 +49,19 @@ def _instance(synth_studies: SynthStudies, **changes: object) -> tuple[str, byte
     ],
 )
 def test_names_in_other_character_sets_read_correctly(
-    tmp_path: Path, synth_studies: SynthStudies, charset: object, name: str, codec: str | None
+    make_store: MakeStore,
+    tmp_path: Path,
+    synth_studies: SynthStudies,
+    charset: object,
+    name: str,
+    codec: str | None,
 ) -> None:
     study, data = _instance(
         synth_studies, SpecificCharacterSet=charset, PatientName=name, StudyDescription="Грудь"
     )
     if codec is not None:  # the file really holds the name in that character set
         assert name.split("^")[0].encode(codec) in data
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     store.receive(data, "test")
     facts = store.study_facts([study])[study]
     assert facts.patient_name == name and facts.description == "Грудь"
@@ -63,9 +73,9 @@ def test_names_in_other_character_sets_read_correctly(
 
 
 def test_search_by_accession_patient_id_or_name(
-    tmp_path: Path, synth_studies: SynthStudies
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     wanted, data = _instance(
         synth_studies, AccessionNumber="ACC-7731", PatientID="PID-0042", PatientName="Doe^Jane"
     )
@@ -81,9 +91,9 @@ def test_search_by_accession_patient_id_or_name(
 
 
 def test_empty_type_2_values_are_none_and_views_collect(
-    tmp_path: Path, synth_studies: SynthStudies
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     study, first = _instance(
         synth_studies, PatientName="", AccessionNumber="", PatientAge=None, PatientSex=""
     )

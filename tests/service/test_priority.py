@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from diagnostics.errors import RequestError
 from diagnostics.service.review import mark_read, set_requested_priority
+from diagnostics.store import Store
 from diagnostics.store.priority import (
     WorklistFilter,
     base_rank,
@@ -24,6 +26,9 @@ from tests.helpers.synth import SynthStudies
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0
+
+MakeStore = Callable[..., Store]
+"""`make_store(root)`: a store on the test's backend (SQLite, PostgreSQL: `database`)."""
 
 
 @pytest.mark.parametrize(
@@ -68,10 +73,10 @@ def test_dimse_priority_high_asks_for_urgent_and_nothing_else_asks() -> None:
 
 
 def test_requests_from_the_sender_raise_and_never_lower(
-    tmp_path: Path, synth_studies: SynthStudies
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
     folder, truths = synth_studies
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     uid = truths[0].study_instance_uid
     store.receive((folder / truths[0].file).read_bytes(), "dimse:PACS", requested_priority=None)
     assert store.study_state(uid)["requested_priority"] is None  # type: ignore[index]
@@ -108,7 +113,7 @@ def _copy(path: Path, tmp: Path) -> bytes:
 # -- the SQL ---------------------------------------------------------------------------------
 
 
-def _fill(store: SqliteStore, n: int, seed: int) -> list[tuple[str, ...]]:
+def _fill(store: Store, n: int, seed: int) -> list[tuple[str, ...]]:
     """n studies straight into the table: every mix of request, model flag, age and read mark."""
     rng = random.Random(seed)
     rows = []
@@ -136,13 +141,14 @@ def _fill(store: SqliteStore, n: int, seed: int) -> list[tuple[str, ...]]:
                 reviewed,
             )
         )
-    with store.sql_transaction() as db:
-        db.executemany(
-            "INSERT INTO studies (study_instance_uid, state, first_received, last_received, "
-            "instance_count, version, status, priority, flagged, requested_priority, "
-            "reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    with store.sql_transaction() as db:  # type: ignore[attr-defined]
+        for row in rows:  # one statement per row: both backends' connections take it
+            db.execute(
+                "INSERT INTO studies (study_instance_uid, state, first_received, last_received, "
+                "instance_count, version, status, priority, flagged, requested_priority, "
+                "reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
     return rows  # type: ignore[return-value]
 
 
@@ -152,9 +158,7 @@ def _expected(rows: list[tuple[object, ...]], keep: object = None) -> list[str]:
     return [str(r[0]) for r in chosen]
 
 
-def _all_pages(
-    store: SqliteStore, where: WorklistFilter | None = None, size: int = 37
-) -> list[str]:
+def _all_pages(store: Store, where: WorklistFilter | None = None, size: int = 37) -> list[str]:
     uids: list[str] = []
     offset = 0
     while True:
@@ -168,8 +172,10 @@ def _all_pages(
             return uids
 
 
-def test_sql_order_and_paging_agree_with_the_priority_rules(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
+def test_sql_order_and_paging_agree_with_the_priority_rules(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path)
     rows = _fill(store, 600, seed=3)
     assert _all_pages(store) == _expected(rows)
     _, first = store.worklist(limit=600, now=NOW, escalate_after_s=HOUR)
@@ -191,15 +197,19 @@ def test_sql_order_and_paging_agree_with_the_priority_rules(tmp_path: Path) -> N
         ),
     ],
 )
-def test_filters_keep_the_order(tmp_path: Path, where: WorklistFilter, keep: object) -> None:
-    store = SqliteStore(tmp_path)
+def test_filters_keep_the_order(
+    make_store: MakeStore, tmp_path: Path, where: WorklistFilter, keep: object
+) -> None:
+    store = make_store(tmp_path)
     rows = _fill(store, 400, seed=5)
     assert _all_pages(store, where, size=23) == _expected(rows, keep)
 
 
-def test_reading_a_study_stops_its_escalation(tmp_path: Path, synth_studies: SynthStudies) -> None:
+def test_reading_a_study_stops_its_escalation(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
     folder, truths = synth_studies
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     uid = truths[1].study_instance_uid
     store.receive((folder / truths[1].file).read_bytes(), "test")
     later = time.time() + 2 * HOUR

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from diagnostics.service.retention import (
 )
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import ScreeningWorker
+from diagnostics.store import Store
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.ui.pages import study_page
 from tests.helpers.cli import assert_refused, run_cli
@@ -35,6 +37,9 @@ from tests.helpers.synth import BUNDLED, SynthStudies
 
 FUTURE = time.time() + 10 * DAY_S
 """A cutoff after every result these tests record: everything done is due."""
+
+MakeStore = Callable[..., Store]
+"""`make_store(root)`: a store on the test's backend (SQLite, PostgreSQL: `database`)."""
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +57,12 @@ def _files(folder: Path) -> list[Path]:
 
 
 def test_purge_deletes_images_and_outputs_and_keeps_the_result(
-    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
     folder, truths = synth_studies
     study = truths[0].study_instance_uid
     data = (folder / truths[0].file).read_bytes()
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     store.receive(data, "test")
     _screen(store, screener)
     instances, outputs = _files(store.instances_dir), _files(store.results_dir)
@@ -107,14 +112,14 @@ def test_purge_deletes_images_and_outputs_and_keeps_the_result(
 
 
 def test_a_resent_study_keeps_an_earlier_urgent_flag_in_view(
-    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
     """After a purge a late instance alone is screened; a routine result of it must not hide
     that an earlier version flagged the study urgent."""
     folder, truths = synth_studies
     study = truths[0].study_instance_uid
     data = (folder / truths[0].file).read_bytes()
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     store.receive(data, "test")
     _screen(store, screener)
     real = store.latest_result(study)
@@ -138,10 +143,10 @@ def test_a_resent_study_keeps_an_earlier_urgent_flag_in_view(
 
 
 def test_unfinished_studies_and_pending_deliveries_are_kept(
-    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
     folder, truths = synth_studies
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     store.receive((folder / truths[0].file).read_bytes(), "test")
     _screen(store, screener, "PACS@127.0.0.1:9")  # nobody there: the outputs stay pending
     store.receive((folder / truths[1].file).read_bytes(), "test")  # waiting, no result
@@ -164,12 +169,12 @@ def test_unfinished_studies_and_pending_deliveries_are_kept(
 
 
 def test_files_left_by_an_interrupted_purge_are_swept(
-    tmp_path: Path, synth_studies: SynthStudies, screener: Screener
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies, screener: Screener
 ) -> None:
     """Rows go first, files after: a crash between leaves files no row names, which the next
     purge deletes; an instance file younger than an hour may be intake's, and stays."""
     folder, truths = synth_studies
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     store.receive((folder / truths[0].file).read_bytes(), "test")
     _screen(store, screener)
     output = tmp_path / "results" / "run" / truths[0].study_instance_uid / "SR.dcm"

@@ -1,11 +1,13 @@
-"""The durable intake store: what is acknowledged is on disk, once, under our own names."""
+"""The durable intake store: what is acknowledged is on disk, once, under our own names.
+
+Every test runs on both backends (the `database` fixture): SQLite and a real PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -14,9 +16,17 @@ import pytest
 from diagnostics.errors import DuplicateInstanceError, InputError
 from diagnostics.results import InstanceResult, ModelRef, StudyResult
 from diagnostics.service.workers import backoff
+from diagnostics.store import Store
 from diagnostics.store.records import Delivery
-from diagnostics.store.sqlite import SqliteStore
 from tests.helpers.synth import SynthStudies
+
+MakeStore = Callable[..., Store]
+"""`make_store(root)`: a store on the test's backend (`database` fixture: SQLite, PostgreSQL)."""
+
+
+def _expire_leases(store: Store) -> None:
+    with store.sql_transaction() as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
 
 
 def _bytes(synth_studies: SynthStudies, index: int) -> bytes:
@@ -34,8 +44,10 @@ def _result(study: str) -> StudyResult:
     )
 
 
-def test_receive_writes_file_and_row_once(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_receive_writes_file_and_row_once(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     data = _bytes(synth_studies, 0)
     first = store.receive(data, "test")
     again = store.receive(data, "test")
@@ -48,9 +60,9 @@ def test_receive_writes_file_and_row_once(tmp_path: Path, synth_studies: SynthSt
 
 
 def test_every_acknowledged_instance_is_audited_with_its_uids(
-    tmp_path: Path, synth_studies: SynthStudies
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     data = _bytes(synth_studies, 0)
     first = store.receive(data, "dimse:ORTHANC", address="10.1.2.3")
     store.receive(data, "dimse:ORTHANC", address="10.1.2.3")  # resent: audited as such
@@ -68,8 +80,8 @@ def test_every_acknowledged_instance_is_audited_with_its_uids(
     assert store.verify_audit().problem is None
 
 
-def test_an_audit_outcome_is_a_code_never_a_word(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
+def test_an_audit_outcome_is_a_code_never_a_word(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store(tmp_path)
     with pytest.raises(TypeError, match="RFC 3881"):  # "failed" must not be stored as success
         store.audit("cli", "backup", outcome="failed")
     store.audit("cli", "backup", outcome=8)
@@ -77,29 +89,33 @@ def test_an_audit_outcome_is_a_code_never_a_word(tmp_path: Path) -> None:
     assert entry["outcome"] == 8
 
 
-def test_file_names_never_come_from_the_header(tmp_path: Path, synth_studies: SynthStudies) -> None:
+def test_file_names_never_come_from_the_header(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
     folder, truths = synth_studies
     ds = pydicom.dcmread(folder / truths[1].file)
     ds.PatientID = "../../etc/passwd"
     ds.SeriesDescription = "/tmp/evil"
     path = tmp_path / "evil.dcm"
     ds.save_as(path)
-    store = SqliteStore(tmp_path / "store")
+    store = make_store(tmp_path / "store")
     store.receive(path.read_bytes(), "test")
     (stored,) = store.instances_dir.iterdir()
     assert stored.parent == store.instances_dir and re.fullmatch(r"[0-9a-f]{32}\.dcm", stored.name)
 
 
-def test_bad_input_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
+def test_bad_input_is_refused_and_leaves_nothing(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store(tmp_path)
     with pytest.raises(InputError):
         store.receive(b"not a DICOM file at all", "test")
     assert store.counts()["instances"] == 0
     assert not list(store.instances_dir.iterdir()) and not list(store.incoming_dir.iterdir())
 
 
-def test_study_waits_for_quiet_then_versions(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_study_waits_for_quiet_then_versions(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     received = store.receive(_bytes(synth_studies, 0), "test")
     assert store.claim_due(stable_s=60) == []  # not quiet long enough
     (claim,) = store.claim_due(stable_s=0)
@@ -118,8 +134,10 @@ def test_study_waits_for_quiet_then_versions(tmp_path: Path, synth_studies: Synt
     assert version == 2
 
 
-def test_result_of_a_changed_study_is_dropped(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_result_of_a_changed_study_is_dropped(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     store.receive(_bytes(synth_studies, 0), "test")
     (claim,) = store.claim_due(stable_s=0)
     time.sleep(0.01)
@@ -140,8 +158,10 @@ def test_result_of_a_changed_study_is_dropped(tmp_path: Path, synth_studies: Syn
     assert len(again.paths) == 2
 
 
-def test_recover_requeues_interrupted_studies(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_recover_requeues_interrupted_studies(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     store.receive(_bytes(synth_studies, 0), "test")
     assert len(store.claim_due(stable_s=0)) == 1
     old = store.incoming_dir / "old.dcm.partial"
@@ -149,17 +169,18 @@ def test_recover_requeues_interrupted_studies(tmp_path: Path, synth_studies: Syn
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     fresh = store.incoming_dir / "fresh.dcm.partial"  # another process may be writing it
     fresh.write_bytes(b"half")
-    reopened = SqliteStore(tmp_path)  # as after a crash
+    reopened = make_store(tmp_path)  # as after a crash
     assert reopened.recover() == 0  # within its lease: it may be another live process's
-    with sqlite3.connect(store.db_path) as db:  # its process died a lease ago
-        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
+    _expire_leases(store)  # its process died a lease ago
     assert reopened.recover() == 1
     assert list(reopened.incoming_dir.iterdir()) == [fresh]
     assert len(reopened.claim_due(stable_s=0)) == 1
 
 
-def test_outbox_retries_with_backoff(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_outbox_retries_with_backoff(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     store.receive(_bytes(synth_studies, 0), "test")
     (claim,) = store.claim_due(stable_s=0)
     store.complete(
@@ -173,17 +194,17 @@ def test_outbox_retries_with_backoff(tmp_path: Path, synth_studies: SynthStudies
     assert [backoff(n) for n in (1, 2, 3, 20)] == [2.0, 4.0, 8.0, 300.0]
 
 
-def test_audit_records_who_did_what(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
+def test_audit_records_who_did_what(make_store: MakeStore, tmp_path: Path) -> None:
+    store = make_store(tmp_path)
     store.audit("dimse:ORTHANC", "association_rejected", address="127.0.0.1")
     (entry,) = store.audit_entries("association_rejected")
     assert entry["actor"] == "dimse:ORTHANC" and entry["detail"] == {"address": "127.0.0.1"}
 
 
 def test_same_instance_under_another_study_is_refused(
-    tmp_path: Path, synth_studies: SynthStudies
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
 ) -> None:
-    store = SqliteStore(tmp_path)
+    store = make_store(tmp_path)
     folder, truths = synth_studies
     store.receive(_bytes(synth_studies, 0), "test")
     ds = pydicom.dcmread(folder / truths[0].file)
@@ -195,13 +216,14 @@ def test_same_instance_under_another_study_is_refused(
     assert store.counts()["instances"] == 1
 
 
-def test_a_claim_past_its_lease_is_taken_over(tmp_path: Path, synth_studies: SynthStudies) -> None:
-    store = SqliteStore(tmp_path)
+def test_a_claim_past_its_lease_is_taken_over(
+    make_store: MakeStore, tmp_path: Path, synth_studies: SynthStudies
+) -> None:
+    store = make_store(tmp_path)
     store.receive(_bytes(synth_studies, 0), "test")
     (first,) = store.claim_due(stable_s=0)
     assert store.claim_due(stable_s=0) == []  # held
-    with sqlite3.connect(store.db_path) as db:  # as if its process died a lease ago
-        db.execute("UPDATE studies SET lease_until = ?", (time.time() - 1,))
+    _expire_leases(store)  # as if its process died a lease ago
     (second,) = store.claim_due(stable_s=0)
     assert second.tries == 2  # the first claim ended without a result
     assert store.complete(second, _result(second.study_instance_uid)) == 1

@@ -5,7 +5,8 @@ Each row's `hash` is SHA-256 over the previous row's hash and the row's own cano
 `BEGIN IMMEDIATE` transaction and SQLite lets one writer in at a time, so the chain stays
 linear across the HTTP workers and the DICOM listener. `AUTOINCREMENT` keeps ids contiguous
 (a rolled-back insert gives its id back) and remembers the highest id in `sqlite_sequence`,
-so a gap in the ids or a missing tail is a deletion.
+so a gap in the ids or a missing tail is a deletion. In PostgreSQL the lock row `audit_seq`
+plays both parts: it serialises appends across nodes and remembers the highest id.
 
 What the chain cannot do alone: someone with write access who recomputes every hash after
 the row they change leaves a valid chain. The newest hash (`ChainReport.head`, printed by
@@ -30,6 +31,7 @@ from diagnostics.store.audit import (
     Problem,
     outcome_of,
 )
+from diagnostics.store.sql import POSTGRESQL, Connection, Row, dialect
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("study_instance_uid", "TEXT"),
@@ -51,7 +53,7 @@ SELECT = (
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def canonical(row: sqlite3.Row | tuple[object, ...]) -> str:
+def canonical(row: Row | tuple[object, ...]) -> str:
     """The content a row's hash covers, in a form that reads back the same from SQLite."""
     values = [row[i] for i in range(9)]  # id .. detail, in SELECT order
     return json.dumps(values, ensure_ascii=True, separators=(",", ":"))
@@ -62,7 +64,7 @@ def chain_hash(previous: str | None, content: str) -> str:
 
 
 def write(
-    db: sqlite3.Connection,
+    db: Connection,
     actor: str,
     action: str,
     *,
@@ -97,15 +99,27 @@ def write(
         outcome if isinstance(outcome, int) else outcome_of(action),
         json.dumps(detail, sort_keys=True, default=str),
     )
-    cursor = db.execute(
-        "INSERT INTO audit (at, actor, action, study_instance_uid, sop_instance_uid, address, "
-        "outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        values,
-    )
-    _seal(db, int(cursor.lastrowid or 0))
+    if dialect(db) == POSTGRESQL:
+        # The lock row serialises appends across every node until this transaction ends, and
+        # gives contiguous ids (a sequence would leave a gap at each rollback: a "deletion").
+        row_id = int(db.execute("UPDATE audit_seq SET seq = seq + 1 RETURNING seq").fetchone()[0])
+        db.execute(
+            "INSERT INTO audit (id, at, actor, action, study_instance_uid, sop_instance_uid, "
+            "address, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row_id, *values),
+        )
+    else:
+        row_id = int(
+            db.execute(
+                "INSERT INTO audit (at, actor, action, study_instance_uid, sop_instance_uid, "
+                "address, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                values,
+            ).fetchone()[0]
+        )
+    _seal(db, row_id)
 
 
-def _seal(db: sqlite3.Connection, row_id: int) -> str:
+def _seal(db: Connection, row_id: int) -> str:
     """Store a row's hash, chained on the row before it."""
     previous = db.execute(
         "SELECT hash FROM audit WHERE id < ? ORDER BY id DESC LIMIT 1", (row_id,)
@@ -116,7 +130,7 @@ def _seal(db: sqlite3.Connection, row_id: int) -> str:
     return digest
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: Connection) -> None:
     """Give a store written before the chain its columns, fill them from `detail`, and chain
     its rows, once and in one transaction; later opens find `hash` and do nothing.
 
@@ -140,11 +154,13 @@ def migrate(db: sqlite3.Connection) -> None:
         raise StoreError(f"cannot update the audit table: {exc}") from exc
 
 
-def _has_chain(db: sqlite3.Connection) -> bool:
+def _has_chain(db: Connection) -> bool:
+    if dialect(db) == POSTGRESQL:
+        return True  # created with its chain (`diagnostics.store.postgres.schema`)
     return "hash" in {r[1] for r in db.execute("PRAGMA table_info(audit)")}
 
 
-def _add_chain(db: sqlite3.Connection) -> None:
+def _add_chain(db: Connection) -> None:
     present = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
     for column, kind in COLUMNS:
         if column not in present:
@@ -167,7 +183,7 @@ def _add_chain(db: sqlite3.Connection) -> None:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def entry(row: sqlite3.Row) -> AuditEntry:
+def entry(row: Row) -> AuditEntry:
     try:
         detail = json.loads(row["detail"])
     except ValueError:
@@ -213,7 +229,7 @@ def _where(f: AuditFilter) -> tuple[str, list[object]]:
 
 
 def query(
-    db: sqlite3.Connection,
+    db: Connection,
     where: AuditFilter,
     limit: int | None = None,
     offset: int = 0,
@@ -230,7 +246,7 @@ def query(
     return total, [entry(r) for r in rows]
 
 
-def require_chain(db: sqlite3.Connection) -> None:
+def require_chain(db: Connection) -> None:
     if not _has_chain(db):
         raise StoreError(
             "the audit table predates its hash chain: start the service once (it migrates "
@@ -241,7 +257,7 @@ def require_chain(db: sqlite3.Connection) -> None:
 # -- verification ------------------------------------------------------------------------------
 
 
-def _rows(db: sqlite3.Connection, batch: int) -> Iterator[sqlite3.Row]:
+def _rows(db: Connection, batch: int) -> Iterator[Row]:
     """Every row in id order, a batch at a time (a long trail never sits in memory whole)."""
     after = -(2**63)
     while True:
@@ -252,7 +268,7 @@ def _rows(db: sqlite3.Connection, batch: int) -> Iterator[sqlite3.Row]:
         after = int(chunk[-1]["id"])
 
 
-def verify(db: sqlite3.Connection, batch: int = 5000) -> ChainReport:
+def verify(db: Connection, batch: int = 5000) -> ChainReport:
     """Walk the chain from the first row; report the first row altered, deleted or inserted."""
     require_chain(db)
     rows, first_id, expected, previous = 0, None, 1, None
@@ -268,7 +284,11 @@ def verify(db: sqlite3.Connection, batch: int = 5000) -> ChainReport:
         previous, expected = row["hash"], int(row["id"]) + 1
         row = following
     last_id = expected - 1 if rows else None
-    highest = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit'").fetchone()
+    highest = db.execute(
+        "SELECT seq FROM audit_seq"
+        if dialect(db) == POSTGRESQL
+        else "SELECT seq FROM sqlite_sequence WHERE name = 'audit'"
+    ).fetchone()
     if highest is not None and int(highest[0]) >= expected:
         return ChainReport(
             rows,
@@ -284,8 +304,8 @@ def verify(db: sqlite3.Connection, batch: int = 5000) -> ChainReport:
 
 
 def _check(
-    row: sqlite3.Row,
-    following: sqlite3.Row | None,
+    row: Row,
+    following: Row | None,
     previous: str | None,
     expected: int,
     checked: int,

@@ -19,6 +19,7 @@ from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import StoreError
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.interface import CLAIM_LEASE_S
+from diagnostics.store.sql import Connection
 from diagnostics.store.sqlite import audit, schema
 from diagnostics.store.sqlite.transaction import SqliteTransaction
 
@@ -62,9 +63,34 @@ class SqliteBase:
         self.db_path = database_path(self.root)
         self.limits = limits or ReadLimits()
         self._local = threading.local()
-        schema.create(self._connection())
+        self._create_schema()
 
-    def _connection(self) -> sqlite3.Connection:
+    def _create_schema(self) -> None:
+        schema.create(self._sqlite())
+
+    SKIP_LOCKED = ""
+    """Ends a claim's SELECT: PostgreSQL passes over rows another node is claiming
+    (`FOR UPDATE SKIP LOCKED`); SQLite's single writer (`BEGIN IMMEDIATE`) needs nothing."""
+    FOR_UPDATE = ""
+    """Ends a SELECT whose row the transaction goes on to change (PostgreSQL: `FOR UPDATE`)."""
+
+    def _serialize(self, db: Connection, key: str) -> None:
+        """Hold off other writers of `key` (a study) until this transaction ends: SQLite's
+        `BEGIN IMMEDIATE` already admits one writer at a time."""
+
+    def _announce(self, db: Connection) -> None:
+        """Wake idle workers when this transaction commits: nothing to do for SQLite, whose
+        workers poll."""
+
+    def wait_for_work(self, timeout_s: float) -> bool:
+        """Block until intake announces work or `timeout_s` passes; False at once where
+        nothing announces it (SQLite: the caller polls)."""
+        return False
+
+    def _connection(self) -> Connection:
+        return self._sqlite()
+
+    def _sqlite(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
@@ -77,8 +103,8 @@ class SqliteBase:
         return db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
+    def _transaction(self) -> Iterator[Connection]:
+        db = self._sqlite()
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -111,12 +137,13 @@ class SqliteBase:
         """The same steps as plain reads on this thread's connection, outside a transaction."""
         return SqliteTransaction(self._connection())
 
-    def sql_transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One raw write transaction: SQLite only, for tests and maintenance."""
+    def sql_transaction(self) -> AbstractContextManager[Connection]:
+        """One raw write transaction, for tests and maintenance (SQL in this package's
+        dialect: the PostgreSQL backend translates it)."""
         return self._transaction()
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's raw connection: SQLite only, for tests and maintenance."""
+    def connection(self) -> Connection:
+        """This thread's raw connection, for tests and maintenance."""
         return self._connection()
 
     def close(self) -> None:

@@ -10,12 +10,12 @@ signed-in review pages only.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import fields
 
 from diagnostics.dicom.patient import StudyHeader
 from diagnostics.store.records import StudyFacts
+from diagnostics.store.sql import Connection
 
 HEADERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS study_headers (
@@ -66,7 +66,7 @@ def key(text: str | None) -> str | None:
     return " " + " ".join(w for w in words if w) + " "
 
 
-def merge(db: sqlite3.Connection, study_instance_uid: str, header: StudyHeader) -> None:
+def merge(db: Connection, study_instance_uid: str, header: StudyHeader) -> None:
     """Add one instance's header to its study's row, inside the caller's transaction."""
     row = db.execute(
         "SELECT * FROM study_headers WHERE study_instance_uid = ?", (study_instance_uid,)
@@ -84,21 +84,23 @@ def merge(db: sqlite3.Connection, study_instance_uid: str, header: StudyHeader) 
     values["name_key"] = key(str(values["patient_name"] or ""))
     values["id_key"] = (str(values["patient_id"] or "").casefold()) or None
     values["accession_key"] = (str(values["accession_number"] or "").casefold()) or None
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c != "study_instance_uid")
     db.execute(
-        f"INSERT OR REPLACE INTO study_headers ({', '.join(values)}) "
-        f"VALUES ({', '.join('?' * len(values))})",
+        f"INSERT INTO study_headers ({', '.join(values)}) "
+        f"VALUES ({', '.join('?' * len(values))}) "
+        f"ON CONFLICT (study_instance_uid) DO UPDATE SET {updates}",
         tuple(values.values()),
     )
 
 
-def has_header(db: sqlite3.Connection, study_instance_uid: str) -> bool:
+def has_header(db: Connection, study_instance_uid: str) -> bool:
     row = db.execute(
         "SELECT 1 FROM study_headers WHERE study_instance_uid = ?", (study_instance_uid,)
     ).fetchone()
     return row is not None
 
 
-def facts_of(db: sqlite3.Connection, uids: Sequence[str]) -> dict[str, StudyFacts]:
+def facts_of(db: Connection, uids: Sequence[str]) -> dict[str, StudyFacts]:
     """The facts of each of `uids` that has any (a page's worth: one query)."""
     if not uids:
         return {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import sqlite3
 import struct
 import time
 import uuid
@@ -22,6 +21,7 @@ from diagnostics.dicom.reader import read_info
 from diagnostics.durable import replace_synced, write_synced
 from diagnostics.errors import DuplicateInstanceError, StoreError, TooLargeError
 from diagnostics.store.records import Received
+from diagnostics.store.sql import Connection, Row
 from diagnostics.store.sqlite import audit, headers
 from diagnostics.store.sqlite.connection import SqliteBase
 
@@ -60,6 +60,7 @@ class Instances(SqliteBase):
         now = time.time()
         try:
             with self._transaction() as db:
+                self._serialize(db, uids.study_instance_uid)
                 known = db.execute(
                     "SELECT study_instance_uid, path, digest FROM instances "
                     "WHERE sop_instance_uid = ?",
@@ -100,24 +101,27 @@ class Instances(SqliteBase):
                        VALUES (?, 'waiting', ?, ?, 1, ?)
                        ON CONFLICT (study_instance_uid) DO UPDATE SET
                          last_received = excluded.last_received,
-                         instance_count = instance_count + 1,
-                         state = CASE WHEN state = 'done' THEN 'waiting' ELSE state END,
+                         instance_count = studies.instance_count + 1,
+                         state = CASE WHEN studies.state = 'done' THEN 'waiting'
+                           ELSE studies.state END,
                          requested_priority = CASE
-                           WHEN requested_priority = 'stat' THEN requested_priority
+                           WHEN studies.requested_priority = 'stat' THEN 'stat'
                            WHEN excluded.requested_priority IN ('stat', 'urgent')
                              THEN excluded.requested_priority
-                           ELSE coalesce(requested_priority, excluded.requested_priority) END""",
+                           ELSE coalesce(studies.requested_priority,
+                             excluded.requested_priority) END""",
                     (uids.study_instance_uid, now, now, requested_priority),
                 )
                 headers.merge(db, uids.study_instance_uid, header)
                 _audit_received(db, source, address, uids, resent=False)
+                self._announce(db)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         return Received(uids.sop_instance_uid, uids.study_instance_uid, False, uids.sop_class_uid)
 
     def _check_resend(
-        self, known: sqlite3.Row, study_instance_uid: str, sop_instance_uid: str, digest: str
+        self, known: Row, study_instance_uid: str, sop_instance_uid: str, digest: str
     ) -> None:
         """An instance sent again is idempotent only when it is the same instance: a second,
         different copy under the same SOP Instance UID is refused, never silently dropped."""
@@ -142,7 +146,7 @@ class Instances(SqliteBase):
             )
 
     def _check_study_budget(
-        self, db: sqlite3.Connection, study_instance_uid: str, image_bytes: int
+        self, db: Connection, study_instance_uid: str, image_bytes: int
     ) -> None:
         """Refuse an instance that would take its study past the per-study decode budget:
         screening and the review page decode a study's images together."""
@@ -198,7 +202,7 @@ def _os_reason(exc: OSError) -> str:
 
 
 def _audit_received(
-    db: sqlite3.Connection, source: str, address: str | None, uids: InstanceUids, resent: bool
+    db: Connection, source: str, address: str | None, uids: InstanceUids, resent: bool
 ) -> None:
     """The instance's audit row (UIDs only, never header values), in the intake transaction."""
     audit.write(

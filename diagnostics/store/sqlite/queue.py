@@ -4,6 +4,10 @@ A study moves `waiting` -> `screening` -> `done`; an instance arriving for a stu
 already done sends it back to `waiting`, and the next result gets the next version and
 supersedes the previous one.
 
+Several processes (and, with PostgreSQL, several nodes) claim from one queue: SQLite admits one
+writer at a time; PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so no study is claimed twice
+and a claimer never waits on another's rows.
+
 A claim (`screening`) is a lease: the process holding it renews `lease_until` while it screens
 (`diagnostics.service.claims.Leases`), so a claim whose process died runs out within one lease
 and the next claim takes it over; nothing acknowledged is lost. `tries` counts claims since
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +29,13 @@ from diagnostics.results import StudyResult
 from diagnostics.store import evidence
 from diagnostics.store.evidence import InstanceMaps
 from diagnostics.store.records import Claim, Delivery, OutboxItem, PreparedContext
+from diagnostics.store.sql import Connection, Row
 from diagnostics.store.sqlite import headers
 from diagnostics.store.sqlite.connection import SqliteBase
 from diagnostics.store.sqlite.transaction import SqliteTransaction
+
+OUTBOX_LEASE_S = 300.0
+"""How long a claimed outbox item is held by its sender: longer than a batch's deliveries."""
 
 
 class Queue(SqliteBase):
@@ -55,7 +62,8 @@ class Queue(SqliteBase):
         with self._transaction() as db:
             rows = db.execute(
                 f"""SELECT study_instance_uid, claimed_at, claimed_by,
-                   {_LEASE_OVER} AS over FROM studies WHERE state = 'screening'""",
+                   {_LEASE_OVER} AS over FROM studies WHERE state = 'screening'
+                   {self.SKIP_LOCKED}""",
                 {"now": now, "lease": self.lease_s},
             ).fetchall()
             gone = [r for r in rows if r["over"] or not _alive(r["claimed_by"])]
@@ -76,7 +84,7 @@ class Queue(SqliteBase):
                 f"""SELECT study_instance_uid FROM studies
                    WHERE (state = 'waiting' AND last_received <= :quiet)
                       OR (state = 'screening' AND {_LEASE_OVER})
-                   ORDER BY last_received LIMIT :limit""",
+                   ORDER BY last_received LIMIT :limit {self.SKIP_LOCKED}""",
                 {"quiet": now - stable_s, "now": now, "lease": self.lease_s, "limit": limit},
             ).fetchall()
             return [self._claim(db, row["study_instance_uid"], now) for row in rows]
@@ -86,12 +94,13 @@ class Queue(SqliteBase):
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
-                "SELECT 1 FROM studies WHERE study_instance_uid = ? AND state = 'waiting'",
+                "SELECT 1 FROM studies WHERE study_instance_uid = ? AND state = 'waiting'"
+                + self.SKIP_LOCKED,
                 (study_instance_uid,),
             ).fetchone()
             return None if row is None else self._claim(db, study_instance_uid, now)
 
-    def _claim(self, db: sqlite3.Connection, study: str, now: float) -> Claim:
+    def _claim(self, db: Connection, study: str, now: float) -> Claim:
         row = db.execute(
             """UPDATE studies SET state = 'screening', claimed_at = ?, lease_until = ?,
                claimed_by = ?, tries = tries + 1 WHERE study_instance_uid = ? RETURNING tries""",
@@ -143,7 +152,7 @@ class Queue(SqliteBase):
         with self._transaction() as db:
             row = db.execute(
                 "SELECT claimed_at, version, instance_count, state FROM studies "
-                "WHERE study_instance_uid = ?",
+                "WHERE study_instance_uid = ?" + self.FOR_UPDATE,
                 (claim.study_instance_uid,),
             ).fetchone()
             if row is None or row["state"] != "screening" or row["claimed_at"] != claim.claimed_at:
@@ -220,7 +229,7 @@ class Queue(SqliteBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE studies SET state = 'waiting', claimed_at = NULL, lease_until = NULL, "
-                "tries = CASE WHEN ? THEN tries ELSE max(tries - 1, 0) END "
+                "tries = CASE WHEN ? OR tries < 1 THEN tries ELSE tries - 1 END "
                 "WHERE study_instance_uid = ? AND state = 'screening' AND claimed_at = ?",
                 (failed, claim.study_instance_uid, claim.claimed_at),
             )
@@ -237,16 +246,34 @@ class Queue(SqliteBase):
             )
             .fetchall()
         )
-        return [
-            OutboxItem(
-                int(r["id"]),
-                r["study_instance_uid"],
-                Path(r["path"]),
-                r["destination"],
-                r["attempts"],
-            )
-            for r in rows
-        ]
+        return [_outbox_item(r) for r in rows]
+
+    def claim_outbox(self, limit: int = 16, lease_s: float = OUTBOX_LEASE_S) -> list[OutboxItem]:
+        """`due_outbox` for the one that delivers them: the items are held for `lease_s` (their
+        next attempt moves on), so another worker or node never sends the same item at the
+        same time; `mark_sent`/`mark_failed` end the hold, a dead sender's hold runs out."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, study_instance_uid, path, destination, attempts FROM outbox "
+                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?"
+                + self.SKIP_LOCKED,
+                (now, limit),
+            ).fetchall()
+            for r in rows:
+                db.execute(
+                    "UPDATE outbox SET next_attempt = ? WHERE id = ?", (now + lease_s, r["id"])
+                )
+        return [_outbox_item(r) for r in rows]
+
+    def release_outbox(self, items: Sequence[OutboxItem]) -> None:
+        """End the hold of claimed items not attempted (a stopping sender): due again now."""
+        with self._transaction() as db:
+            for item in items:
+                db.execute(
+                    "UPDATE outbox SET next_attempt = ? WHERE id = ? AND state = 'pending'",
+                    (time.time(), item.id),
+                )
 
     def mark_sent(self, item: OutboxItem) -> None:
         with self._transaction() as db:
@@ -263,6 +290,12 @@ class Queue(SqliteBase):
                 "WHERE id = ?",
                 (error[:500], time.time() + retry_in_s, item.id),
             )
+
+
+def _outbox_item(r: Row) -> OutboxItem:
+    return OutboxItem(
+        int(r["id"]), r["study_instance_uid"], Path(r["path"]), r["destination"], r["attempts"]
+    )
 
 
 _LEASE_OVER = "coalesce(lease_until, claimed_at + :lease) < :now"

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from diagnostics.store.records import PurgedStudy, PurgeReport
+from diagnostics.store.sql import Connection, Row
 from diagnostics.store.sqlite.connection import SqliteBase
 from diagnostics.store.sqlite.transaction import audit_row
 
@@ -72,7 +72,7 @@ class Retention(SqliteBase):
         asks for it only now and then."""
         studies: list[PurgedStudy] = []
         if dry_run:
-            rows = self._connection().execute(_CANDIDATES, {"cutoff": cutoff, "limit": -1})
+            rows = self._connection().execute(_CANDIDATES, {"cutoff": cutoff, "limit": 2**62})
             for row in rows.fetchall():
                 files = self._instance_files(self._connection(), row["study"])
                 studies.append(_study(row, files + self._outputs_of(row["study"])))
@@ -95,7 +95,12 @@ class Retention(SqliteBase):
     def _purge_batch(self, cutoff: float, actor: str) -> list[PurgedStudy]:
         now = time.time()
         with self._transaction() as db:
-            rows = db.execute(_CANDIDATES, {"cutoff": cutoff, "limit": BATCH}).fetchall()
+            # PostgreSQL: lock the rows, passing over those another node is purging or
+            # receiving into; intake into a locked one waits, then sends the study back to
+            # `waiting` with only its new instance.
+            rows = db.execute(
+                _CANDIDATES + self.SKIP_LOCKED, {"cutoff": cutoff, "limit": BATCH}
+            ).fetchall()
             batch = []
             for row in rows:
                 study = row["study"]
@@ -120,11 +125,11 @@ class Retention(SqliteBase):
                 )
         return batch
 
-    def _instance_files(self, db: sqlite3.Connection, study: str) -> list[Path]:
+    def _instance_files(self, db: Connection, study: str) -> list[Path]:
         rows = db.execute("SELECT path FROM instances WHERE study_instance_uid = ?", (study,))
         return [self.instances_dir / r["path"] for r in rows.fetchall()]
 
-    def _outputs_of(self, study: str, db: sqlite3.Connection | None = None) -> list[Path]:
+    def _outputs_of(self, study: str, db: Connection | None = None) -> list[Path]:
         """One study's output files: the folders screening writes (`results/<run>/<study
         uid>/`, one look per run folder) and the files its outbox rows name (FHIR bundles,
         `results/<run>/<file>`). Outbox paths are matched by their last two parts, whatever
@@ -166,7 +171,7 @@ class Retention(SqliteBase):
         return sorted(set(stray))
 
 
-def _pending_here(db: sqlite3.Connection, study: str) -> bool:
+def _pending_here(db: Connection, study: str) -> bool:
     row = db.execute(
         "SELECT 1 FROM outbox WHERE study_instance_uid = ? AND state = 'pending' LIMIT 1",
         (study,),
@@ -174,7 +179,7 @@ def _pending_here(db: sqlite3.Connection, study: str) -> bool:
     return row is not None
 
 
-def _study(row: sqlite3.Row, files: list[Path]) -> PurgedStudy:
+def _study(row: Row, files: list[Path]) -> PurgedStudy:
     return PurgedStudy(
         row["study"], float(row["created"]), tuple(files), sum(_file_size(p) for p in files)
     )

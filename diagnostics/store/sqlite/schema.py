@@ -4,12 +4,15 @@ Tables: `instances` (one row per stored file), `studies` (the work queue and the
 `results` (every version), `cams` (the evidence behind each result), `outbox`, `audit` (its
 hash chain is `audit.py`'s), `feedback`, `study_headers` (patient and study facts for the
 worklist, `headers.py`), and `fhir_context` (created with the first FHIR report context). The UI's
-signed-out sessions live in a database of their own (`sessions.py`).
+signed-out sessions live in a database of their own (`sessions.py`). `schema_migrations` records
+the versions applied (`create`); the PostgreSQL schema is the same tables (`store.postgres`).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable, Sequence
 
 from diagnostics.errors import StoreError
 from diagnostics.store.sqlite import audit
@@ -135,7 +138,66 @@ FHIR_CONTEXT_SCHEMA = """CREATE TABLE IF NOT EXISTS fhir_context (
 table as "no context"."""
 
 
-def create(db: sqlite3.Connection) -> None:
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)"""
+
+Step = Callable[[sqlite3.Connection], None]
+
+
+def _later() -> tuple[tuple[int, str, Step], ...]:
+    """Versions after the baseline: (version, what it does, the step, run inside one write
+    transaction). Forward only; a released step is never edited. None yet."""
+    return ()
+
+
+BASELINE = (1, "baseline: the tables and columns of stores before versioned migrations")
+
+
+def create(db: sqlite3.Connection, later: Sequence[tuple[int, str, Step]] | None = None) -> None:
+    """Bring the database up to date: the idempotent baseline (every open, as it always ran:
+    it also upgrades stores older than the migrations table), then each later version it
+    lacks, once, in order. A database written by a newer version is refused."""
+    later = _later() if later is None else later
+    _baseline(db)
+    db.execute(MIGRATIONS_TABLE)
+    known = [BASELINE[0], *(version for version, _, _ in later)]
+    _refuse_newer(db, max(known))
+    db.execute("INSERT OR IGNORE INTO schema_migrations VALUES (?, ?, ?)", (*BASELINE, time.time()))
+    for version, name, step in later:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            done = db.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone()
+            if done is None:  # another process may have applied it while we waited
+                step(db)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, time.time())
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def versions(db: sqlite3.Connection) -> list[int]:
+    """The versions applied to a database, in order."""
+    return [int(r[0]) for r in db.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+
+
+def _refuse_newer(db: sqlite3.Connection, newest: int) -> None:
+    row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    if row[0] is not None and int(row[0]) > newest:
+        raise StoreError(
+            f"the database has schema version {row[0]}, newer than this version of diagnostics "
+            f"knows ({newest}): upgrade diagnostics, never downgrade"
+        )
+
+
+def _baseline(db: sqlite3.Connection) -> None:
     """Create what is missing and bring a store written by an older version up to date
     (idempotent, race-safe)."""
     # executescript commits any open transaction itself, so it cannot run inside one;

@@ -14,6 +14,7 @@ from pathlib import Path
 from diagnostics.errors import StoreError
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
 from diagnostics.store.records import MonitoredResult, StoredInstance
+from diagnostics.store.sql import Connection
 from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.connection import database_path, open_read_only
 from diagnostics.store.sqlite.monitoring import monitored_results
@@ -27,7 +28,7 @@ def exists(storage: Path) -> bool:
 class SqliteSnapshot:
     """Reads inside `read_snapshot`'s transaction."""
 
-    def __init__(self, db: sqlite3.Connection, storage: Path) -> None:
+    def __init__(self, db: Connection, storage: Path) -> None:
         self.db = db
         self.instances_dir = storage / "instances"
 

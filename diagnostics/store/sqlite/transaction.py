@@ -17,11 +17,12 @@ from diagnostics.errors import StoreError
 from diagnostics.fhir import ReportContext
 from diagnostics.results import StudyResult
 from diagnostics.store.records import Feedback, feedback_from_row
+from diagnostics.store.sql import Connection
 from diagnostics.store.sqlite import audit
 from diagnostics.store.sqlite.schema import FHIR_CONTEXT_SCHEMA
 
 
-def audit_row(db: sqlite3.Connection, actor: str, action: str, **detail: object) -> None:
+def audit_row(db: Connection, actor: str, action: str, **detail: object) -> None:
     """An audit record inside the caller's transaction, so it commits with what it records.
 
     `study`, `sop`, `address` and `outcome` fill the ATNA columns (`diagnostics.store.audit`);
@@ -33,7 +34,7 @@ def audit_row(db: sqlite3.Connection, actor: str, action: str, **detail: object)
 class SqliteTransaction:
     """Store steps on one connection: inside a transaction, or plain reads (`view`)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self.db = db
 
     # -- audit ----------------------------------------------------------------------------
@@ -117,7 +118,8 @@ class SqliteTransaction:
     ) -> None:
         self.db.execute(FHIR_CONTEXT_SCHEMA)
         self.db.execute(
-            "INSERT OR REPLACE INTO fhir_context VALUES (?, ?, ?)",
+            "INSERT INTO fhir_context VALUES (?, ?, ?) ON CONFLICT (study_instance_uid, version) "
+            "DO UPDATE SET context = excluded.context",
             (study_instance_uid, version, context.model_dump_json()),
         )
 
@@ -160,10 +162,11 @@ class SqliteTransaction:
         del row["id"]
         row["box"] = json.dumps(list(entry.box)) if entry.box is not None else None
         cursor = self.db.execute(
-            f"INSERT INTO feedback ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            f"INSERT INTO feedback ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+            "RETURNING id",
             tuple(row.values()),
         )
-        return int(cursor.lastrowid or 0)
+        return int(cursor.fetchone()[0])
 
     def feedback_for(self, study_instance_uid: str) -> list[Feedback]:
         rows = self.db.execute(

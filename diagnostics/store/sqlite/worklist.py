@@ -8,11 +8,11 @@ such ranges. SQLite then reads pages in index order and never sorts.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from diagnostics.store.priority import WorklistFilter, effective_priority
 from diagnostics.store.records import WorklistRow
+from diagnostics.store.sql import Connection, Row
 from diagnostics.store.sqlite.headers import search_clause
 
 RANK_SQL = (
@@ -87,14 +87,14 @@ def group_query(
 
 
 def worklist_page(
-    db: sqlite3.Connection,
+    db: Connection,
     where: WorklistFilter,
     *,
     now: float,
     escalate_after_s: float,
     limit: int,
     offset: int,
-) -> tuple[int, list[sqlite3.Row]]:
+) -> tuple[int, list[Row]]:
     """One page of the worklist in priority order, and how many studies match in all."""
     extra, extra_params = clause(where)
     groups = _groups(now - escalate_after_s)
@@ -108,7 +108,7 @@ def worklist_page(
             ).fetchone()
             n += int(row[0])
         counts.append(n)
-    rows: list[sqlite3.Row] = []
+    rows: list[Row] = []
     skip = offset
     for arms, count in zip(groups, counts, strict=True):
         if len(rows) >= limit:
@@ -122,7 +122,7 @@ def worklist_page(
     return sum(counts), rows
 
 
-def worklist_row(r: sqlite3.Row, now: float, escalate_after_s: float) -> WorklistRow:
+def worklist_row(r: Row, now: float, escalate_after_s: float) -> WorklistRow:
     reviewed = float(r["reviewed_at"]) if r["reviewed_at"] is not None else None
     return WorklistRow(
         study_instance_uid=r["study_instance_uid"],
