@@ -1,6 +1,6 @@
-"""The real service for `diagnostics bench --service`: `diagnostics serve` in a subprocess on
-free ports with a temporary storage folder and a random token, its cold start, the resident
-memory of its processes (from /proc), and the clients that talk to it (HTTP and DCMTK).
+"""The real service for `diagnostics bench --service` and `--nodes`: `diagnostics serve` in a
+subprocess on free ports with a temporary storage folder and a random token, its cold start, the
+resident memory of its processes (from /proc), and the clients that talk to it (HTTP and DCMTK).
 
 Nothing here imports the service: it is measured from outside, as a client would see it.
 """
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from diagnostics.errors import ConfigurationError
@@ -132,15 +133,31 @@ def serve_command(
     ]
 
 
-def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float = 120.0) -> Service:
+def start_service(
+    root: Path,
+    model: Path,
+    engine: str,
+    *,
+    screen_wait_s: float = 120.0,
+    storage: Path | None = None,
+    database: str | None = None,
+    cpus: set[int] | None = None,
+) -> Service:
     """`diagnostics serve` from this library's copy, ready; raises ConfigurationError with the
     log's tail when it exits or does not become ready. Stable-seconds 0: a C-STORE'd study is
-    screened as soon as the background worker sees it (it polls every half second)."""
+    screened as soon as the background worker sees it (it polls every half second).
+
+    For several nodes: a shared `storage` folder and `database` URL, and `cpus` to pin the
+    node's processes to (as if it had a machine of that many cores to itself)."""
+    root.mkdir(parents=True, exist_ok=True)
     port, dicom_port = free_port(), free_port()
     token = secrets.token_urlsafe(24)
-    command = serve_command(port, dicom_port, root / "storage", model, engine, screen_wait_s)
+    storage = storage or root / "storage"
+    command = serve_command(port, dicom_port, storage, model, engine, screen_wait_s)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSTICS_")}
     env["DIAGNOSTICS_API_TOKEN"] = token
+    if database is not None:
+        env["DIAGNOSTICS_DATABASE_URL"] = database
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LIBRARY_ROOT), env.get("PYTHONPATH")]))
     env["BENTOML_DO_NOT_TRACK"] = "True"
     log = root / "service.log"
@@ -154,6 +171,8 @@ def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # The affinity is inherited by every process the node starts (workers included).
+            preexec_fn=None if cpus is None else partial(os.sched_setaffinity, 0, cpus),
         )
     service = Service(process, port, dicom_port, token, log)
     try:
@@ -161,12 +180,12 @@ def start_service(root: Path, model: Path, engine: str, *, screen_wait_s: float 
         while not service.ready():
             if process.poll() is not None:
                 raise ConfigurationError(
-                    f"bench --service: the service exited ({process.returncode}): "
-                    f"{service.log_tail()}"
+                    f"bench: the service exited ({process.returncode}): {service.log_tail()}"
                 )
             if time.monotonic() > deadline:
                 raise ConfigurationError(
-                    f"bench --service: not ready in {READY_TIMEOUT_S:g} s: {service.log_tail()}"
+                    f"bench: the service was not ready in {READY_TIMEOUT_S:g} s: "
+                    f"{service.log_tail()}"
                 )
             time.sleep(POLL_S)
         service.cold_start_s = time.perf_counter() - began
@@ -294,4 +313,4 @@ def wait_recorded(
         if status not in (202, 404):
             raise ConfigurationError(f"GET /v1/studies: HTTP {status}")
         time.sleep(POLL_S)  # each read is audited: not too often
-    raise ConfigurationError(f"bench --service: no result recorded within {timeout:g} s")
+    raise ConfigurationError(f"bench: no result recorded within {timeout:g} s")
