@@ -15,19 +15,16 @@ from typing import Any
 import pytest
 
 from diagnostics.bench.nodes import NodesBenchConfig, node_cpus
-from diagnostics.bench.postgres import binaries
 from diagnostics.cli.bench import node_counts
 from diagnostics.errors import ConfigurationError
+from tests.helpers.postgres import require_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def nodes_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    if binaries() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed: required in CI (scripts/setup installs it)")
-        pytest.skip("PostgreSQL is not installed")
+    require_binaries()
     out = tmp_path_factory.mktemp("bench-nodes") / "out.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "diagnostics.cli", "bench", "--nodes", "1,2", "--quick"]

@@ -51,6 +51,11 @@ def _free_port() -> int:
 class Cluster:
     port: int
     folder: Path
+    bin_dir: Path
+    owner: str | None
+    """Who runs it: None (this user) unless this process is root."""
+    options: str
+    """The server settings `pg_ctl start` passes (port, loopback, no durability)."""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -64,9 +69,16 @@ class Cluster:
             connection.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.url(name)
 
+    def pg_ctl(self, *args: str) -> None:
+        """`pg_ctl` on the cluster, as its owner: `start` (with its settings and log), `stop`;
+        raises ConfigurationError when it fails."""
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data")]
+        if "start" in args:
+            command += ["-o", self.options, "-l", str(self.folder / "log")]
+        _run([*command, *args], self.owner)
+
 
 def _owner() -> str | None:
-    """Who runs the cluster: None (this user) unless this is root."""
     if os.geteuid() != 0:
         return None
     try:
@@ -98,27 +110,21 @@ def throwaway_cluster() -> Iterator[Cluster]:
         )
     owner = _owner()
     folder = Path(tempfile.mkdtemp(prefix="diagnostics-pg-"))
-    data = folder / "data"
     if owner:
         shutil.chown(folder, owner)
     port = _free_port()
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    cluster = Cluster(port, folder, bin_dir, owner, options)
     try:
-        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER]
+        initdb = [str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", SUPERUSER]
         _run([*initdb, "--auth=trust", "--encoding=UTF8", "--no-sync"], owner)
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
-        pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data)]
-        _run([*pg_ctl, "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start"], owner)
-        yield Cluster(port, folder)
+        cluster.pg_ctl("-w", "-t", "60", "start")
+        yield cluster
     finally:
-        if (data / "postmaster.pid").exists():
-            _run_quietly([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], owner)
+        if (folder / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(ConfigurationError):  # stopping what may be gone already
+                cluster.pg_ctl("-m", "fast", "stop")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run_quietly(command: list[str], owner: str | None) -> None:
-    with contextlib.suppress(ConfigurationError):  # stopping what may already be gone
-        _run(command, owner)

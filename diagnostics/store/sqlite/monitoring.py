@@ -9,9 +9,9 @@ only the fields monitoring counts are kept. Shared by the live store and the rea
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from diagnostics.store.records import MonitoredResult
+from diagnostics.store.sql import Connection
 
 RESULTS_SQL = """
 SELECT r.study_instance_uid AS study, r.version AS version, r.created AS created,
@@ -31,7 +31,7 @@ WHERE r.created >= ? AND f.verdict IN ('agree', 'disagree', 'missed')
 """
 
 
-def monitored_results(db: sqlite3.Connection, since: float) -> list[MonitoredResult]:
+def monitored_results(db: Connection, since: float) -> list[MonitoredResult]:
     """Current results recorded at or after `since` (epoch seconds), oldest first."""
     verdicts: dict[str, list[tuple[str, str]]] = {}
     for row in db.execute(FEEDBACK_SQL, (since,)):
