@@ -44,6 +44,8 @@ from diagnostics.ui.pages import (
     PRIORITIES,
     STATUSES,
     VERDICTS,
+    neighbours,
+    next_unread,
     plain,
     study_page,
     when,
@@ -58,6 +60,8 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 LOGIN_TTL_S = 600
+WORKLIST_REFRESH_S = 15
+"""How often an open worklist fetches itself again (new studies, changed priorities)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -285,7 +289,15 @@ class ReviewUI:
         await self.audit(
             runtime, actor_of(request.scope), "ui_worklist_read", count=len(page.entries)
         )
-        return self.page(request, "worklist.html", page=page, title=N_("Worklist"))
+        saved = request.query_params.get("saved") == "read"
+        return self.page(
+            request,
+            "worklist.html",
+            page=page,
+            title=N_("Worklist"),
+            saved=saved,
+            refresh_s=WORKLIST_REFRESH_S,
+        )
 
     async def study(self, request: Request, error: str = "", status: int = 200) -> Response:
         runtime = self.runtime()
@@ -306,6 +318,11 @@ class ReviewUI:
                 t=translator(language.choose(request).language),
             )
             page = await _in_thread(call)
+            around = await _in_thread(
+                functools.partial(
+                    neighbours, runtime.store, uid, runtime.config.escalate_after_minutes
+                )
+            )
         except RequestError as exc:
             return self.message(request, 400, N_("Study not shown"), str(exc))
         if page is None:
@@ -321,8 +338,9 @@ class ReviewUI:
             page=page,
             title=N_("Study"),
             error=error,
-            saved=saved if saved in ("feedback", "priority", "read") else "",
+            saved=saved if saved in ("feedback", "priority", "read", "moved") else "",
             base=f"/ui/studies/{quote(uid)}",
+            around=around,
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -402,9 +420,10 @@ class ReviewUI:
     async def _post(
         self,
         request: Request,
-        action: Callable[[Runtime, str, Mapping[str, str]], None],
+        action: Callable[[Runtime, str, Mapping[str, str]], str | None],
         saved: str,
     ) -> Response:
+        """Run `action`; a URL it returns is where to go next, else back to the study."""
         runtime = self.runtime()
         if runtime is None:
             return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
@@ -415,7 +434,7 @@ class ReviewUI:
         except RequestError as exc:
             return self.message(request, 403, N_("Not saved"), str(exc))
         try:
-            await _in_thread(functools.partial(action, runtime, uid, form))
+            goto = await _in_thread(functools.partial(action, runtime, uid, form))
         except RequestError as exc:
             return await self.study(request, error=plain(str(exc)) or "", status=400)
         except DiagnosticsError as exc:
@@ -424,6 +443,8 @@ class ReviewUI:
             t = translator(language.choose(request).language)
             text = t.gettext("Not saved: %(reason)s") % {"reason": reason}
             return await self.study(request, error=text, status=503)
+        if goto is not None:
+            return RedirectResponse(goto, status_code=303, headers=SECURITY_HEADERS)
         query = {"saved": saved}
         image = form.get("image", "")
         if image.isdigit():
@@ -436,6 +457,7 @@ class ReviewUI:
 
         def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
             record_feedback(runtime.store, forms.feedback_input(uid, form), actor)
+            return None
 
         return await self._post(request, save, "feedback")
 
@@ -444,14 +466,24 @@ class ReviewUI:
 
         def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
             set_requested_priority(runtime.store, uid, forms.priority_choice(form), actor)
+            return None
 
         return await self._post(request, save, "priority")
 
     async def read(self, request: Request) -> Response:
         actor = actor_of(request.scope)
 
-        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
-            mark_read(runtime.store, uid, actor, read=form.get("read", "1") == "1")
+        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> str | None:
+            """Marking read moves on to the next unread study (worklist order), or to the
+            worklist when none is left; marking unread stays."""
+            reading = form.get("read", "1") == "1"
+            after = next_unread(runtime.store, uid, runtime.config.escalate_after_minutes)
+            mark_read(runtime.store, uid, actor, read=reading)
+            if not reading:
+                return None
+            if after is None:
+                return "/ui/?saved=read"
+            return f"/ui/studies/{quote(after)}?saved=moved"
 
         return await self._post(request, save, "read")
 

@@ -29,7 +29,7 @@ from diagnostics.i18n import (
     negotiate,
     translator,
 )
-from diagnostics.ui.pages import waited
+from diagnostics.ui.pages import digits_apart, waited
 from diagnostics.ui.patient import PatientContext
 
 LANGUAGE_COOKIE = "diagnostics_lang"
@@ -88,6 +88,7 @@ def environment(
     env.filters["waited"] = functools.partial(_waited, t)
     env.filters["finding"] = functools.partial(_finding, t)
     env.filters["sex_age"] = functools.partial(_sex_age, t)
+    env.globals["digits_apart"] = digits_apart
     return env
 
 

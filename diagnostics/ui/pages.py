@@ -20,7 +20,7 @@ from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
 from diagnostics.i18n import N_
-from diagnostics.results import FindingResult, StudyResult
+from diagnostics.results import FindingResult, StudyResult, localised
 from diagnostics.service.reasons import without_paths
 from diagnostics.service.retention import earlier_urgent, purge_note
 from diagnostics.service.review import feedback_for
@@ -54,13 +54,34 @@ PRIORITIES = {
     "escalated": N_("escalated"),
     "routine": N_("routine"),
 }
-READ_FILTERS = {"unread": False, "read": True}
+READ_FILTERS: dict[str, bool | None] = {"unread": False, "read": True, "all": None}
+DEFAULT_READ = "unread"
+"""The worklist shows unread studies unless asked otherwise: what is left to read."""
+NEIGHBOUR_WINDOW = 1000
+"""How far down the unread worklist the study page looks for its previous and next study."""
+PROBABILITY_DIGITS = (2, 6)
+"""Fewest and most decimals a probability is shown with (see `digits_apart`)."""
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
 MAX_SEARCH = 64
 
 
 def when(timestamp: float, zone: tzinfo = UTC) -> str:
     return local_time(timestamp, zone)
+
+
+def digits_apart(value: float, reference: float) -> int:
+    """Decimals to show `value` and `reference` (a probability and its operating point) with, so
+    that they read apart when they differ: 0.995 vs 0.990, never "1.00 vs 1.00". At least two;
+    more while they round alike, or while a probability short of 1 (above 0) rounds to 1 (0)."""
+    low, high = PROBABILITY_DIGITS
+    for digits in range(low, high + 1):
+        a, b = round(value, digits), round(reference, digits)
+        whole = any(
+            v not in (0.0, 1.0) and round(v, digits) in (0.0, 1.0) for v in (value, reference)
+        )
+        if (a != b or value == reference) and not whole:
+            return digits
+    return high
 
 
 def waited(seconds: float, t: NullTranslations | None = None) -> str:
@@ -145,9 +166,9 @@ def parse_filters(
     if finding is not None and finding not in codes:
         raise RequestError(f"finding must be one of {', '.join(codes)}, not {finding!r}")
     start, end = _day(query, "from", zone), _day(query, "to", zone)
-    read = query.get("read") or None
-    if read is not None and read not in READ_FILTERS:
-        raise RequestError("read must be read or unread")
+    read = query.get("read") or DEFAULT_READ
+    if read not in READ_FILTERS:
+        raise RequestError("read must be read, unread or all")
     page = whole_number(query.get("page"), "page", default=1, low=1)
     return (
         WorklistFilter(
@@ -155,7 +176,7 @@ def parse_filters(
             finding=finding,
             received_from=start.timestamp() if start else None,
             received_before=(end + timedelta(days=1)).timestamp() if end else None,
-            read=READ_FILTERS[read] if read else None,
+            read=READ_FILTERS[read],
             search=search,
         ),
         page,
@@ -223,6 +244,44 @@ def worklist_page(
     )
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """A study's previous and next study in the unread worklist's order (the default list)."""
+
+    previous: str | None = None
+    next: str | None = None
+
+
+def neighbours(
+    store: Store, uid: str, escalate_after_minutes: float, now: float | None = None
+) -> Neighbours:
+    """Where `uid` sits in the unread worklist: its neighbours, or (when it is read or beyond
+    the window) no previous and the first unread study as next."""
+    _, rows = store.worklist(
+        where=WorklistFilter(read=False),
+        limit=NEIGHBOUR_WINDOW,
+        now=time.time() if now is None else now,
+        escalate_after_s=escalate_after_minutes * 60.0,
+    )
+    uids = [row.study_instance_uid for row in rows]
+    if uid not in uids:
+        return Neighbours(None, uids[0] if uids else None)
+    at = uids.index(uid)
+    return Neighbours(
+        uids[at - 1] if at > 0 else None, uids[at + 1] if at + 1 < len(uids) else None
+    )
+
+
+def next_unread(store: Store, uid: str, escalate_after_minutes: float) -> str | None:
+    """The study to open after marking `uid` read (asked before marking it): the one after it in
+    the unread worklist, else the first unread one other than itself."""
+    after = neighbours(store, uid, escalate_after_minutes)
+    if after.next is not None:
+        return after.next
+    first = neighbours(store, "", escalate_after_minutes).next
+    return first if first != uid else None
+
+
 # -- study ------------------------------------------------------------------------------------
 
 
@@ -238,7 +297,7 @@ class ShownInstance:
     window: DisplayWindow
     value_range: tuple[float, float]
     boxes: list[FindingResult]
-    """Flagged findings of this image that have a box."""
+    """Flagged findings of this image whose box localises them (`results.localised`)."""
     heat_codes: tuple[str, ...]
     """Findings whose heatmap this image has (empty: no stored maps)."""
     default_heat: tuple[str, ...]
@@ -270,6 +329,20 @@ class StudyPage:
     """Which images the result covers, when some were purged (`service.retention`)."""
     earlier_urgent: int | None = None
     """An earlier version flagged the study urgent and this one does not."""
+
+    @property
+    def not_localised(self) -> frozenset[str]:
+        """Codes of flagged findings drawn without a box: screening found no localised box, or
+        (a result stored before the rule) the shown image's box covers too much of it."""
+        drawn = {f.code for f in self.shown.boxes} if self.shown is not None else set()
+        shown_sop = self.shown.sop_instance_uid if self.shown is not None else None
+        findings = self.result.findings if self.result is not None else []
+        return frozenset(
+            f.code
+            for f in findings
+            if f.flagged
+            and (f.bbox is None or (f.sop_instance_uid == shown_sop and f.code not in drawn))
+        )
 
     @property
     def can_give_feedback(self) -> bool:
@@ -388,15 +461,16 @@ def _shown(
     strongest = max(findings, key=lambda f: f.probability).code if findings else None
     default_heat = flagged or ((strongest,) if strongest else ())
     low, high = image.value_range
+    rows, cols = image.info.rows, image.info.columns
     return ShownInstance(
         index=index,
         sop_instance_uid=sop,
-        rows=image.info.rows,
-        cols=image.info.columns,
+        rows=rows,
+        cols=cols,
         frame=frame,
         window=DisplayWindow.default(image, frame),
         value_range=(float(low), float(high)),
-        boxes=[f for f in findings if f.flagged and f.bbox is not None],
+        boxes=[f for f in findings if f.flagged and localised(f.bbox, rows, cols)],
         heat_codes=maps.codes if maps is not None else (),
         default_heat=default_heat if maps is not None else (),
     )
