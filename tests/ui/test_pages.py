@@ -12,7 +12,7 @@ from PIL import Image
 from diagnostics.dicom.image import DicomImage, Window
 from diagnostics.errors import RequestError
 from diagnostics.ui.app import _safe_next
-from diagnostics.ui.pages import parse_filters, waited
+from diagnostics.ui.pages import digits_apart, parse_filters, waited
 from diagnostics.ui.render import DisplayWindow, heatmap_png, image_png, windowed
 
 CODES = ("nodule", "consolidation")
@@ -40,11 +40,37 @@ def test_filters_are_parsed_and_bad_ones_named() -> None:
         ({"from": "03/01/2024"}, "YYYY-MM-DD"),
         ({"page": "0"}, "between 1 and"),
         ({"page": "9" * 5000}, "between 1 and"),
-        ({"read": "sometimes"}, "read or unread"),
+        ({"read": "sometimes"}, "read, unread or all"),
         ({"to": "9999-12-31"}, "between 1900 and 9000"),
     ):
         with pytest.raises(RequestError, match=message):
             parse_filters(query, CODES)
+
+
+def test_worklist_shows_unread_studies_unless_asked() -> None:
+    assert parse_filters({}, CODES)[0].read is False
+    assert parse_filters({"read": "all"}, CODES)[0].read is None
+    assert parse_filters({"read": "read"}, CODES)[0].read is True
+
+
+@pytest.mark.parametrize(
+    ("probability", "threshold", "digits"),
+    [
+        (0.995, 0.990, 3),  # "0.995 vs 0.990", never "0.99 vs 0.99"
+        (0.9996, 0.99, 4),  # short of 1: never "1.00"
+        (0.25, 0.30, 2),
+        (0.30, 0.30, 2),  # equal: the fewest digits
+        (0.2041, 0.2049, 3),
+        (0.99951, 0.9995, 5),
+        (1.0, 0.5, 2),
+        (0.0004, 0.5, 4),  # above 0: never "0.00"
+        (0.1234567, 0.1234568, 6),  # at most six
+    ],
+)
+def test_probabilities_get_the_digits_that_tell_them_apart(
+    probability: float, threshold: float, digits: int
+) -> None:
+    assert digits_apart(probability, threshold) == digits
 
 
 def test_waiting_times_read_naturally() -> None:
