@@ -36,7 +36,7 @@ from diagnostics.dicom.reader import read_instance
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
-from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
+from diagnostics.service.review import record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms, language
 from diagnostics.ui.audit_page import audit_route
@@ -44,8 +44,6 @@ from diagnostics.ui.pages import (
     PRIORITIES,
     STATUSES,
     VERDICTS,
-    neighbours,
-    next_unread,
     plain,
     study_page,
     when,
@@ -53,6 +51,7 @@ from diagnostics.ui.pages import (
 )
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
+from diagnostics.ui.triage import neighbours, read_and_move_on
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,6 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 LOGIN_TTL_S = 600
-WORKLIST_REFRESH_S = 15
-"""How often an open worklist fetches itself again (new studies, changed priorities)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -290,14 +287,7 @@ class ReviewUI:
             runtime, actor_of(request.scope), "ui_worklist_read", count=len(page.entries)
         )
         saved = request.query_params.get("saved") == "read"
-        return self.page(
-            request,
-            "worklist.html",
-            page=page,
-            title=N_("Worklist"),
-            saved=saved,
-            refresh_s=WORKLIST_REFRESH_S,
-        )
+        return self.page(request, "worklist.html", page=page, title=N_("Worklist"), saved=saved)
 
     async def study(self, request: Request, error: str = "", status: int = 200) -> Response:
         runtime = self.runtime()
@@ -474,16 +464,8 @@ class ReviewUI:
         actor = actor_of(request.scope)
 
         def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> str | None:
-            """Marking read moves on to the next unread study (worklist order), or to the
-            worklist when none is left; marking unread stays."""
-            reading = form.get("read", "1") == "1"
-            after = next_unread(runtime.store, uid, runtime.config.escalate_after_minutes)
-            mark_read(runtime.store, uid, actor, read=reading)
-            if not reading:
-                return None
-            if after is None:
-                return "/ui/?saved=read"
-            return f"/ui/studies/{quote(after)}?saved=moved"
+            reading, minutes = form.get("read", "1") == "1", runtime.config.escalate_after_minutes
+            return read_and_move_on(runtime.store, uid, actor, reading, minutes)
 
         return await self._post(request, save, "read")
 

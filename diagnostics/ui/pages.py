@@ -57,31 +57,12 @@ PRIORITIES = {
 READ_FILTERS: dict[str, bool | None] = {"unread": False, "read": True, "all": None}
 DEFAULT_READ = "unread"
 """The worklist shows unread studies unless asked otherwise: what is left to read."""
-NEIGHBOUR_WINDOW = 1000
-"""How far down the unread worklist the study page looks for its previous and next study."""
-PROBABILITY_DIGITS = (2, 6)
-"""Fewest and most decimals a probability is shown with (see `digits_apart`)."""
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
 MAX_SEARCH = 64
 
 
 def when(timestamp: float, zone: tzinfo = UTC) -> str:
     return local_time(timestamp, zone)
-
-
-def digits_apart(value: float, reference: float) -> int:
-    """Decimals to show `value` and `reference` (a probability and its operating point) with, so
-    that they read apart when they differ: 0.995 vs 0.990, never "1.00 vs 1.00". At least two;
-    more while they round alike, or while a probability short of 1 (above 0) rounds to 1 (0)."""
-    low, high = PROBABILITY_DIGITS
-    for digits in range(low, high + 1):
-        a, b = round(value, digits), round(reference, digits)
-        whole = any(
-            v not in (0.0, 1.0) and round(v, digits) in (0.0, 1.0) for v in (value, reference)
-        )
-        if (a != b or value == reference) and not whole:
-            return digits
-    return high
 
 
 def waited(seconds: float, t: NullTranslations | None = None) -> str:
@@ -242,44 +223,6 @@ def worklist_page(
         finding_codes=tuple(codes),
         escalate_after_minutes=escalate_after_minutes,
     )
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """A study's previous and next study in the unread worklist's order (the default list)."""
-
-    previous: str | None = None
-    next: str | None = None
-
-
-def neighbours(
-    store: Store, uid: str, escalate_after_minutes: float, now: float | None = None
-) -> Neighbours:
-    """Where `uid` sits in the unread worklist: its neighbours, or (when it is read or beyond
-    the window) no previous and the first unread study as next."""
-    _, rows = store.worklist(
-        where=WorklistFilter(read=False),
-        limit=NEIGHBOUR_WINDOW,
-        now=time.time() if now is None else now,
-        escalate_after_s=escalate_after_minutes * 60.0,
-    )
-    uids = [row.study_instance_uid for row in rows]
-    if uid not in uids:
-        return Neighbours(None, uids[0] if uids else None)
-    at = uids.index(uid)
-    return Neighbours(
-        uids[at - 1] if at > 0 else None, uids[at + 1] if at + 1 < len(uids) else None
-    )
-
-
-def next_unread(store: Store, uid: str, escalate_after_minutes: float) -> str | None:
-    """The study to open after marking `uid` read (asked before marking it): the one after it in
-    the unread worklist, else the first unread one other than itself."""
-    after = neighbours(store, uid, escalate_after_minutes)
-    if after.next is not None:
-        return after.next
-    first = neighbours(store, "", escalate_after_minutes).next
-    return first if first != uid else None
 
 
 # -- study ------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from PIL import Image
 from diagnostics.dicom.image import DicomImage, Window
 from diagnostics.errors import RequestError
 from diagnostics.ui.app import _safe_next
-from diagnostics.ui.pages import digits_apart, parse_filters, waited
+from diagnostics.ui.pages import parse_filters, waited
 from diagnostics.ui.render import DisplayWindow, heatmap_png, image_png, windowed
+from diagnostics.ui.triage import digits_apart
 
 CODES = ("nodule", "consolidation")
 
