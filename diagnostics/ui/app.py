@@ -447,7 +447,6 @@ class ReviewUI:
 
         def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
             record_feedback(runtime.store, forms.feedback_input(uid, form), actor)
-            return None
 
         return await self._post(request, save, "feedback")
 
@@ -456,7 +455,6 @@ class ReviewUI:
 
         def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
             set_requested_priority(runtime.store, uid, forms.priority_choice(form), actor)
-            return None
 
         return await self._post(request, save, "priority")
 
