@@ -306,6 +306,7 @@ class ReviewUI:
                 zone=self.zone(runtime),
                 viewer_url=runtime.config.viewer_url,
                 t=translator(language.choose(request).language),
+                manifest=runtime.screener.package.manifest if runtime.screener else None,
             )
             page = await _in_thread(call)
             around = await _in_thread(

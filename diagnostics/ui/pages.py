@@ -20,6 +20,7 @@ from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
 from diagnostics.i18n import N_
+from diagnostics.package import Manifest
 from diagnostics.results import FindingResult, StudyResult, localised
 from diagnostics.service.reasons import without_paths
 from diagnostics.service.retention import earlier_urgent, purge_note
@@ -30,6 +31,7 @@ from diagnostics.store.priority import REQUESTED_PRIORITIES, WorklistFilter, eff
 from diagnostics.store.records import Feedback, WorklistRow
 from diagnostics.ui.patient import PatientContext, local_time, patient_context
 from diagnostics.ui.render import DisplayWindow
+from diagnostics.ui.triage import FlagRule, flag_rules
 
 Load = Callable[[Path], DicomImage]
 """Reads a stored instance (the UI passes one that caches decoded images)."""
@@ -272,6 +274,8 @@ class StudyPage:
     """Which images the result covers, when some were purged (`service.retention`)."""
     earlier_urgent: int | None = None
     """An earlier version flagged the study urgent and this one does not."""
+    flag_rules: dict[str, FlagRule] = field(default_factory=dict)
+    """What a flag of each finding does to the priority (`triage.flag_rules`; empty: unknown)."""
 
     @property
     def not_localised(self) -> frozenset[str]:
@@ -306,10 +310,12 @@ def study_page(
     zone: tzinfo = UTC,
     viewer_url: str | None = None,
     t: NullTranslations | None = None,
+    manifest: Manifest | None = None,
 ) -> StudyPage | None:
     """The study page's data; None when no instance of the study was ever received.
 
     `index` picks the image (arrival order); by default the one the findings come from.
+    `manifest` (the loaded model's) says what each finding's flag does to the priority.
     """
     now = time.time() if now is None else now
     state = store.study_state(uid)
@@ -373,6 +379,7 @@ def study_page(
         patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
         purge_note=note,
         earlier_urgent=earlier_urgent(store, uid, version, result),
+        flag_rules=flag_rules(manifest, result.model if result is not None else None),
     )
 
 

@@ -1,6 +1,7 @@
 """Triage on the review pages: the reading order (next and previous unread study, where
-"Mark as read" goes), how often the worklist refreshes itself, and how many decimals a
-probability needs to be read against its operating point. `docs/architecture.md` ("Triage
+"Mark as read" goes), how often the worklist refreshes itself, how many decimals a
+probability needs to be read against its operating point, and what a flag of each finding does
+to the study's priority. `docs/architecture.md` ("Triage
 signal") states the rules; the keys that use them are in `static/ui.js`.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
+from diagnostics.package import Manifest
+from diagnostics.results import FindingResult, ModelRef
 from diagnostics.service.review import mark_read
 from diagnostics.store import Store
 from diagnostics.store.priority import WorklistFilter
@@ -35,6 +39,43 @@ def digits_apart(value: float, reference: float) -> int:
         if (a != b or value == reference) and not whole:
             return digits
     return high
+
+
+OnFlag = Literal["urgent", "routine"]
+
+
+@dataclass(frozen=True)
+class FlagRule:
+    """What a flag of one finding does to the study's priority (the package's `on_flag` and
+    `urgent_threshold`): raise it to urgent (from `urgent_from` on, when set) or leave it
+    routine."""
+
+    on_flag: OnFlag = "urgent"
+    urgent_from: float | None = None
+
+    def raises(self, finding: FindingResult) -> bool:
+        """Whether this finding, as scored, raised the study to urgent."""
+        if not finding.flagged or self.on_flag != "urgent":
+            return False
+        return self.urgent_from is None or finding.probability >= self.urgent_from
+
+
+def flag_rules(manifest: Manifest | None, model: ModelRef | None) -> dict[str, FlagRule]:
+    """Finding code -> rule, from `manifest` when it is the package that produced the result
+    (`model`, same sha256); empty when the rule is not known here (another model's result): the
+    page then states no rule rather than guess one. Packages from before the catalogue's
+    `on_flag` have no such fields: every flag of theirs raises the study to urgent."""
+    if manifest is None or model is None or manifest.sha256 != model.sha256:
+        return {}
+    rules: dict[str, FlagRule] = {}
+    for spec in manifest.findings:
+        on_flag = getattr(spec, "on_flag", "urgent")
+        urgent_from = getattr(spec, "urgent_threshold", None)
+        rules[spec.code] = FlagRule(
+            "routine" if on_flag == "routine" else "urgent",
+            float(urgent_from) if urgent_from is not None else None,
+        )
+    return rules
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -11,10 +13,12 @@ from PIL import Image
 
 from diagnostics.dicom.image import DicomImage, Window
 from diagnostics.errors import RequestError
+from diagnostics.package import Manifest
+from diagnostics.results import FindingResult, ModelRef
 from diagnostics.ui.app import _safe_next
 from diagnostics.ui.pages import parse_filters, waited
 from diagnostics.ui.render import DisplayWindow, heatmap_png, image_png, windowed
-from diagnostics.ui.triage import digits_apart
+from diagnostics.ui.triage import FlagRule, digits_apart, flag_rules
 
 CODES = ("nodule", "consolidation")
 
@@ -72,6 +76,47 @@ def test_probabilities_get_the_digits_that_tell_them_apart(
     probability: float, threshold: float, digits: int
 ) -> None:
     assert digits_apart(probability, threshold) == digits
+
+
+def _finding(code: str, probability: float, flagged: bool) -> FindingResult:
+    return FindingResult(
+        code=code,
+        display=code,
+        probability=probability,
+        threshold=0.5,
+        flagged=flagged,
+        sop_instance_uid="1.2.3.4",
+        bbox=(1, 1, 4, 4) if flagged else None,
+    )
+
+
+def test_each_finding_says_what_its_flag_does_to_the_priority() -> None:
+    """The rule comes from the package that produced the result (its on_flag and
+    urgent_threshold; none of them in older packages: every flag raises); another model's
+    result gets no rule stated, rather than a guessed one."""
+    sha = "a" * 64
+    specs = [
+        SimpleNamespace(code="consolidation", on_flag="urgent", urgent_threshold=None),
+        SimpleNamespace(code="nodule", on_flag="routine", urgent_threshold=None),
+        SimpleNamespace(code="effusion", on_flag="urgent", urgent_threshold=0.8),
+        SimpleNamespace(code="old"),  # a package from before on_flag
+    ]
+    manifest = cast(Manifest, SimpleNamespace(sha256=sha, findings=specs))
+    rules = flag_rules(manifest, ModelRef(name="m", version="1.0.0", sha256=sha))
+    assert rules == {
+        "consolidation": FlagRule("urgent"),
+        "nodule": FlagRule("routine"),
+        "effusion": FlagRule("urgent", 0.8),
+        "old": FlagRule("urgent"),
+    }
+    assert rules["consolidation"].raises(_finding("consolidation", 0.6, True))
+    assert not rules["consolidation"].raises(_finding("consolidation", 0.4, False))
+    assert not rules["nodule"].raises(_finding("nodule", 0.99, True))
+    assert not rules["effusion"].raises(_finding("effusion", 0.7, True))
+    assert rules["effusion"].raises(_finding("effusion", 0.8, True))
+    other = ModelRef(name="m", version="0.9.0", sha256="b" * 64)
+    assert flag_rules(manifest, other) == {}
+    assert flag_rules(None, other) == {}
 
 
 def test_waiting_times_read_naturally() -> None:

@@ -203,6 +203,12 @@ def test_precision_and_not_localised_on_the_page(prefilled: Prefilled, page: Pag
             expect(page.locator(f'#boxes g.box[data-code="{flagged["code"]}"]')).to_have_count(0)
         page.goto(f"{url}/ui/studies/{uid}?lang=en")
         expect(page.locator(".not-localised").first).to_have_text("not localised")
+        # Every finding says what its flag does (the bundled package predates on_flag: urgent).
+        rules = page.locator("#findings .on-flag")
+        expect(rules).to_have_count(len(result["findings"]))
+        for i in range(rules.count()):
+            expect(rules.nth(i)).to_have_text("A flag makes the study urgent.")
+            expect(rules.nth(i)).to_have_attribute("data-on-flag", "urgent")
     finally:
         _store_result(prefilled, uid, version, original)
     page.goto(f"{url}/ui/studies/{uid}")
