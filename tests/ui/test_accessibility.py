@@ -77,3 +77,16 @@ def test_every_page_in_every_language_has_no_serious_violation(
     bad = {name: problems for name, problems in found.items() if problems}
     assert bad == {}, "\n".join(f"{k}: {v}" for k, v in bad.items())
     assert len(found) == len(LANGUAGES) * (len(pages) + 1)
+
+
+def test_axe_fails_a_page_with_serious_violations(context: BrowserContext) -> None:
+    """The check can fail: an unlabelled image and button and faint text are reported."""
+    page = context.new_page()
+    page.set_content(
+        '<!doctype html><html lang="en"><head><title>t</title></head><body><main>'
+        '<img src="data:,"><button></button>'
+        '<p style="color:#ddd;background:#fff">faint</p></main></body></html>'
+    )
+    found = " ".join(_violations(page))
+    for rule in ("image-alt", "button-name", "color-contrast"):
+        assert f" {rule} " in found, found
