@@ -39,7 +39,8 @@ class FindingResult(StrictModel):
     """The instance the probability and the box come from."""
     bbox: tuple[int, int, int, int] | None = None
     """(x0, y0, x1, y1) in that instance's pixel columns and rows, end exclusive; set for flagged
-    findings only, from the class activation map."""
+    findings only, from the class activation map, and only when it is localised (`localised`):
+    a flagged finding without one is "not localised"."""
 
     @model_validator(mode="after")
     def _check(self) -> FindingResult:
@@ -72,6 +73,28 @@ class InstanceResult(StrictModel):
                 f"instance was not analysed (status {self.status!r})"
             )
         return self
+
+
+MAX_BOX_SHARE = 0.4
+"""A box is drawn only when it covers at most this share of its image. Class activation over a
+larger area is not a localisation (a false-positive nodule at p = 0.33 boxed the whole chest):
+such a flagged finding is "not localised" on the review page and has no box in the overlay, the
+presentation state or the SR (no TID 1410 region). The bundled model's localised boxes are far
+smaller (flagged nodules 1.6 % of the image at the median, consolidation a lobe at most)."""
+
+
+def box_share(bbox: tuple[int, int, int, int], rows: int, columns: int) -> float:
+    """The share of a `rows` x `columns` image that `bbox` (x0, y0, x1, y1) covers."""
+    x0, y0, x1, y1 = bbox
+    return max(0, x1 - x0) * max(0, y1 - y0) / float(max(1, rows * columns))
+
+
+def localised(
+    bbox: tuple[int, int, int, int] | None, rows: int, columns: int, limit: float = MAX_BOX_SHARE
+) -> bool:
+    """Whether a box says where a finding is: it exists and covers at most `limit` of the image
+    (see `MAX_BOX_SHARE`)."""
+    return bbox is not None and box_share(bbox, rows, columns) <= limit
 
 
 OutputKind = Literal["sr", "overlay", "presentation_state"]

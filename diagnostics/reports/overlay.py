@@ -171,6 +171,10 @@ def render_overlay(outcome: ScreeningOutcome, item: AnalysedInstance) -> np.ndar
     _text_block(draw, (4, 4), DISCLAIMER, font)
     step = int(draw.textbbox((0, 0), DISCLAIMER, font=font)[3]) + 6
     _text_block(draw, (4, 4 + step), model_label(manifest), font)
+    unplaced = [finding_label(f) for f in shown if f.flagged and f.bbox is None]
+    if unplaced:  # flagged, but the activation was too spread out to box (results.localised)
+        text = "; ".join(unplaced) + " (not localised)"
+        _text_block(draw, (4, 4 + 2 * step), text, font)
     return np.asarray(canvas, dtype=np.uint8)
 
 

@@ -150,6 +150,9 @@ def build_presentation_state(
             for f in shown
             if not f.flagged
         ]
+        notices += [
+            f"{finding_label(f)} (not localised)" for f in shown if f.flagged and not f.bbox
+        ]
         notice_objects = [
             hd.pr.TextObject(
                 text_value=text,

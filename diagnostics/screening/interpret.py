@@ -17,7 +17,14 @@ from scipy import ndimage
 
 from diagnostics.dicom.grouping import Study
 from diagnostics.package import Manifest, ModelPackage
-from diagnostics.results import FindingResult, InstanceResult, ModelRef, Priority, StudyResult
+from diagnostics.results import (
+    FindingResult,
+    InstanceResult,
+    ModelRef,
+    Priority,
+    StudyResult,
+    localised,
+)
 from diagnostics.screening.outcome import AnalysedInstance, ScreeningOutcome
 from diagnostics.screening.stages import Inferred, SourceInstance, failed_instance
 
@@ -76,6 +83,13 @@ def cam_box(cam: np.ndarray, rows: int, columns: int) -> tuple[int, int, int, in
     return (max(0, x0), max(0, y0), min(columns, x1), min(rows, y1))
 
 
+def localised_box(cam: np.ndarray, rows: int, columns: int) -> tuple[int, int, int, int] | None:
+    """The CAM's box when it localises the finding, else None ("not localised": activation
+    spread over more than `results.MAX_BOX_SHARE` of the image points nowhere)."""
+    box = cam_box(cam, rows, columns)
+    return box if localised(box, rows, columns) else None
+
+
 def study_findings(
     manifest: Manifest,
     sop_uids: Sequence[str],
@@ -105,7 +119,7 @@ def study_findings(
                 threshold=threshold,
                 flagged=flagged,
                 sop_instance_uid=sop_uids[best],
-                bbox=cam_box(cams[best, k], rows, columns) if flagged else None,
+                bbox=localised_box(cams[best, k], rows, columns) if flagged else None,
             )
         )
     return findings

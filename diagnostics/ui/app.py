@@ -36,7 +36,7 @@ from diagnostics.dicom.reader import read_instance
 from diagnostics.errors import DiagnosticsError, InputError, RequestError, StoreError
 from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
-from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
+from diagnostics.service.review import record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms, language
 from diagnostics.ui.audit_page import audit_route
@@ -52,6 +52,7 @@ from diagnostics.ui.pages import (
 )
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
+from diagnostics.ui.triage import neighbours, read_and_move_on
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,8 @@ class ReviewUI:
         await self.audit(
             runtime, actor_of(request.scope), "ui_worklist_read", count=len(page.entries)
         )
-        return self.page(request, "worklist.html", page=page, title=N_("Worklist"))
+        saved = request.query_params.get("saved") == "read"
+        return self.page(request, "worklist.html", page=page, title=N_("Worklist"), saved=saved)
 
     async def study(self, request: Request, error: str = "", status: int = 200) -> Response:
         runtime = self.runtime()
@@ -306,8 +308,14 @@ class ReviewUI:
                 zone=self.zone(runtime),
                 viewer_url=runtime.config.viewer_url,
                 t=translator(language.choose(request).language),
+                manifest=runtime.screener.package.manifest if runtime.screener else None,
             )
             page = await _in_thread(call)
+            around = await _in_thread(
+                functools.partial(
+                    neighbours, runtime.store, uid, runtime.config.escalate_after_minutes
+                )
+            )
         except RequestError as exc:
             return self.message(request, 400, N_("Study not shown"), str(exc))
         if page is None:
@@ -323,8 +331,9 @@ class ReviewUI:
             page=page,
             title=N_("Study"),
             error=error,
-            saved=saved if saved in ("feedback", "priority", "read") else "",
+            saved=saved if saved in ("feedback", "priority", "read", "moved") else "",
             base=f"/ui/studies/{quote(uid)}",
+            around=around,
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -404,9 +413,10 @@ class ReviewUI:
     async def _post(
         self,
         request: Request,
-        action: Callable[[Runtime, str, Mapping[str, str]], None],
+        action: Callable[[Runtime, str, Mapping[str, str]], str | None],
         saved: str,
     ) -> Response:
+        """Run `action`; a URL it returns is where to go next, else back to the study."""
         runtime = self.runtime()
         if runtime is None:
             return self.message(request, 503, N_("Starting"), N_("The service is starting; retry."))
@@ -417,7 +427,7 @@ class ReviewUI:
         except RequestError as exc:
             return self.message(request, 403, N_("Not saved"), str(exc))
         try:
-            await _in_thread(functools.partial(action, runtime, uid, form))
+            goto = await _in_thread(functools.partial(action, runtime, uid, form))
         except RequestError as exc:
             return await self.study(request, error=plain(str(exc)) or "", status=400)
         except DiagnosticsError as exc:
@@ -426,6 +436,8 @@ class ReviewUI:
             t = translator(language.choose(request).language)
             text = t.gettext("Not saved: %(reason)s") % {"reason": reason}
             return await self.study(request, error=text, status=503)
+        if goto is not None:
+            return RedirectResponse(goto, status_code=303, headers=SECURITY_HEADERS)
         query = {"saved": saved}
         image = form.get("image", "")
         if image.isdigit():
@@ -452,8 +464,9 @@ class ReviewUI:
     async def read(self, request: Request) -> Response:
         actor = actor_of(request.scope)
 
-        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> None:
-            mark_read(runtime.store, uid, actor, read=form.get("read", "1") == "1")
+        def save(runtime: Runtime, uid: str, form: Mapping[str, str]) -> str | None:
+            reading, minutes = form.get("read", "1") == "1", runtime.config.escalate_after_minutes
+            return read_and_move_on(runtime.store, uid, actor, reading, minutes)
 
         return await self._post(request, save, "read")
 

@@ -31,6 +31,7 @@ from diagnostics.i18n import (
 )
 from diagnostics.ui.pages import waited
 from diagnostics.ui.patient import PatientContext
+from diagnostics.ui.triage import WORKLIST_REFRESH_S, digits_apart
 
 LANGUAGE_COOKIE = "diagnostics_lang"
 LANGUAGE_COOKIE_AGE_S = 365 * 24 * 3600
@@ -88,6 +89,7 @@ def environment(
     env.filters["waited"] = functools.partial(_waited, t)
     env.filters["finding"] = functools.partial(_finding, t)
     env.filters["sex_age"] = functools.partial(_sex_age, t)
+    env.globals.update(digits_apart=digits_apart, refresh_s=WORKLIST_REFRESH_S)
     return env
 
 

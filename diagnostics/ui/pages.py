@@ -20,7 +20,8 @@ from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
 from diagnostics.errors import InputError, RequestError
 from diagnostics.i18n import N_
-from diagnostics.results import FindingResult, StudyResult
+from diagnostics.package import Manifest
+from diagnostics.results import FindingResult, StudyResult, localised
 from diagnostics.service.reasons import without_paths
 from diagnostics.service.retention import earlier_urgent, purge_note
 from diagnostics.service.review import feedback_for
@@ -30,6 +31,7 @@ from diagnostics.store.priority import REQUESTED_PRIORITIES, WorklistFilter, eff
 from diagnostics.store.records import Feedback, WorklistRow
 from diagnostics.ui.patient import PatientContext, local_time, patient_context
 from diagnostics.ui.render import DisplayWindow
+from diagnostics.ui.triage import FlagRule, flag_rules
 
 Load = Callable[[Path], DicomImage]
 """Reads a stored instance (the UI passes one that caches decoded images)."""
@@ -54,7 +56,9 @@ PRIORITIES = {
     "escalated": N_("escalated"),
     "routine": N_("routine"),
 }
-READ_FILTERS = {"unread": False, "read": True}
+READ_FILTERS: dict[str, bool | None] = {"unread": False, "read": True, "all": None}
+DEFAULT_READ = "unread"
+"""The worklist shows unread studies unless asked otherwise: what is left to read."""
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
 MAX_SEARCH = 64
 
@@ -145,9 +149,9 @@ def parse_filters(
     if finding is not None and finding not in codes:
         raise RequestError(f"finding must be one of {', '.join(codes)}, not {finding!r}")
     start, end = _day(query, "from", zone), _day(query, "to", zone)
-    read = query.get("read") or None
-    if read is not None and read not in READ_FILTERS:
-        raise RequestError("read must be read or unread")
+    read = query.get("read") or DEFAULT_READ
+    if read not in READ_FILTERS:
+        raise RequestError("read must be read, unread or all")
     page = whole_number(query.get("page"), "page", default=1, low=1)
     return (
         WorklistFilter(
@@ -155,7 +159,7 @@ def parse_filters(
             finding=finding,
             received_from=start.timestamp() if start else None,
             received_before=(end + timedelta(days=1)).timestamp() if end else None,
-            read=READ_FILTERS[read] if read else None,
+            read=READ_FILTERS[read],
             search=search,
         ),
         page,
@@ -238,7 +242,7 @@ class ShownInstance:
     window: DisplayWindow
     value_range: tuple[float, float]
     boxes: list[FindingResult]
-    """Flagged findings of this image that have a box."""
+    """Flagged findings of this image whose box localises them (`results.localised`)."""
     heat_codes: tuple[str, ...]
     """Findings whose heatmap this image has (empty: no stored maps)."""
     default_heat: tuple[str, ...]
@@ -270,6 +274,22 @@ class StudyPage:
     """Which images the result covers, when some were purged (`service.retention`)."""
     earlier_urgent: int | None = None
     """An earlier version flagged the study urgent and this one does not."""
+    flag_rules: dict[str, FlagRule] = field(default_factory=dict)
+    """What a flag of each finding does to the priority (`triage.flag_rules`; empty: unknown)."""
+
+    @property
+    def not_localised(self) -> frozenset[str]:
+        """Codes of flagged findings drawn without a box: screening found no localised box, or
+        (a result stored before the rule) the shown image's box covers too much of it."""
+        drawn = {f.code for f in self.shown.boxes} if self.shown is not None else set()
+        shown_sop = self.shown.sop_instance_uid if self.shown is not None else None
+        findings = self.result.findings if self.result is not None else []
+        return frozenset(
+            f.code
+            for f in findings
+            if f.flagged
+            and (f.bbox is None or (f.sop_instance_uid == shown_sop and f.code not in drawn))
+        )
 
     @property
     def can_give_feedback(self) -> bool:
@@ -290,10 +310,12 @@ def study_page(
     zone: tzinfo = UTC,
     viewer_url: str | None = None,
     t: NullTranslations | None = None,
+    manifest: Manifest | None = None,
 ) -> StudyPage | None:
     """The study page's data; None when no instance of the study was ever received.
 
     `index` picks the image (arrival order); by default the one the findings come from.
+    `manifest` (the loaded model's) says what each finding's flag does to the priority.
     """
     now = time.time() if now is None else now
     state = store.study_state(uid)
@@ -357,6 +379,7 @@ def study_page(
         patient=patient_context(uid, store.study_facts([uid]).get(uid), viewer_url),
         purge_note=note,
         earlier_urgent=earlier_urgent(store, uid, version, result),
+        flag_rules=flag_rules(manifest, result.model if result is not None else None),
     )
 
 
@@ -388,15 +411,16 @@ def _shown(
     strongest = max(findings, key=lambda f: f.probability).code if findings else None
     default_heat = flagged or ((strongest,) if strongest else ())
     low, high = image.value_range
+    rows, cols = image.info.rows, image.info.columns
     return ShownInstance(
         index=index,
         sop_instance_uid=sop,
-        rows=image.info.rows,
-        cols=image.info.columns,
+        rows=rows,
+        cols=cols,
         frame=frame,
         window=DisplayWindow.default(image, frame),
         value_range=(float(low), float(high)),
-        boxes=[f for f in findings if f.flagged and f.bbox is not None],
+        boxes=[f for f in findings if f.flagged and localised(f.bbox, rows, cols)],
         heat_codes=maps.codes if maps is not None else (),
         default_heat=default_heat if maps is not None else (),
     )

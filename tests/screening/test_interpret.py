@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from diagnostics.package import ModelPackage
-from diagnostics.screening.interpret import cam_box, probabilities, study_findings
+from diagnostics.results import MAX_BOX_SHARE, box_share, localised
+from diagnostics.screening.interpret import cam_box, localised_box, probabilities, study_findings
 
 
 def _blob(h: int, w: int, cy: float, cx: float, sigma: float) -> np.ndarray:
@@ -45,3 +46,29 @@ def test_study_takes_the_strongest_instance(bundled: ModelPackage) -> None:
         x0, y0, x1, y1 = finding.bbox
         assert x1 <= 200 and y1 <= 300 and x0 < 150 < x1 and y0 < 75 < y1
     assert study_findings(manifest, [], probs[:0], cams[:0], []) == []
+
+
+def test_localisation_rule_is_a_share_of_the_image() -> None:
+    assert localised((0, 0, 40, 100), 100, 100)  # exactly MAX_BOX_SHARE of the image
+    assert not localised((0, 0, 41, 100), 100, 100)
+    assert not localised((0, 0, 468, 512), 512, 512)  # the issue's whole-chest nodule box
+    assert not localised(None, 100, 100)
+    assert box_share((10, 20, 30, 60), 100, 200) == 800 / 20000
+    assert MAX_BOX_SHARE == 0.4
+
+
+def test_spread_out_activation_is_flagged_but_not_localised(bundled: ModelPackage) -> None:
+    """A flagged finding whose activation covers most of the image gets no box (so no region
+    in the overlay, presentation state or SR); a compact one keeps its box."""
+    manifest = bundled.manifest
+    k = len(manifest.findings)
+    probs = probabilities(manifest, np.array([[6.0] * k, [6.0] * k]))
+    spread = np.ones((10, 10))
+    spread[0, 0] = 0.0  # everything but one corner cell is above the region level
+    cams = np.stack([np.stack([spread] * k), np.stack([_blob(10, 10, 2, 7, 1.0)] * k)])
+    wide = study_findings(manifest, ["a"], probs[:1], cams[:1], [(512, 512)])
+    assert all(f.flagged and f.bbox is None for f in wide)
+    assert localised_box(cams[0, 0], 512, 512) is None
+    narrow = study_findings(manifest, ["b"], probs[1:], cams[1:], [(512, 512)])
+    assert all(f.flagged and f.bbox is not None for f in narrow)
+    assert all(box_share(f.bbox, 512, 512) <= MAX_BOX_SHARE for f in narrow if f.bbox)

@@ -6,16 +6,91 @@
 (() => {
   const typing = (target) => target.closest && target.closest("input, select, textarea, button");
 
-  // -- worklist: j/k or arrows move between studies; Enter opens (a real link) ----------------
+  const plainKey = (event) =>
+    !(event.altKey || event.ctrlKey || event.metaKey || typing(event.target));
+
+  // -- worklist: j/n/k or arrows move between studies; Enter opens (a real link) --------------
   document.addEventListener("keydown", (event) => {
-    if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
+    if (!plainKey(event)) return;
     const links = Array.from(document.querySelectorAll("a.study-link"));
-    const step = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 }[event.key];
+    const step = { j: 1, n: 1, ArrowDown: 1, k: -1, ArrowUp: -1 }[event.key];
     if (!links.length || !step) return;
     const at = links.indexOf(document.activeElement);
     const next = at < 0 ? 0 : Math.max(0, Math.min(links.length - 1, at + step));
     links[next].focus();
     event.preventDefault();
+  });
+
+  // -- worklist: refresh the rows every data-refresh seconds, keeping filters, scroll, focus --
+  const list = document.getElementById("worklist");
+  if (list && Number(list.dataset.refresh) > 0) {
+    const swap = (fresh, id) => {
+      const old = document.getElementById(id);
+      const now = fresh.getElementById(id);
+      if (old && now) old.replaceWith(document.importNode(now, true));
+    };
+    const refresh = async () => {
+      if (document.hidden) return;
+      const focused = document.activeElement && document.activeElement.closest("tr[data-uid]");
+      const uid = focused ? focused.dataset.uid : null;
+      const scroll = [window.scrollX, window.scrollY];
+      try {
+        const response = await fetch(window.location.href, {
+          credentials: "same-origin",
+          headers: { "X-Requested-With": "refresh" },
+        });
+        if (!response.ok) return; // signed out: the page's own links lead to sign-in
+        const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+        const body = fresh.querySelector("#worklist tbody");
+        if (!body) return;
+        document.querySelector("#worklist tbody").replaceWith(document.importNode(body, true));
+        swap(fresh, "summary");
+        const pager = document.querySelector("nav.pager");
+        const freshPager = fresh.querySelector("nav.pager");
+        if (pager && freshPager) pager.replaceWith(document.importNode(freshPager, true));
+        if (uid) {
+          const row = Array.from(document.querySelectorAll("#worklist tr[data-uid]"))
+            .find((tr) => tr.dataset.uid === uid);
+          const link = row && row.querySelector("a.study-link");
+          if (link) link.focus({ preventScroll: true });
+        }
+        window.scrollTo(scroll[0], scroll[1]);
+      } catch (error) {
+        // offline for a moment: the next round tries again
+      }
+    };
+    setInterval(refresh, Number(list.dataset.refresh) * 1000);
+  }
+
+  // -- study page: a agree, d disagree, r read, n/j next, k previous -----------------------
+  const click = (element) => {
+    if (!element) return false;
+    element.click();
+    return true;
+  };
+  document.addEventListener("keydown", (event) => {
+    if (!plainKey(event) || !document.body.classList.contains("study")) return;
+    let done = false;
+    if (event.key === "a" || event.key === "d") {
+      const verdict = event.key === "a" ? "agree" : "disagree";
+      const inFocus = document.activeElement && document.activeElement.closest("tr[data-code]");
+      const form =
+        (inFocus && document.querySelector(`form.verdict[data-code="${inFocus.dataset.code}"]`)) ||
+        (() => {
+          const flagged = document.querySelector("#findings tr.flagged[data-code]");
+          const first = flagged || document.querySelector("#findings tr[data-code]");
+          return first && document.querySelector(`form.verdict[data-code="${first.dataset.code}"]`);
+        })();
+      done = click(form && form.querySelector(`button[value="${verdict}"]`));
+    } else if (event.key === "r") {
+      const unread = document.querySelector('#read-form input[name="read"][value="1"]');
+      done = click(unread && document.querySelector("#read-form button[type=submit]"));
+    } else if (event.key === "n" || event.key === "j") {
+      done = click(document.getElementById("next-study"));
+    } else if (event.key === "k") {
+      done = click(document.getElementById("prev-study"));
+    }
+    if (done) event.preventDefault();
   });
 
   const stage = document.getElementById("stage");
