@@ -50,7 +50,16 @@ from diagnostics.ui.pages import (
     worklist_page,
 )
 from diagnostics.ui.patient import dash, zone_named
-from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
+from diagnostics.ui.render import (
+    INITIAL_SIDE,
+    DisplayWindow,
+    ImageCache,
+    Region,
+    heatmap_png,
+    image_png,
+    render_side,
+)
+from diagnostics.ui.viewer import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +332,8 @@ class ReviewUI:
             error=error,
             saved=saved if saved in ("feedback", "priority", "read") else "",
             base=f"/ui/studies/{quote(uid)}",
+            presets=PRESETS,
+            initial_size=INITIAL_SIDE,
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -338,9 +349,10 @@ class ReviewUI:
                 request.query_params.get("wc"), request.query_params.get("ww")
             )
             frame = _index(request.query_params.get("frame")) or 0
-            data = await _in_thread(
-                functools.partial(self._image, runtime, uid, index, frame, window)
-            )
+            size = render_side(request.query_params.get("size"))
+            region = request.query_params.get("region")
+            call = functools.partial(self._image, runtime, uid, index, frame, window, size, region)
+            data = await _in_thread(call)
         except RequestError as exc:
             return _bad_request(exc)
         if data is None:
@@ -348,7 +360,14 @@ class ReviewUI:
         return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
 
     def _image(
-        self, runtime: Runtime, uid: str, index: int, frame: int, window: DisplayWindow | None
+        self,
+        runtime: Runtime,
+        uid: str,
+        index: int,
+        frame: int,
+        window: DisplayWindow | None,
+        size: int | None = None,
+        region: str | None = None,
     ) -> bytes | None:
         stored = runtime.store.instances_of(uid)
         if not 0 <= index < len(stored):
@@ -359,7 +378,8 @@ class ReviewUI:
             return None
         if not 0 <= frame < image.pixels.shape[0]:
             raise RequestError(f"the image has {image.pixels.shape[0]} frame(s)")
-        return image_png(image, frame, window)
+        crop = Region.parse(region, image.info.rows, image.info.columns)
+        return image_png(image, frame, window, size, crop)
 
     async def heatmap(self, request: Request) -> Response:
         runtime = self.runtime()
