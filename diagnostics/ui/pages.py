@@ -344,7 +344,8 @@ def study_page(
             problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
-            other = side_index(index, len(stored), _views(store, stored))
+            views = _views(store, stored) if len(stored) > 1 else [None]
+            other = side_index(index, len(stored), views)
             if other is not None:
                 side = _side(other, stored[other], load, result, maps)
     purged_at = state.get("purged_at")

@@ -44,6 +44,15 @@
     });
   }
 
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
+    const box = { h: $("show-heatmap"), b: $("show-boxes") }[event.key];
+    if (box && !box.disabled) {
+      box.checked = !box.checked;
+      box.dispatchEvent(new Event("change"));
+    }
+  });
+
   // -- panes: each image has its own zoom, pan and window; the controls act on the active one -
   const RESOLUTION_STEP = 256;
   const wc = $("wc");
