@@ -38,7 +38,7 @@ from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
-from diagnostics.ui import forms, language
+from diagnostics.ui import forms, language, render
 from diagnostics.ui.audit_page import audit_route
 from diagnostics.ui.pages import (
     PRIORITIES,
@@ -50,15 +50,7 @@ from diagnostics.ui.pages import (
     worklist_page,
 )
 from diagnostics.ui.patient import dash, zone_named
-from diagnostics.ui.render import (
-    INITIAL_SIDE,
-    DisplayWindow,
-    ImageCache,
-    Region,
-    heatmap_png,
-    image_png,
-    render_side,
-)
+from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 from diagnostics.ui.viewer import PRESETS
 
 log = logging.getLogger(__name__)
@@ -333,7 +325,7 @@ class ReviewUI:
             saved=saved if saved in ("feedback", "priority", "read") else "",
             base=f"/ui/studies/{quote(uid)}",
             presets=PRESETS,
-            initial_size=INITIAL_SIDE,
+            initial_size=render.INITIAL_SIDE,
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -349,7 +341,7 @@ class ReviewUI:
                 request.query_params.get("wc"), request.query_params.get("ww")
             )
             frame = _index(request.query_params.get("frame")) or 0
-            size = render_side(request.query_params.get("size"))
+            size = render.render_side(request.query_params.get("size"))
             region = request.query_params.get("region")
             call = functools.partial(self._image, runtime, uid, index, frame, window, size, region)
             data = await _in_thread(call)
@@ -378,7 +370,7 @@ class ReviewUI:
             return None
         if not 0 <= frame < image.pixels.shape[0]:
             raise RequestError(f"the image has {image.pixels.shape[0]} frame(s)")
-        crop = Region.parse(region, image.info.rows, image.info.columns)
+        crop = render.Region.parse(region, image.info.rows, image.info.columns)
         return image_png(image, frame, window, size, crop)
 
     async def heatmap(self, request: Request) -> Response:
