@@ -152,7 +152,7 @@ def _wait(page: Page, expression: str, timeout: float = 20.0) -> None:
 def _box(page: Page, selector: str) -> dict[str, float]:
     box = page.locator(selector).bounding_box()
     assert box is not None, selector
-    return box
+    return dict(box)
 
 
 def _query(page: Page, selector: str = "#image") -> dict[str, str]:
@@ -227,10 +227,8 @@ def test_drag_pans_and_zoom_asks_for_full_resolution(page: Page, studies: Studie
     page.mouse.move(x + 80, y + 50, steps=5)
     page.mouse.up()
     after = _box(page, "#image")
-    assert (after["x"] - before["x"], after["y"] - before["y"]) == (
-        pytest.approx(80, abs=2),
-        pytest.approx(50, abs=2),
-    )
+    assert after["x"] - before["x"] == pytest.approx(80, abs=2)
+    assert after["y"] - before["y"] == pytest.approx(50, abs=2)
     page.dblclick("#viewport")  # fits again
     assert _box(page, "#image")["x"] == pytest.approx(before["x"], abs=1)
 
@@ -290,14 +288,13 @@ def _session(studies: Studies) -> dict[str, str]:
             data={"token": TOKEN, "nonce": nonce.group(1), "next": "/ui/"},
             timeout=30,
         )
-        return dict(session.cookies)
+        return session.cookies.get_dict()
 
 
 def test_markers_follow_patient_orientation(page: Page, studies: Studies) -> None:
     _open(page, studies, studies.pa_lateral)
-    expect(page.locator("#marker-left")).to_have_text(
-        "R"
-    )  # row direction L: patient's left on the right
+    # Row direction L: the patient's left is at the image's right edge.
+    expect(page.locator("#marker-left")).to_have_text("R")
     expect(page.locator("#marker-right")).to_have_text("L")
     expect(page.locator("#marker-left-2")).to_have_text("P")  # the lateral: A\F
     expect(page.locator("#marker-right-2")).to_have_text("A")
