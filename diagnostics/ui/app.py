@@ -38,7 +38,7 @@ from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
-from diagnostics.ui import forms, language
+from diagnostics.ui import forms, language, render
 from diagnostics.ui.audit_page import audit_route
 from diagnostics.ui.monitoring_page import monitoring_route
 from diagnostics.ui.pages import (
@@ -53,6 +53,7 @@ from diagnostics.ui.pages import (
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
 from diagnostics.ui.triage import neighbours, read_and_move_on
+from diagnostics.ui.viewer import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,8 @@ class ReviewUI:
             saved=saved if saved in ("feedback", "priority", "read", "moved") else "",
             base=f"/ui/studies/{quote(uid)}",
             around=around,
+            presets=PRESETS,
+            initial_size=render.INITIAL_SIDE,
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -349,9 +352,10 @@ class ReviewUI:
                 request.query_params.get("wc"), request.query_params.get("ww")
             )
             frame = _index(request.query_params.get("frame")) or 0
-            data = await _in_thread(
-                functools.partial(self._image, runtime, uid, index, frame, window)
-            )
+            size = render.render_side(request.query_params.get("size"))
+            region = request.query_params.get("region")
+            call = functools.partial(self._image, runtime, uid, index, frame, window, size, region)
+            data = await _in_thread(call)
         except RequestError as exc:
             return _bad_request(exc)
         if data is None:
@@ -359,7 +363,14 @@ class ReviewUI:
         return Response(data, media_type="image/png", headers=SECURITY_HEADERS)
 
     def _image(
-        self, runtime: Runtime, uid: str, index: int, frame: int, window: DisplayWindow | None
+        self,
+        runtime: Runtime,
+        uid: str,
+        index: int,
+        frame: int,
+        window: DisplayWindow | None,
+        size: int | None = None,
+        region: str | None = None,
     ) -> bytes | None:
         stored = runtime.store.instances_of(uid)
         if not 0 <= index < len(stored):
@@ -370,7 +381,8 @@ class ReviewUI:
             return None
         if not 0 <= frame < image.pixels.shape[0]:
             raise RequestError(f"the image has {image.pixels.shape[0]} frame(s)")
-        return image_png(image, frame, window)
+        crop = render.Region.parse(region, image.info.rows, image.info.columns)
+        return image_png(image, frame, window, size, crop)
 
     async def heatmap(self, request: Request) -> Response:
         runtime = self.runtime()

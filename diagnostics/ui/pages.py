@@ -7,6 +7,7 @@ image) is here, where it is tested without a browser.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from babel.support import NullTranslations
 
 from diagnostics.api.params import whole_number
 from diagnostics.dicom.image import DicomImage
+from diagnostics.dicom.reader import read_info
 from diagnostics.errors import InputError, RequestError
 from diagnostics.i18n import N_
 from diagnostics.package import Manifest
@@ -32,6 +34,7 @@ from diagnostics.store.records import Feedback, WorklistRow
 from diagnostics.ui.patient import PatientContext, local_time, patient_context
 from diagnostics.ui.render import DisplayWindow
 from diagnostics.ui.triage import FlagRule, flag_rules
+from diagnostics.ui.viewer import Orientation, Prior, orientation, presets, priors, side_index
 
 Load = Callable[[Path], DicomImage]
 """Reads a stored instance (the UI passes one that caches decoded images)."""
@@ -61,6 +64,8 @@ DEFAULT_READ = "unread"
 """The worklist shows unread studies unless asked otherwise: what is left to read."""
 QUERY_KEYS = ("q", "status", "finding", "from", "to", "read", "page")
 MAX_SEARCH = 64
+MAX_PANE_CANDIDATES = 8
+"""Images whose header is read to find a lateral to show beside a PA."""
 
 
 def when(timestamp: float, zone: tzinfo = UTC) -> str:
@@ -247,6 +252,14 @@ class ShownInstance:
     """Findings whose heatmap this image has (empty: no stored maps)."""
     default_heat: tuple[str, ...]
     """What the heatmap layer shows first: the flagged findings, else the most probable."""
+    presets: dict[str, DisplayWindow] = field(default_factory=dict)
+    """Window presets by name (`viewer.PRESETS`); `default` is the image's own VOI."""
+    orientation: Orientation = field(default_factory=lambda: Orientation(None, None, None, None))
+
+    @property
+    def preset_values(self) -> dict[str, list[float]]:
+        """The presets as the page's script reads them: name -> [centre, width]."""
+        return {name: [w.center, w.width] for name, w in self.presets.items()}
 
 
 @dataclass(frozen=True)
@@ -276,6 +289,10 @@ class StudyPage:
     """An earlier version flagged the study urgent and this one does not."""
     flag_rules: dict[str, FlagRule] = field(default_factory=dict)
     """What a flag of each finding does to the priority (`triage.flag_rules`; empty: unknown)."""
+    side: ShownInstance | None = None
+    """A second image shown beside the first (a lateral beside a PA), when there is one."""
+    priors: list[Prior] = field(default_factory=list)
+    """The patient's other studies (same Patient ID)."""
 
     @property
     def not_localised(self) -> frozenset[str]:
@@ -290,6 +307,10 @@ class StudyPage:
             if f.flagged
             and (f.bbox is None or (f.sop_instance_uid == shown_sop and f.code not in drawn))
         )
+
+    @property
+    def panes(self) -> list[ShownInstance]:
+        return [s for s in (self.shown, self.side) if s is not None]
 
     @property
     def can_give_feedback(self) -> bool:
@@ -335,7 +356,7 @@ def study_page(
         index = _evidence_index(result, [sop for sop, _ in stored])
     if not 0 <= index < max(1, len(stored)):
         raise RequestError(f"the study has {len(stored)} image(s); there is no image {index}")
-    shown, problem = None, None
+    shown, side, problem = None, None, None
     if stored:
         sop, path = stored[index]
         maps = {m.sop_instance_uid: m for m in store.class_maps(uid, version)}
@@ -345,6 +366,10 @@ def study_page(
             problem = plain(f"this image cannot be displayed: {exc}")
         else:
             shown = _shown(index, sop, image, result, maps.get(sop))
+            views = _views(store, stored) if len(stored) > 1 else [None]
+            other = side_index(index, len(stored), views)
+            if other is not None:
+                side = _side(other, stored[other], load, result, maps)
     purged_at = state.get("purged_at")
     note = None
     if purged_at is not None:
@@ -380,7 +405,41 @@ def study_page(
         purge_note=note,
         earlier_urgent=earlier_urgent(store, uid, version, result),
         flag_rules=flag_rules(manifest, result.model if result is not None else None),
+        side=side,
+        priors=priors(store, uid, _patient_id(store, uid), zone, now),
     )
+
+
+def _patient_id(store: Store, uid: str) -> str | None:
+    facts = store.study_facts([uid]).get(uid)
+    return facts.patient_id if facts is not None else None
+
+
+def _views(store: Store, stored: Sequence[tuple[str, Path]]) -> list[str | None]:
+    """Each stored image's View Position from its header (not decoded); at most the first
+    `MAX_PANE_CANDIDATES` are looked at."""
+    views: list[str | None] = []
+    for n, (_, path) in enumerate(stored):
+        view = None
+        if n < MAX_PANE_CANDIDATES:
+            with contextlib.suppress(InputError):
+                view = read_info(path, store.limits).view_position
+        views.append(view)
+    return views
+
+
+def _side(
+    index: int,
+    stored: tuple[str, Path],
+    load: Load,
+    result: StudyResult | None,
+    maps: Mapping[str, InstanceMaps],
+) -> ShownInstance | None:
+    sop, path = stored
+    try:
+        return _shown(index, sop, load(path), result, maps.get(sop))
+    except InputError:
+        return None  # the images list below says why it cannot be shown
 
 
 def _opt(value: object) -> str | None:
@@ -412,15 +471,18 @@ def _shown(
     default_heat = flagged or ((strongest,) if strongest else ())
     low, high = image.value_range
     rows, cols = image.info.rows, image.info.columns
+    window = DisplayWindow.default(image, frame)
     return ShownInstance(
         index=index,
         sop_instance_uid=sop,
         rows=rows,
         cols=cols,
         frame=frame,
-        window=DisplayWindow.default(image, frame),
+        window=window,
         value_range=(float(low), float(high)),
         boxes=[f for f in findings if f.flagged and localised(f.bbox, rows, cols)],
         heat_codes=maps.codes if maps is not None else (),
         default_heat=default_heat if maps is not None else (),
+        presets=presets(image.pixels[frame], window),
+        orientation=orientation(image.info.dataset),
     )

@@ -27,7 +27,15 @@ from diagnostics.reports.heatmap import heatmap
 from diagnostics.reports.overlay import HEAT_ALPHA
 
 MAX_IMAGE_SIDE = 2048
-"""Larger images are sent scaled down to this; overlays use source pixels, so they still fit."""
+"""Without a `size`, larger images are sent scaled down to this; overlays use source pixels,
+so they still fit."""
+INITIAL_SIDE = 1024
+"""What the study page asks for first: sharp at a fitted size; zooming asks for more."""
+MIN_RENDER_SIDE = 16
+MAX_RENDER_SIDE = 8192
+"""The `size` a page may ask for: the viewer asks for what it displays (times the screen's
+pixel ratio), so a zoomed image is sent at full resolution and a fitted one stays small on a
+slow link. Never larger than the source: the browser scales up as well as we would."""
 HEAT_SIDE = 384
 DEFAULT_CACHE_BYTES = 256 << 20
 """What the review page's image cache may hold: a dozen decoded radiographs."""
@@ -75,19 +83,72 @@ def _fit(rows: int, cols: int, side: int) -> tuple[int, int]:
 
 def windowed(image: DicomImage, frame: int, window: DisplayWindow) -> np.ndarray:
     """One frame as uint8 grey: linear between centre -/+ width/2, denser brighter."""
-    pixels = np.asarray(image.pixels[frame], dtype=np.float32)
+    return _grey(np.asarray(image.pixels[frame], dtype=np.float32), window)
+
+
+def _grey(pixels: np.ndarray, window: DisplayWindow) -> np.ndarray:
     low = window.center - window.width / 2.0
     scaled = np.clip((pixels - low) / window.width, 0.0, 1.0)
     grey: np.ndarray = np.round(scaled * 255.0).astype(np.uint8)
     return grey
 
 
-def image_png(image: DicomImage, frame: int, window: DisplayWindow | None) -> bytes:
-    grey = Image.fromarray(windowed(image, frame, window or DisplayWindow.default(image, frame)))
-    rows, cols = _fit(image.info.rows, image.info.columns, MAX_IMAGE_SIDE)
-    if (rows, cols) != (image.info.rows, image.info.columns):
-        grey = grey.resize((cols, rows), Image.Resampling.LANCZOS)
-    return _png(grey)
+@dataclass(frozen=True)
+class Region:
+    """A crop of the source image in its own pixels: columns x0..x1, rows y0..y1 (exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def parse(cls, raw: str | None, rows: int, cols: int) -> Region | None:
+        """From `region=x0,y0,x1,y1`; RequestError names what is wrong with it."""
+        if not raw:
+            return None
+        parts = raw.split(",")
+        if len(parts) != 4 or not all(p.strip().isdigit() and len(p.strip()) <= 6 for p in parts):
+            raise RequestError("region must be four whole numbers x0,y0,x1,y1 (source pixels)")
+        x0, y0, x1, y1 = (int(p) for p in parts)
+        if not (0 <= x0 < x1 <= cols and 0 <= y0 < y1 <= rows):
+            raise RequestError(
+                f"region must lie inside the image ({cols} x {rows} pixels) with x0 < x1, y0 < y1"
+            )
+        return cls(x0, y0, x1, y1)
+
+
+def render_side(raw: str | None) -> int | None:
+    """The `size` parameter: the longest side of the PNG wanted, in pixels."""
+    if not raw:
+        return None
+    text = raw.strip()
+    if not text.isdigit() or len(text) > 5 or not MIN_RENDER_SIDE <= int(text) <= MAX_RENDER_SIDE:
+        raise RequestError(
+            f"size must be a whole number of pixels from {MIN_RENDER_SIDE} to {MAX_RENDER_SIDE}"
+        )
+    return int(text)
+
+
+def image_png(
+    image: DicomImage,
+    frame: int,
+    window: DisplayWindow | None,
+    size: int | None = None,
+    region: Region | None = None,
+) -> bytes:
+    """The frame (or `region` of it) windowed, scaled down to at most `size` on its longest
+    side (`MAX_IMAGE_SIDE` without one), never up."""
+    pixels = np.asarray(image.pixels[frame], dtype=np.float32)
+    if region is not None:  # crop first: a small region of a large image windows fast
+        pixels = pixels[region.y0 : region.y1, region.x0 : region.x1]
+    grey = _grey(pixels, window or DisplayWindow.default(image, frame))
+    picture = Image.fromarray(np.ascontiguousarray(grey))
+    height, width = grey.shape
+    rows, cols = _fit(height, width, size or MAX_IMAGE_SIDE)
+    if (rows, cols) != (height, width):
+        picture = picture.resize((cols, rows), Image.Resampling.LANCZOS)
+    return _png(picture)
 
 
 def heatmap_png(maps: Sequence[np.ndarray], rows: int, cols: int) -> bytes:

@@ -240,7 +240,7 @@ def test_study_page_overlays_window_and_zoom(
     after = _png(context.request.get(prefilled.server.url + str(image.get_attribute("src"))).body())
     assert before.shape == after.shape
     assert after.std() > before.std() + 10
-    page.click("#window-reset")
+    page.click("#preset-default")  # the image's own window again
     expect(image).to_have_attribute("src", original)
 
     width = page.locator("#stage").bounding_box()["width"]  # type: ignore[index]
@@ -272,6 +272,7 @@ def test_feedback_is_stored_with_its_reviewer_and_reaches_training(
     expect(page.locator("#saved")).to_be_visible()
     expect(page.locator("#feedback-list")).to_contain_text(token_actor(TOKEN))
 
+    page.check("#tool-mark")  # a drag pans by default; this tool marks
     stage = page.locator("#stage").bounding_box()
     assert stage is not None
     x0, y0 = stage["x"] + 0.25 * stage["width"], stage["y"] + 0.55 * stage["height"]

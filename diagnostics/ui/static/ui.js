@@ -98,26 +98,27 @@
   const $ = (id) => document.getElementById(id);
   const rows = Number(stage.dataset.rows);
   const cols = Number(stage.dataset.cols);
-  const viewport = $("viewport");
   const image = $("image");
   const heat = $("heatmap");
-  stage.style.aspectRatio = `${cols} / ${rows}`;
 
-  // -- overlays ------------------------------------------------------------------------------
-  const bindToggle = (checkbox, layer) => {
-    if (!checkbox || !layer) return;
-    const apply = () => layer.classList.toggle("hidden", !checkbox.checked);
+  // -- overlays: the checkboxes show or hide the layer on every image ------------------------
+  const bindToggle = (checkbox, selector) => {
+    if (!checkbox) return;
+    const apply = () => document.querySelectorAll(selector).forEach((layer) => {
+      layer.classList.toggle("hidden", !checkbox.checked);
+    });
     checkbox.addEventListener("change", apply);
     apply();
   };
-  bindToggle($("show-heatmap"), heat);
-  bindToggle($("show-boxes"), $("boxes"));
+  bindToggle($("show-heatmap"), ".stage .heatmap");
+  bindToggle($("show-boxes"), ".stage .boxes");
   const heatCodes = $("heat-codes");
   if (heatCodes && heat) {
     heatCodes.addEventListener("change", () => {
       heat.src = `${stage.dataset.heatmap}&codes=${encodeURIComponent(heatCodes.value)}`;
     });
   }
+
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
     const box = { h: $("show-heatmap"), b: $("show-boxes") }[event.key];
@@ -127,47 +128,188 @@
     }
   });
 
-  // -- window / level: the server renders the PNG for the chosen window -------------------
+  // -- panes: each image has its own zoom, pan and window; the controls act on the active one -
+  const RESOLUTION_STEP = 256;
   const wc = $("wc");
   const ww = $("ww");
-  let pending = null;
-  const showWindow = () => {
-    $("wc-value").value = Number(wc.value).toFixed(1);
-    $("ww-value").value = Number(ww.value).toFixed(1);
+  const panes = Array.from(document.querySelectorAll(".pane")).map((el) => {
+    const st = el.querySelector(".stage");
+    return {
+      el, stage: st, viewport: el.querySelector(".viewport"), image: el.querySelector("img.base"),
+      rows: Number(st.dataset.rows), cols: Number(st.dataset.cols),
+      zoom: 1, x: 0, y: 0, size: Number(st.dataset.size),
+      window: [Number(st.dataset.wc), Number(st.dataset.ww)],
+      presets: JSON.parse(st.dataset.presets || "{}"), preset: "default", pending: null,
+    };
+  });
+  let active = panes[0];
+  const source = (p) => Math.max(p.rows, p.cols);
+  const isDefault = (p) => p.window[0] === Number(p.stage.dataset.wc)
+    && p.window[1] === Number(p.stage.dataset.ww);
+  const imageSrc = (p) => {
+    let src = `${p.stage.dataset.image}&size=${p.size}`;
+    if (!isDefault(p)) {
+      src += `&wc=${encodeURIComponent(p.window[0])}&ww=${encodeURIComponent(p.window[1])}`;
+    }
+    return src;
   };
-  const reload = () => {
-    showWindow();
-    clearTimeout(pending);
-    pending = setTimeout(() => {
-      image.src = `${stage.dataset.image}&wc=${encodeURIComponent(wc.value)}&ww=${encodeURIComponent(ww.value)}`;
-    }, 120);
-  };
-  if (wc && ww) {
-    wc.addEventListener("input", reload);
-    ww.addEventListener("input", reload);
-    $("window-reset").addEventListener("click", () => {
-      wc.value = stage.dataset.wc;
-      ww.value = stage.dataset.ww;
-      showWindow();
-      image.src = stage.dataset.image;
+  const showControls = () => {
+    if (!wc) return;
+    wc.value = active.window[0];
+    ww.value = active.window[1];
+    $("wc-value").value = active.window[0].toFixed(1);
+    $("ww-value").value = active.window[1].toFixed(1);
+    $("zoom-value").value = `${Math.round(active.zoom * 100)}%`;
+    document.querySelectorAll("button.preset").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b.dataset.preset === active.preset));
     });
-  }
+  };
+  // The server renders the window and the size asked for; later requests replace earlier ones.
+  const reload = (p, now) => {
+    clearTimeout(p.pending);
+    const go = () => { p.image.src = imageSrc(p); };
+    if (now) go(); else p.pending = setTimeout(go, 120);
+  };
+  const setWindow = (p, center, width, preset) => {
+    p.window = [center, Math.max(width, 1e-3)];
+    p.preset = preset || null;
+    if (p === active) showControls();
+    reload(p, Boolean(preset));
+  };
+  const activate = (p) => {
+    active = p;
+    panes.forEach((q) => q.el.classList.toggle("active", q === p));
+    showControls();
+  };
+  panes.forEach((p) => p.viewport.addEventListener("focus", () => activate(p)));
 
-  // -- zoom: the stage grows inside a scrolling viewport; overlays scale with it ---------------
-  let zoom = 1;
-  const fitWidth = () => {
-    const height = window.innerHeight * 0.78;
-    return Math.max(100, Math.min(viewport.clientWidth, (height * cols) / rows));
+  // -- layout: the viewport fills the window below it, the image is contained in it ---------
+  const fitScale = (p) => Math.min(p.viewport.clientWidth / p.cols, p.viewport.clientHeight / p.rows);
+  const layout = (p) => {
+    const scale = fitScale(p) * p.zoom;
+    const width = p.cols * scale;
+    const height = p.rows * scale;
+    const st = p.stage.style;
+    st.width = `${width}px`;
+    st.height = `${height}px`;
+    st.left = `${(p.viewport.clientWidth - width) / 2 + p.x}px`;
+    st.top = `${(p.viewport.clientHeight - height) / 2 + p.y}px`;
+    // Full resolution when zoomed: ask for what is displayed, in screen pixels, never less
+    // than what is already loaded and never more than the source has.
+    const wanted = Math.max(width, height) * (window.devicePixelRatio || 1);
+    const size = Math.min(source(p), Math.ceil(wanted / RESOLUTION_STEP) * RESOLUTION_STEP);
+    if (size > p.size) {
+      p.size = size;
+      reload(p, false);
+    }
+    if (p === active) showControls();
   };
-  const applyZoom = () => {
-    stage.style.width = `${Math.round(fitWidth() * zoom)}px`;
-    $("zoom-value").value = `${Math.round(zoom * 100)}%`;
+  const sizeViewports = () => {
+    const top = panes[0].viewport.getBoundingClientRect().top + window.scrollY;
+    const below = 56; // the hint line and the page's margin
+    const height = Math.max(260, window.innerHeight - top - below);
+    panes.forEach((p) => { p.viewport.style.height = `${Math.round(height)}px`; });
+    panes.forEach(layout);
   };
-  $("zoom-in").addEventListener("click", () => { zoom = Math.min(8, zoom * 1.25); applyZoom(); });
-  $("zoom-out").addEventListener("click", () => { zoom = Math.max(0.25, zoom / 1.25); applyZoom(); });
-  $("zoom-fit").addEventListener("click", () => { zoom = 1; applyZoom(); });
-  window.addEventListener("resize", applyZoom);
-  applyZoom();
+  const zoomAt = (p, factor, cx, cy) => {
+    const zoom = Math.max(0.25, Math.min(16, p.zoom * factor));
+    const vw = p.viewport.clientWidth;
+    const vh = p.viewport.clientHeight;
+    const px = cx === undefined ? vw / 2 : cx;
+    const py = cy === undefined ? vh / 2 : cy;
+    const ratio = zoom / p.zoom;
+    p.x = px - vw / 2 - (px - vw / 2 - p.x) * ratio;
+    p.y = py - vh / 2 - (py - vh / 2 - p.y) * ratio;
+    p.zoom = zoom;
+    layout(p);
+  };
+  const fit = (p) => { p.zoom = 1; p.x = 0; p.y = 0; layout(p); };
+  const pan = (p, dx, dy) => { p.x += dx; p.y += dy; layout(p); };
+  const applyPreset = (name) => panes.forEach((p) => {
+    const w = p.presets[name];
+    if (w) setWindow(p, w[0], w[1], name);
+  });
+
+  $("zoom-in").addEventListener("click", () => zoomAt(active, 1.25));
+  $("zoom-out").addEventListener("click", () => zoomAt(active, 1 / 1.25));
+  $("zoom-fit").addEventListener("click", () => fit(active));
+  document.querySelectorAll("button.preset").forEach((b) => {
+    b.addEventListener("click", () => applyPreset(b.dataset.preset));
+  });
+  if (wc && ww) {
+    const typed = () => setWindow(active, Number(wc.value), Number(ww.value), null);
+    wc.addEventListener("input", typed);
+    ww.addEventListener("input", typed);
+  }
+  window.addEventListener("resize", sizeViewports);
+
+  // -- keys: 1-4 presets, + - 0 zoom, f fit, arrows pan, p w m choose what a drag does --------
+  const PRESET_KEYS = Array.from(document.querySelectorAll("button.preset")).map((b) => b.dataset.preset);
+  const tool = () => (document.querySelector("input[name=tool]:checked") || {}).value || "pan";
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || typing(event.target)) return;
+    const p = active;
+    const k = event.key;
+    const step = 40;
+    if (/^[1-9]$/.test(k) && PRESET_KEYS[Number(k) - 1]) applyPreset(PRESET_KEYS[Number(k) - 1]);
+    else if (k === "+" || k === "=") zoomAt(p, 1.25);
+    else if (k === "-" || k === "_") zoomAt(p, 1 / 1.25);
+    else if (k === "0" || k === "f") fit(p);
+    else if (k.startsWith("Arrow") && event.target.closest && event.target.closest(".viewport")) {
+      // Arrows pan only with an image focused: elsewhere they scroll the page as usual.
+      const move = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[k];
+      pan(p, move[0], move[1]);
+    }
+    else if ({ p: "tool-pan", w: "tool-window", m: "tool-mark" }[k]) {
+      const radio = $({ p: "tool-pan", w: "tool-window", m: "tool-mark" }[k]);
+      if (!radio) return;
+      radio.checked = true;
+    } else return;
+    event.preventDefault();
+  });
+
+  // -- mouse: wheel zooms at the pointer; drag pans or sets the window (right button: always
+  //    the window); double-click fits. Marking (the "mark" tool) is handled further down. ----
+  panes.forEach((p) => {
+    const vp = p.viewport;
+    vp.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      activate(p);
+      const r = vp.getBoundingClientRect();
+      zoomAt(p, event.deltaY < 0 ? 1.25 : 1 / 1.25, event.clientX - r.left, event.clientY - r.top);
+    }, { passive: false });
+    vp.addEventListener("dblclick", () => fit(p));
+    vp.addEventListener("contextmenu", (event) => event.preventDefault());
+    let drag = null;
+    vp.addEventListener("pointerdown", (event) => {
+      activate(p);
+      const mode = event.button === 2 ? "window" : event.button === 1 || event.shiftKey ? "pan" : tool();
+      if (mode === "mark") return; // the marking handlers below take it (first image only)
+      drag = { mode, x: event.clientX, y: event.clientY, px: p.x, py: p.y, window: p.window.slice() };
+      vp.setPointerCapture(event.pointerId);
+      event.preventDefault();
+    });
+    vp.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      if (drag.mode === "pan") {
+        p.x = drag.px + dx;
+        p.y = drag.py + dy;
+        layout(p);
+      } else {
+        // Right: wider window; down: higher level. A full drag across the image spans about
+        // the default window's width.
+        const unit = Number(p.stage.dataset.ww) / Math.max(200, vp.clientWidth);
+        setWindow(p, drag.window[0] + dy * unit, drag.window[1] + dx * unit, null);
+      }
+    });
+    const end = () => { drag = null; };
+    vp.addEventListener("pointerup", end);
+    vp.addEventListener("pointercancel", end);
+  });
+  activate(active);
+  sizeViewports();
 
   // -- marking a missed finding: click for a point, drag for a region (image pixels) ---------
   const form = $("missed-form");
@@ -199,7 +341,7 @@
   };
   let start = null;
   stage.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0) return;
+    if (event.button !== 0 || event.shiftKey || tool() !== "mark") return;
     start = toImage(event);
     event.preventDefault();
   });
