@@ -23,6 +23,7 @@ from diagnostics.cli import (
     export,
     feedback,
     inspect,
+    models,
     purge,
     research_export,
     restore,
@@ -53,6 +54,7 @@ COMMANDS = (
     audit,
     backup,
     restore,
+    models,
 )
 """In the order `diagnostics --help` lists them."""
 
