@@ -151,6 +151,21 @@ def shadow_results(registry: ModelRegistry, key: str) -> dict[str, StudyResult]:
     return results
 
 
+def registry_records(registry: ModelRegistry, study: str) -> list[tuple[str, dict[str, object]]]:
+    """(shadow version, stored record) of every shadow result kept for `study`."""
+    root = registry.shadow_results("")
+    found: list[tuple[str, dict[str, object]]] = []
+    if not root.is_dir() or "/" in study or study.startswith("."):
+        return found
+    for folder in sorted(root.iterdir()):
+        path = folder / f"{study}.json"
+        try:
+            found.append((folder.name, dict(json.loads(path.read_bytes()))))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def compare_shadow(storage: Path, shadow: str | None = None) -> ShadowComparison:
     """Active (the results radiologists saw) against the shadow model (default: the current
     one) on every study with feedback and a shadow result."""

@@ -39,7 +39,8 @@ from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import mark_read, record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms, language
-from diagnostics.ui.audit_page import audit_route
+from diagnostics.ui.audit_page import audit_route, require_admin
+from diagnostics.ui.models_page import models_routes, shadow_block
 from diagnostics.ui.pages import (
     PRIORITIES,
     STATUSES,
@@ -94,6 +95,7 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             Route("/studies/{uid}/priority", ui.priority, methods=["POST"]),
             Route("/studies/{uid}/read", ui.read, methods=["POST"]),
             audit_route(ui),
+            *models_routes(ui),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
     )
@@ -323,6 +325,9 @@ class ReviewUI:
             error=error,
             saved=saved if saved in ("feedback", "priority", "read") else "",
             base=f"/ui/studies/{quote(uid)}",
+            shadow=await _in_thread(functools.partial(shadow_block, runtime, uid))
+            if require_admin(request.scope)
+            else [],
         )
 
     # -- images -----------------------------------------------------------------------------
