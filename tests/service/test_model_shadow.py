@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 import requests
 from pydicom.uid import generate_uid
 
+from diagnostics.constants import DATABASE_FILE
 from diagnostics.package.registry import ModelRegistry
 from diagnostics.service import model_admin
 from diagnostics.store import open_store, read_snapshot
@@ -114,20 +116,18 @@ def test_shadow_runs_on_every_study_and_stays_apart(running: Running) -> None:
             versions = snapshot.results_of(uid)
             assert len(versions) == 1  # the shadow's result is not a version of the study
             assert json.loads(versions[0][1])["model"]["version"] == "1.0.0"
-    store = open_store(server.storage)
+    # the outbox holds the active result's outputs, one screening folder per study, nothing else
+    outbox = _outbox(server.storage)
+    assert {study for study, _ in outbox} == set(running.uids)
+    for uid in running.uids:
+        folders = {Path(path).parent for study, path in outbox if study == uid}
+        assert len(folders) == 1 and all("shadow" not in str(f) for f in folders), folders
+
+
+def _outbox(storage: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(f"file:{storage / DATABASE_FILE}?mode=ro", uri=True)
     try:
-        outbox = store.due_outbox(limit=1000) + _outbox_waiting(server.storage)
-    finally:
-        store.close()
-    assert "shadow" not in " ".join(str(item) for item in outbox)
-
-
-def _outbox_waiting(storage: Path) -> list[object]:
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{storage / 'intake.db'}?mode=ro", uri=True)
-    try:
-        return list(db.execute("SELECT * FROM outbox"))
+        return list(db.execute("SELECT study_instance_uid, path FROM outbox"))
     finally:
         db.close()
 
