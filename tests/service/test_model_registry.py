@@ -107,3 +107,30 @@ def test_unknown_versions_are_named(tmp_path: Path) -> None:
         registry.set_shadow("9.9.9", "test")
     with pytest.raises(ModelPackageError, match="cannot shadow itself"):
         registry.set_shadow("1.0.0", "test")
+
+
+def test_verdicts_become_truths_and_rates() -> None:
+    """`agree` keeps the flag the radiologist saw, `disagree` reverses it, `missed` is positive,
+    a comment says nothing; the newest verdict counts. Rates carry Wilson intervals."""
+    from diagnostics.service.shadow_compare import Rate, _finding, _truths, wilson
+
+    rows = [
+        {"study_instance_uid": "1", "version": 1, "code": "nodule", "verdict": "agree"},
+        {"study_instance_uid": "1", "version": 1, "code": "nodule", "verdict": "disagree"},
+        {"study_instance_uid": "2", "version": 2, "code": "nodule", "verdict": "missed"},
+        {"study_instance_uid": "3", "version": 1, "code": "nodule", "verdict": "comment"},
+    ]
+    assert _truths(rows) == {("1", "nodule"): (1, "disagree"), ("2", "nodule"): (2, "missed")}
+    # (truth, active flag, shadow flag): the shadow finds the positive the active missed
+    finding = _finding("nodule", [(True, False, True), (False, False, False), (False, True, True)])
+    assert (finding.positives, finding.negatives) == (1, 2)
+    assert finding.active.sensitivity.value == 0.0 and finding.shadow.sensitivity.value == 1.0
+    assert finding.active.specificity.successes == 1 and finding.shadow.specificity.total == 2
+    assert finding.both_agree == Rate.of(2, 3)
+    assert len(finding.notes) == 2  # too few positives and negatives
+    low, high = wilson(8, 10) or (0.0, 0.0)
+    assert 0.49 < low < 0.8 < high < 0.95
+    assert wilson(0, 0) is None
+    from diagnostics.calibrate import wilson_interval  # the formula repeated without torch
+
+    assert all(wilson(k, 17) == wilson_interval(k, 17) for k in range(18))
