@@ -372,7 +372,20 @@ def preflight(config: ServiceSettings) -> str:
     _check_port("--port", config.bind, config.port)
     if config.allow_ae and config.dicom_port:
         _check_port("--dicom-port", config.listen_dicom, config.dicom_port)
-    return f"{manifest.name} {manifest.version}"
+    return served_model(config.storage, manifest.name, manifest.version, manifest.sha256)
+
+
+def served_model(storage: Path, name: str, version: str, sha256: str) -> str:
+    """What the service will screen with: `--model` when the registry does not hold it yet
+    (it is installed and made active), else the registry's active version."""
+    from diagnostics.package.registry import ModelRegistry, package_key
+
+    state = ModelRegistry(storage).state()
+    installed = {item.key: item.sha256 for item in state.installed}
+    if state.active is None or installed.get(package_key(name, version)) != sha256:
+        return f"{name} {version}"
+    active = state.entry(state.active)
+    return f"{active.name} {active.version}"
 
 
 def _check_port(flag: str, address: str, port: int) -> None:

@@ -24,6 +24,7 @@ from diagnostics.cli import (
     feedback,
     inspect,
     labels,
+    models,
     monitor,
     purge,
     research_export,
@@ -57,6 +58,7 @@ COMMANDS = (
     backup,
     restore,
     monitor,
+    models,
 )
 """In the order `diagnostics --help` lists them."""
 

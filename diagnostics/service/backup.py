@@ -51,6 +51,8 @@ TRANSIENT: dict[str, str] = {
     "bentoml": "BentoML's working folder and the per-worker metrics files, emptied at every start",
     "incoming": "partial uploads not yet acknowledged; the sender retries them",
     LEAD_LOCK_FILE: "the running service's lock, meaningless in a copy",
+    "models": "the model registry (packages, registry.json, shadow results): not copied yet; "
+    "keep the package folders you install (docs/deploy.md, Model versions)",
 }
 """Storage entries a backup leaves out on purpose, with the reason the manifest gives."""
 for _db in DATABASES:

@@ -111,6 +111,9 @@ DICOM_OUTPUT = Path("SR.dcm")
 Recorded = Callable[[Claim, int, float], None]
 """Called after a result is recorded: (claim, version, seconds spent)."""
 
+AfterRecorded = Callable[[Claim, int, ScreeningOutcome, Screener], None]
+"""Called after a result is recorded: (claim, version, outcome, the screener that made it)."""
+
 
 class ClaimScreening:
     """Screens claimed studies and records their results: shared by every screening path."""
@@ -135,6 +138,12 @@ class ClaimScreening:
         """Set at shutdown: a screening that fails then may have failed *because* the service
         is stopping (its threads are going), so it is given back instead of recorded."""
         self._listeners: list[Callable[[Claim, int | None], None]] = []
+        self._recorded: list[AfterRecorded] = []
+
+    def on_recorded(self, listener: AfterRecorded) -> None:
+        """`listener(claim, version, outcome, screener)` after a result is recorded (the shadow
+        model's turn); what it raises is logged, never the study's failure."""
+        self._recorded.append(listener)
 
     def on_finished(self, listener: Callable[[Claim, int | None], None]) -> None:
         """`listener(claim, version)` after every claim ends: version None when it was given
@@ -187,8 +196,12 @@ class ClaimScreening:
             log.error("study %s left to its lease: %s", claim.study_instance_uid, exc)
 
     def _screen_and_record(self, claim: Claim, started: float) -> int | None:
+        # One screener for the whole claim: the registry may swap `self.screener` meanwhile
+        # (a promotion), and a result must name the model that made it.
+        screener = self.screener
         if claim.tries > MAX_TRIES:
             outcome = self._failed(
+                screener,
                 claim,
                 f"screening this study was interrupted {claim.tries - 1} times (the service "
                 "stopped, or could not record the result, while screening it); not retried: "
@@ -196,7 +209,7 @@ class ClaimScreening:
             )
             outputs: list[Path] = []
         else:
-            outcome = self._screen(claim)
+            outcome = self._screen(screener, claim)
             # Instance reasons name the stored files; the server's folders stay out of results.
             outcome = replace(outcome, result=result_without_paths(outcome.result))
             if outcome.result.status == "failed" and self.stopping.is_set():
@@ -212,7 +225,7 @@ class ClaimScreening:
             self.store,
             outcome.result,
             claim.paths,
-            self.screener.package.manifest,
+            screener.package.manifest,
             self.destinations,
             self.report_language,
         )
@@ -230,7 +243,7 @@ class ClaimScreening:
                 claim.study_instance_uid,
             )
             return None
-        model = self.screener.model_ref
+        model = screener.model_ref
         try:
             self.store.audit(
                 self.actor,
@@ -265,16 +278,22 @@ class ClaimScreening:
                 instances=len(claim.paths),
             ),
         )
+        for listener in self._recorded:
+            try:
+                listener(claim, recorded, outcome, screener)
+            except Exception:  # an observer's failure is never the study's (shadow runs)
+                log.exception("study %s: after-result hook failed", claim.study_instance_uid)
         return recorded
 
-    def _screen(self, claim: Claim) -> ScreeningOutcome:
+    def _screen(self, screener: Screener, claim: Claim) -> ScreeningOutcome:
         try:
-            batch = self.screener.screen(list(claim.paths))
+            batch = screener.screen(list(claim.paths))
         except DiagnosticsError as exc:
-            return self._failed(claim, f"screening could not run: {exc}")
+            return self._failed(screener, claim, f"screening could not run: {exc}")
         except Exception as exc:  # the job's top level (module docstring)
             log.exception("study %s: screening failed unexpectedly", claim.study_instance_uid)
             return self._failed(
+                screener,
                 claim,
                 f"screening failed with an internal error ({type(exc).__name__}); the study "
                 "was not analysed: the service log has the details",
@@ -285,13 +304,15 @@ class ClaimScreening:
                 continue
             if batch.rejected or len(outcome.result.instances) != len(claim.paths):
                 # An acknowledged image the model cannot see: never report the rest as the study.
-                return self._failed(claim, f"stored instances could not be read: {problems}")
+                return self._failed(
+                    screener, claim, f"stored instances could not be read: {problems}"
+                )
             return outcome
         return self._failed(
-            claim, f"the stored instances could not be read: {problems or 'none found'}"
+            screener, claim, f"the stored instances could not be read: {problems or 'none found'}"
         )
 
-    def _failed(self, claim: Claim, reason: str) -> ScreeningOutcome:
+    def _failed(self, screener: Screener, claim: Claim, reason: str) -> ScreeningOutcome:
         reason = plain(reason)
         log.error(
             "study %s failed: %s",
@@ -303,7 +324,7 @@ class ClaimScreening:
             study_instance_uid=claim.study_instance_uid,
             status="failed",
             reason=reason,
-            model=self.screener.model_ref,
+            model=screener.model_ref,
         )
         return ScreeningOutcome(result)
 

@@ -24,11 +24,13 @@ from typing import IO
 from diagnostics.constants import LEAD_LOCK_FILE, host_in_url
 from diagnostics.dicom.reader import Source
 from diagnostics.errors import InputError, StoreError
+from diagnostics.package.registry import ModelRegistry
 from diagnostics.results import StudyResult
 from diagnostics.screening import ScreenBatch, Screener
 from diagnostics.service.claims import ClaimScreening, Leases
 from diagnostics.service.listener import DicomListener
 from diagnostics.service.logs import log_stored
+from diagnostics.service.models import ModelSwitch
 from diagnostics.service.retention import DiskWatermark, RetentionJob
 from diagnostics.service.settings import ServiceSettings
 from diagnostics.service.workers import OutboxWorker, ScreeningWorker
@@ -100,6 +102,7 @@ class Runtime:
         self.screener: Screener | None = None
         self.screening: ClaimScreening | None = None
         self.listener: DicomListener | None = None
+        self.models: ModelSwitch | None = None
         self.loops: list[ScreeningWorker | OutboxWorker] = []
         self._lock_file: IO[str] | None = None
         self._ready = threading.Event()
@@ -112,16 +115,10 @@ class Runtime:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load, verify and warm the model; then, in one process only, listen and work."""
-        screener = Screener.load(
-            self.config.model,
-            batch_wait_s=BATCH_WAIT_S,
-            limits=self.config.read_limits(),
-            engine=self.config.engine,
-        )
-        screener.warm_up()
-        if self.on_batch is not None:
-            screener = ObservedScreener(screener, self.on_batch)
+        """Load, verify and warm the registry's active model (`--model` is installed and made
+        active when new: `ModelRegistry.adopt`); then, in one process only, listen and work."""
+        self.models = ModelSwitch(ModelRegistry(self.config.storage), self._load, self._swap)
+        screener = self.models.start(self.config.model, actor="serve --model")
         self.screener = screener
         screening = ClaimScreening(
             self.store,
@@ -131,6 +128,7 @@ class Runtime:
             report_language=self.config.report_language,
         )
         screening.on_finished(self._wake)
+        screening.on_recorded(self.models.shadow.submit)
         self.screening = screening
         self.leases.start()
         if self._take_lead():
@@ -139,6 +137,25 @@ class Runtime:
                 log.warning("requeued %d studies interrupted by the last shutdown", requeued)
             self._start_background(screening)
         self._ready.set()
+
+    def _load(self, path: Path) -> Screener:
+        """A verified, warmed screener for an installed package (the registry's swaps too)."""
+        screener = Screener.load(
+            path,
+            batch_wait_s=BATCH_WAIT_S,
+            limits=self.config.read_limits(),
+            engine=self.config.engine,
+        )
+        screener.warm_up()
+        if self.on_batch is not None:
+            screener = ObservedScreener(screener, self.on_batch)
+        return screener
+
+    def _swap(self, screener: Screener) -> None:
+        """Make `screener` the active one: the next claim screens with it (between studies)."""
+        self.screener = screener
+        if self.screening is not None:
+            self.screening.screener = screener
 
     def _take_lead(self) -> bool:
         handle = (self.config.storage / lead_lock_name(self.config)).open("w")
@@ -255,6 +272,8 @@ class Runtime:
         if released:
             log.warning("gave back %d studies still being screened at shutdown", released)
         self.leases.stop()
+        if self.models is not None:
+            self.models.stop()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

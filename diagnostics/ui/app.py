@@ -39,7 +39,8 @@ from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
 from diagnostics.ui import forms, language, render
-from diagnostics.ui.audit_page import audit_route
+from diagnostics.ui.audit_page import audit_route, require_admin
+from diagnostics.ui.models_page import models_routes, shadow_block
 from diagnostics.ui.monitoring_page import monitoring_route
 from diagnostics.ui.pages import (
     PRIORITIES,
@@ -98,6 +99,7 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             Route("/studies/{uid}/read", ui.read, methods=["POST"]),
             audit_route(ui),
             monitoring_route(ui),
+            *models_routes(ui),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
     )
@@ -337,6 +339,9 @@ class ReviewUI:
             around=around,
             presets=PRESETS,
             initial_size=render.INITIAL_SIDE,
+            shadow=await _in_thread(functools.partial(shadow_block, runtime, uid))
+            if require_admin(request.scope)
+            else [],
         )
 
     # -- images -----------------------------------------------------------------------------
