@@ -30,7 +30,9 @@ from diagnostics.cli import (
     serve,
     studies,
     synth,
+    tokens,
     train,
+    users,
 )
 from diagnostics.cli.common import EXIT_INPUT, Handler
 from diagnostics.errors import DiagnosticsError
@@ -53,6 +55,8 @@ COMMANDS = (
     audit,
     backup,
     restore,
+    users,
+    tokens,
 )
 """In the order `diagnostics --help` lists them."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
-from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction
+from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction, UserStore
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite import exists as _sqlite_exists
 from diagnostics.store.sqlite import read_audit as _sqlite_read_audit
@@ -36,6 +36,11 @@ def open_store(
 ) -> Store:
     """The store under a storage root, created if missing."""
     return SqliteStore(root, limits=limits, lease_s=lease_s)
+
+
+def open_users(root: str | Path) -> UserStore:
+    """The named users and API tokens of a storage root (the same database as the store)."""
+    return SqliteStore(root)
 
 
 def store_exists(storage: Path) -> bool:
@@ -78,10 +83,12 @@ __all__ = [
     "Snapshot",
     "Store",
     "Transaction",
+    "UserStore",
     "check_database",
     "copy_database",
     "describe",
     "open_store",
+    "open_users",
     "read_audit",
     "read_snapshot",
     "references",
