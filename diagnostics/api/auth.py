@@ -28,7 +28,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -53,6 +53,8 @@ SESSION_KEY = "diagnostics.session"
 """The `Session` of a request authenticated by its UI cookie (absent for bearer requests)."""
 ROLE_KEY = "diagnostics.role"
 """The `Role` of the request's actor (see the module docstring)."""
+LANGUAGE_KEY = "diagnostics.language"
+"""A signed-in named user's own language, when they chose one (`diagnostics.ui.language`)."""
 REFUSED_KEY = "diagnostics.refused"
 """Set (to the reason) on the scope of a request authentication refused: no metrics series."""
 REALM = "diagnostics"
@@ -192,7 +194,9 @@ class AuthPolicy:
         if user is None or user.disabled or user.role == "integration":
             return None
         binding = self.sessions.binding_of_user(user.name, user.password)
-        return (session, user.role) if hmac.compare_digest(session.binding, binding) else None
+        if not hmac.compare_digest(session.binding, binding):
+            return None
+        return (replace(session, language=user.language), user.role)
 
 
 PolicySource = AuthPolicy | Callable[[], AuthPolicy | None]
@@ -247,14 +251,20 @@ class BearerAuth:
             # A browser: its session cookie, never the open development door, stands for it.
             found = policy.session_role(read_cookie(_header(scope, b"cookie"), COOKIE))
             if found is not None:
-                extra = {ACTOR_KEY: found[0].actor, SESSION_KEY: found[0], ROLE_KEY: found[1]}
+                session, role = found
+                extra = {
+                    ACTOR_KEY: session.actor,
+                    SESSION_KEY: session,
+                    ROLE_KEY: role,
+                    LANGUAGE_KEY: session.language,
+                }
                 await self.app({**scope, **extra}, receive, send)
                 return
             actor, problem = None, "no_session"
         if actor is None:
             await self._refuse(scope, send, policy, problem)
             return
-        role: Role = "integration"
+        role = "integration"
         if ui and path not in DOCS_PATHS:
             if policy.people_only():
                 body = {

@@ -52,6 +52,8 @@ class Session:
     expires: float
     binding: str
     """Keyed digest of the token the session was opened with ("" in insecure development)."""
+    language: str | None = None
+    """A named user's own language, read with the user on each request (never in the cookie)."""
 
 
 class SessionCodec:

@@ -51,6 +51,8 @@ class User:
     """Failed sign-ins since the last success or lockout."""
     locked_until: float | None
     last_login: float | None
+    language: str | None = None
+    """The review UI's language this user last chose (uz, ru, en); None: not chosen."""
 
     def locked(self, now: float) -> bool:
         return self.locked_until is not None and self.locked_until > now
@@ -64,6 +66,7 @@ class User:
             "locked": self.locked(now),
             "created": iso(self.created),
             "last_login": _iso(self.last_login),
+            "language": self.language,
         }
 
 

@@ -52,7 +52,7 @@ from diagnostics.ui.pages import (
 )
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
-from diagnostics.ui.signin import PasswordSignIn, Refused, token_sign_in
+from diagnostics.ui.signin import PasswordSignIn, Refused, remember_language, token_sign_in
 from diagnostics.ui.users_page import users_routes
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ReviewUI:
 
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session: Session | None = request.scope.get(SESSION_KEY)
-        choice = language.choose(request)  # named users' own choice plugs in here (#14)
+        choice = language.choose(request)  # a named user's own choice included
         t = translator(choice.language)
         context["title"] = t.gettext(context.get("title") or N_("Review"))
         html = (
@@ -149,6 +149,7 @@ class ReviewUI:
         )
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
         if choice.remember:
+            remember_language(self.user_store(), session, choice.language)
             response.headers.append(
                 "Set-Cookie",
                 cookie_header(

@@ -9,18 +9,22 @@ message never tells whether the user exists, is disabled or is locked: the audit
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio.to_thread
 from starlette.requests import Request
 
-from diagnostics.api.auth import AuthPolicy, client_actor
-from diagnostics.errors import RequestError
+from diagnostics.api.auth import USER_PREFIX, AuthPolicy, client_actor
+from diagnostics.api.session import Session
+from diagnostics.errors import RequestError, StoreError
 from diagnostics.i18n import N_
 from diagnostics.service.users import Authenticator, PasswordAuthenticator, SignIn, user_actor
 from diagnostics.store import UserStore
 from diagnostics.store.accounts import user_name
+
+log = logging.getLogger(__name__)
 
 BAD_CREDENTIALS = N_("The user name or password is not right, or this account cannot sign in now.")
 """The one answer to every refused sign-in but the address limit."""
@@ -88,6 +92,18 @@ def token_sign_in(policy: AuthPolicy, form: Mapping[str, str]) -> tuple[str, str
         return Refused(text, {"reason": "people_only"})
     sessions = policy.sessions
     return actor, sessions.binding(token) if sessions is not None and token else ""
+
+
+def remember_language(users: UserStore | None, session: Session | None, lang: str) -> None:
+    """A named user's switch of language (`?lang=`) is theirs on every workstation from then
+    on (rare: one small write, when it changes)."""
+    if users is None or session is None or session.language == lang:
+        return
+    if session.actor.startswith(USER_PREFIX):
+        try:
+            users.set_language(session.actor.removeprefix(USER_PREFIX), lang)
+        except StoreError as exc:
+            log.warning("the user's language was not saved: %s", exc)
 
 
 def _known(name: str) -> str:

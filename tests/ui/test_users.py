@@ -294,3 +294,19 @@ def test_admin_page_manages_users_and_tokens(site: Site, browser: Browser) -> No
         actors = {r["actor"] for r in _audit(site, action)}
         assert "user:dilnoza" in actors, action
         assert all(r["outcome"] == 0 for r in _audit(site, action))
+
+
+def test_a_users_language_follows_them(site: Site) -> None:
+    url = site.server.url
+    store = SqliteStore(site.server.storage)
+    if store.user("farida") is None:
+        store.add_user("farida", "radiologist", hash_password(PASSWORD), "test")
+    store.close()
+    first, answer = _sign_in(url, "farida", PASSWORD)
+    assert answer.status_code == 303
+    assert '<html lang="uz">' in first.get(url + "/ui/?lang=uz", timeout=30).text
+    elsewhere, answer = _sign_in(url, "farida", PASSWORD)  # another workstation: no cookie
+    assert "diagnostics_lang" not in elsewhere.cookies
+    assert '<html lang="uz">' in elsewhere.get(url + "/ui/", timeout=30).text
+    english = {"Accept-Language": "en"}
+    assert '<html lang="en">' in requests.get(url + "/ui/login", headers=english, timeout=30).text

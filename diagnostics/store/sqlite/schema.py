@@ -143,7 +143,8 @@ CREATE TABLE IF NOT EXISTS users (
     created REAL NOT NULL,
     failed INTEGER NOT NULL DEFAULT 0,
     locked_until REAL,
-    last_login REAL
+    last_login REAL,
+    language TEXT
 );
 CREATE TABLE IF NOT EXISTS api_tokens (
     name TEXT PRIMARY KEY,

@@ -26,6 +26,7 @@ def _user(row: sqlite3.Row) -> User:
         failed=int(row["failed"]),
         locked_until=row["locked_until"],
         last_login=row["last_login"],
+        language=row["language"],
     )
 
 
@@ -98,6 +99,11 @@ class Users(SqliteBase):
                 return True
             db.execute("UPDATE users SET failed = ? WHERE name = ?", (failed, name))
             return False
+
+    def set_language(self, name: str, language: str) -> None:
+        """The user's own UI language (not audited: a display preference)."""
+        with self._transaction() as db:
+            db.execute("UPDATE users SET language = ? WHERE name = ?", (language, name))
 
     def signed_in(self, name: str, now: float) -> None:
         with self._transaction() as db:
