@@ -209,6 +209,11 @@ def test_roles_and_disabled_sessions(site: Site, capsys: pytest.CaptureFixture[s
         assert radiologist.get(url + path, timeout=30).status_code == 403, path
         assert admin.get(url + path, timeout=30).status_code == 200, path
     assert radiologist.get(url + "/ui/", timeout=30).status_code == 200
+    # Changes need the admin role and the page's CSRF token.
+    change = {"action": "disable", "name": "root"}
+    assert radiologist.post(url + "/ui/users", data=change, timeout=30).status_code == 403
+    assert admin.post(url + "/ui/users", data=change, timeout=30).status_code == 400
+    assert _audit(site, "user_change_refused") and not _audit(site, "user_disabled")
     # Tokens are for the API once named users exist; the env token keeps working there.
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     assert requests.get(url + "/ui/", headers=bearer, timeout=30).status_code == 403
