@@ -151,9 +151,10 @@ class AuthPolicy:
             return None
         now = time.time()
         with self._lock:
-            due = now - self._token_writes.get(name, 0.0) >= TOKEN_USE_WRITE_S
+            # Keyed by digest: a token made again under a revoked one's name is a new token.
+            due = now - self._token_writes.get(digest, 0.0) >= TOKEN_USE_WRITE_S
             if due:
-                self._token_writes[name] = now
+                self._token_writes[digest] = now
         if due:
             self.users.token_used(name, now)
         return "token:" + name

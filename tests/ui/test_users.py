@@ -147,11 +147,14 @@ def test_user_from_stdin_signs_in_and_is_named_in_the_audit(
         page.locator("form.verdict button[value=agree]").first.click()
         expect(page.locator("#saved")).to_be_visible()
         expect(page.locator(".by").first).to_contain_text("user:aziza")
+        page.select_option("#requested-priority", "stat")
+        page.click("#priority-form button")
+        expect(page.locator("#saved")).to_be_visible()
         page.click("#read-form button[type=submit]")
         expect(page.locator("#saved")).to_be_visible()
     finally:
         context.close()
-    for action in ("feedback_recorded", "study_read", "ui_sign_in"):
+    for action in ("feedback_recorded", "priority_set", "study_read", "ui_sign_in"):
         assert [r["actor"] for r in _audit(site, action)] == ["user:aziza"], action
     listed = _in_process(capsys, "users", "list", "--storage", storage)
     assert isinstance(listed, list) and listed[0]["last_login"]
@@ -288,6 +291,7 @@ def test_admin_page_manages_users_and_tokens(site: Site, browser: Browser) -> No
         assert requests.get(url + "/v1/worklist", headers=headers, timeout=30).status_code == 200
         page.goto(url + "/ui/users")
         expect(page.locator("#new-token")).to_have_count(0)  # shown once
+        expect(page.locator("tr[data-token=orthanc] .last-used")).to_have_text(re.compile(r"\d"))
         assert token not in page.content()
         page.locator("tr[data-token=orthanc] button[value=token_revoke]").click()
         expect(page.locator("tr[data-token=orthanc] .state")).to_have_text("revoked")
