@@ -1,10 +1,12 @@
 """Browser sessions for the review UI: a signed cookie that stands in for the bearer token.
 
-A radiologist signs in once with an API token; the browser then carries an HMAC-signed,
+A radiologist signs in once with a user name and password (or, before named users exist, an
+API token); the browser then carries an HMAC-signed,
 HttpOnly, SameSite=Strict cookie that expires after `SESSION_TTL_S`. The cookie holds the
-actor (`token:<sha6>`, as the audit log names token holders), a CSRF token for the forms, the
-expiry, and a keyed binding to the token used, so that removing a token from the
-configuration also ends every session opened with it.
+actor (`user:NAME`, or `token:<sha6>` as the audit log names token holders), a CSRF token for
+the forms, the expiry, and a keyed binding to the password hash or token used, so that a
+password reset or removing a token from the configuration also ends every session opened
+with it.
 
 The signing key is random and kept in the storage folder (`ui-session.key`, mode 0600), not
 derived from the tokens: a key derived from the tokens would let any token holder forge a
@@ -50,6 +52,8 @@ class Session:
     expires: float
     binding: str
     """Keyed digest of the token the session was opened with ("" in insecure development)."""
+    language: str | None = None
+    """A named user's own language, read with the user on each request (never in the cookie)."""
 
 
 class SessionCodec:
@@ -98,6 +102,11 @@ class SessionCodec:
 
     def binding_of_digest(self, digest: bytes) -> str:
         return hmac.new(self._key, b"token:" + digest, hashlib.sha256).hexdigest()[:32]
+
+    def binding_of_user(self, name: str, password_hash: str) -> str:
+        """A named user's binding: a new password (a reset) ends the user's sessions."""
+        material = b"user:" + name.encode("utf-8") + b"\0" + password_hash.encode("ascii")
+        return hmac.new(self._key, material, hashlib.sha256).hexdigest()[:32]
 
     def issue(self, actor: str, binding: str, now: float | None = None) -> tuple[str, Session]:
         """A new session and its cookie value."""

@@ -33,7 +33,9 @@ from diagnostics.cli import (
     serve,
     studies,
     synth,
+    tokens,
     train,
+    users,
 )
 from diagnostics.cli.common import EXIT_INPUT, Handler
 from diagnostics.errors import DiagnosticsError
@@ -59,6 +61,8 @@ COMMANDS = (
     restore,
     monitor,
     models,
+    users,
+    tokens,
 )
 """In the order `diagnostics --help` lists them."""
 

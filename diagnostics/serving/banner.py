@@ -66,7 +66,7 @@ def usage(config: ServiceSettings, model: str, token_file: str | None = None) ->
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>",
         f"  curl {auth}{base}/v1/studies/<StudyInstanceUID>/fhir   # as the EMR gets it",
         f"  curl {auth}'{base}/v1/worklist?status=analyzed&limit=20'",
-        f"Review in a browser: {base}/ui/ (sign in with an API token)",
+        f"Review in a browser: {base}/ui/ (users: diagnostics users add; before any, a token)",
         f"Health {base}/readyz, metrics {base}/metrics, API docs {base}/docs",
     ]
     if config.insecure_dev and not config.api_tokens:

@@ -49,6 +49,7 @@ from diagnostics.errors import ConfigurationError, RequestError
 from diagnostics.service.logs import configure_process_logging
 from diagnostics.service.runtime import Runtime, stop_on_signals
 from diagnostics.service.settings import ServiceSettings, forwarded_allow_ips
+from diagnostics.store import open_users
 from diagnostics.ui import create_ui
 
 log = logging.getLogger("bentoml.serve.diagnostics")
@@ -175,6 +176,7 @@ class Diagnostics:
                 self.runtime.store.audit, on_refusal=self.metrics.count_auth_failure
             ),
             sessions=SessionCodec.for_storage(config.storage, database=config.database_url),
+            users=open_users(config.storage, database=config.database_url),
         )
         self.runtime.start()
         log.info("%s", self.runtime.ready_line())

@@ -17,7 +17,7 @@ from diagnostics.constants import DATABASE_FILE
 from diagnostics.dicom.header import ReadLimits
 from diagnostics.errors import ConfigurationError
 from diagnostics.store.audit import AuditEntry, AuditFilter, ChainReport
-from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction
+from diagnostics.store.interface import CLAIM_LEASE_S, Snapshot, Store, Transaction, UserStore
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.store.sqlite import exists as _sqlite_exists
 from diagnostics.store.sqlite import read_audit as _sqlite_read_audit
@@ -76,6 +76,17 @@ def open_store(
 
         return postgres.PostgresStore(root, url, limits=limits, lease_s=lease_s)
     return SqliteStore(root, limits=limits, lease_s=lease_s)
+
+
+def open_users(root: str | Path, database: str | None = None) -> UserStore:
+    """The named users and API tokens, in the store's own database: with PostgreSQL every node
+    sees the same users and tokens (a revoked token is refused on all of them)."""
+    url = postgres_url(database, Path(root))
+    if url is not None:
+        from diagnostics.store import postgres
+
+        return postgres.PostgresStore(root, url)
+    return SqliteStore(root)
 
 
 def store_exists(storage: Path, database: str | None = None) -> bool:
@@ -146,10 +157,12 @@ __all__ = [
     "Snapshot",
     "Store",
     "Transaction",
+    "UserStore",
     "check_database",
     "copy_database",
     "describe",
     "open_store",
+    "open_users",
     "postgres_url",
     "read_audit",
     "read_snapshot",

@@ -38,6 +38,7 @@ from diagnostics.i18n import N_, translator
 from diagnostics.reports._common import DISCLAIMER
 from diagnostics.service.review import record_feedback, set_requested_priority
 from diagnostics.service.runtime import Runtime
+from diagnostics.store import UserStore
 from diagnostics.ui import forms, language, render
 from diagnostics.ui.audit_page import audit_route, require_admin
 from diagnostics.ui.models_page import models_routes, shadow_block
@@ -53,7 +54,9 @@ from diagnostics.ui.pages import (
 )
 from diagnostics.ui.patient import dash, zone_named
 from diagnostics.ui.render import DisplayWindow, ImageCache, heatmap_png, image_png
+from diagnostics.ui.signin import PasswordSignIn, Refused, remember_language, token_sign_in
 from diagnostics.ui.triage import neighbours, read_and_move_on
+from diagnostics.ui.users_page import users_routes
 from diagnostics.ui.viewer import PRESETS
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def create_ui(runtime: RuntimeSource, policy: PolicySource) -> Mount:
             audit_route(ui),
             monitoring_route(ui),
             *models_routes(ui),
+            *users_routes(ui),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
     )
@@ -115,6 +119,7 @@ class ReviewUI:
         self._policy = policy
         self.images = ImageCache()
         self._environments: dict[str, Environment] = {}
+        self.passwords = PasswordSignIn()
 
     def templates(self, lang: str) -> Environment:
         """The Jinja2 environment speaking `lang`, built on first use."""
@@ -128,7 +133,7 @@ class ReviewUI:
 
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         session: Session | None = request.scope.get(SESSION_KEY)
-        choice = language.choose(request)  # named users' own choice plugs in here (#14)
+        choice = language.choose(request)  # a named user's own choice included
         t = translator(choice.language)
         context["title"] = t.gettext(context.get("title") or N_("Review"))
         html = (
@@ -136,6 +141,7 @@ class ReviewUI:
             .get_template(template)
             .render(
                 actor=session.actor if session else None,
+                admin=require_admin(request.scope),
                 csrf=session.csrf if session else "",
                 notice=t.gettext(DISCLAIMER),
                 statuses={k: t.gettext(v) for k, v in STATUSES.items()},
@@ -149,6 +155,7 @@ class ReviewUI:
         )
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
         if choice.remember:
+            remember_language(self.user_store(), session, choice.language)
             response.headers.append(
                 "Set-Cookie",
                 cookie_header(
@@ -175,6 +182,10 @@ class ReviewUI:
 
     def runtime(self) -> Runtime | None:
         return self._runtime()
+
+    def user_store(self) -> UserStore | None:
+        policy = self._policy()
+        return policy.users if policy is not None else None
 
     def load(self, path: Path) -> DicomImage:
         runtime = self._runtime()
@@ -228,16 +239,15 @@ class ReviewUI:
             return await self.login_page(
                 request, N_("The sign-in form expired. Please try again."), 400, form.get("next")
             )
-        token = form.get("token", "").strip()
-        actor, problem = policy.authenticate(f"Bearer {token}" if token else None)
-        if actor is None:
-            await self.audit(
-                runtime, client_actor(request.scope), "ui_sign_in_failed", reason=problem
-            )
-            return await self.login_page(
-                request, N_("That token is not valid."), 401, form.get("next")
-            )
-        binding = policy.sessions.binding(token) if token else ""
+        if "username" in form:
+            found = await self.passwords.sign_in(request, policy, form)
+        else:
+            found = await _in_thread(functools.partial(token_sign_in, policy, form))
+        if isinstance(found, Refused):
+            failed = client_actor(request.scope)
+            await self.audit(runtime, failed, "ui_sign_in_failed", **found.detail)
+            return await self.login_page(request, found.message, 401, form.get("next"))
+        actor, binding = found
         value, _ = policy.sessions.issue(actor, binding)
         await self.audit(runtime, actor, "ui_sign_in")
         target = _safe_next(form.get("next"))

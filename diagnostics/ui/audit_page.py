@@ -2,8 +2,8 @@
 `diagnostics audit` and paging. UIDs and our own identifiers only: the trail holds no patient
 names, and the page shows nothing else.
 
-Who may open it is `require_admin`'s one decision. Roles come with issue #14; until then it
-accepts any signed-in user, and the page says so.
+Who may open it is `require_admin`'s one decision: the admin role (`diagnostics.api.auth`
+sets each request's role; the users page, `users_page.py`, asks the same).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from diagnostics.api.auth import ACTOR_KEY, actor_of
+from diagnostics.api.auth import ACTOR_KEY, actor_of, role_of
 from diagnostics.errors import RequestError
 from diagnostics.i18n import N_
 from diagnostics.service.runtime import Runtime
@@ -33,9 +33,8 @@ DETAIL_CHARS = 200
 
 
 def require_admin(scope: Mapping[str, Any]) -> bool:
-    """Whether this request may read the audit trail: today any signed-in user (the seam for
-    the roles of issue #14)."""
-    return bool(scope.get(ACTOR_KEY))
+    """Whether this request may open the admin pages (audit trail, users): an admin's."""
+    return bool(scope.get(ACTOR_KEY)) and role_of(scope) == "admin"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 
+from diagnostics.api.auth import LANGUAGE_KEY
 from diagnostics.api.session import read_cookie
 from diagnostics.findings import KNOWN_FINDINGS
 from diagnostics.i18n import (
@@ -54,6 +55,8 @@ class Choice:
 
 def choose(request: Request, preferred: str | None = None) -> Choice:
     """The page's language for this request (see the module's docstring for the order)."""
+    if preferred is None:  # a signed-in named user's own choice (`diagnostics.api.auth`)
+        preferred = request.scope.get(LANGUAGE_KEY)
     asked = request.query_params.get("lang")
     if asked in LANGUAGES:
         return Choice(asked, True)

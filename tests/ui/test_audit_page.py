@@ -114,7 +114,7 @@ def test_admin_page_lists_filters_and_pages_without_patient_names(
         page.fill("#token", TOKEN)
         page.click(".signin button[type=submit]")
         expect(page).to_have_url(re.compile(r"/ui/audit$"))
-        expect(page.locator("#admin-note")).to_contain_text("Until roles arrive")
+        expect(page.locator("#admin-note")).to_contain_text("Administrators")
         rows = page.locator("#audit tbody tr")
         expect(rows).to_have_count(50)
         expect(page.locator(".pager")).to_contain_text("Page 1 of")

@@ -128,7 +128,7 @@ def test_accept_language_picks_the_language(
         page = context.new_page()
         page.goto(prefilled.server.url + "/ui/")
         expect(page.locator("html")).to_have_attribute("lang", lang)
-        expect(page.locator(".signin h1")).to_have_text(WORDS[lang]["sign_in"])
+        expect(page.locator("#signin-title")).to_have_text(WORDS[lang]["sign_in"])
         sign_in(page, prefilled)
         expect(page.locator("h1")).to_have_text(WORDS[lang]["worklist"])
     finally:

@@ -25,6 +25,7 @@ from diagnostics.store.sqlite.schema import (
     CAMS_SCHEMA,
     FHIR_CONTEXT_SCHEMA,
     SCHEMA,
+    USERS_SCHEMA,
 )
 from diagnostics.store.sqlite.worklist import INDEX_SQL
 
@@ -55,6 +56,7 @@ def _initial() -> str:
 {cams}
 {FHIR_CONTEXT_SCHEMA};
 {HEADERS_SCHEMA}
+{USERS_SCHEMA}
 {INDEX_SQL};
 {";".join(audit_sql.INDEXES)};
 CREATE TABLE IF NOT EXISTS audit_seq (

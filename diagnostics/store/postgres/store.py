@@ -31,6 +31,7 @@ from diagnostics.store.sqlite.instances import Instances
 from diagnostics.store.sqlite.queue import Queue
 from diagnostics.store.sqlite.results import Results
 from diagnostics.store.sqlite.retention import Retention
+from diagnostics.store.sqlite.users import Users
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class PgBase(SqliteBase):
         self.db.close()
 
 
-class PostgresStore(PgBase, Instances, Queue, Results, Retention):
+class PostgresStore(PgBase, Instances, Queue, Results, Retention, Users):
     """The store's tables in PostgreSQL, the instance files under one (shared) storage root."""
 
 

@@ -20,9 +20,10 @@ from diagnostics.store.sqlite.snapshot import (
     verify_audit,
 )
 from diagnostics.store.sqlite.transaction import SqliteTransaction
+from diagnostics.store.sqlite.users import Users
 
 
-class SqliteStore(Instances, Queue, Results, Retention):
+class SqliteStore(Instances, Queue, Results, Retention, Users):
     """The store's tables in one SQLite database (WAL) under one storage root."""
 
 

@@ -3,9 +3,10 @@
 Tables: `instances` (one row per stored file), `studies` (the work queue and the worklist),
 `results` (every version), `cams` (the evidence behind each result), `outbox`, `audit` (its
 hash chain is `audit.py`'s), `feedback`, `study_headers` (patient and study facts for the
-worklist, `headers.py`), and `fhir_context` (created with the first FHIR report context). The UI's
-signed-out sessions live in a database of their own (`sessions.py`). `schema_migrations` records
-the versions applied (`create`); the PostgreSQL schema is the same tables (`store.postgres`).
+worklist, `headers.py`), `users` and `api_tokens` (`users.py`), and `fhir_context` (created with
+the first FHIR report context). The UI's signed-out sessions live in a database of their own
+(`sessions.py`). `schema_migrations` records the versions applied (`create`); the PostgreSQL
+schema is the same tables (`store.postgres`).
 """
 
 from __future__ import annotations
@@ -137,6 +138,29 @@ FHIR_CONTEXT_SCHEMA = """CREATE TABLE IF NOT EXISTS fhir_context (
 """Created by the first result recorded with a FHIR report context; readers treat a missing
 table as "no context"."""
 
+USERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('radiologist', 'admin', 'integration')),
+    password TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    failed INTEGER NOT NULL DEFAULT 0,
+    locked_until REAL,
+    last_login REAL,
+    language TEXT
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_used REAL,
+    revoked REAL
+);
+"""
+"""Named users and per-integration API tokens (`users.py`); a store written before them gains
+them at its next open (every statement is IF NOT EXISTS)."""
+
 
 MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
@@ -202,7 +226,7 @@ def _baseline(db: sqlite3.Connection) -> None:
     (idempotent, race-safe)."""
     # executescript commits any open transaction itself, so it cannot run inside one;
     # every statement is idempotent (IF NOT EXISTS).
-    db.executescript(SCHEMA + CAMS_SCHEMA + HEADERS_SCHEMA)
+    db.executescript(SCHEMA + CAMS_SCHEMA + HEADERS_SCHEMA + USERS_SCHEMA)
     for table, column, kind in ADDED_COLUMNS:
         present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
         if column not in present:
