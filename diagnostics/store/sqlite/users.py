@@ -1,4 +1,5 @@
-"""The `users` and `api_tokens` tables (`diagnostics.store.UserStore`; the PostgreSQL store uses the same class).
+"""The `users` and `api_tokens` tables (`diagnostics.store.UserStore`; the PostgreSQL store
+uses the same class).
 
 Every read is one indexed lookup on this thread's connection: the service looks a user or a
 token up on every request, so disabling a user or revoking a token takes effect at once, in
