@@ -20,7 +20,8 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pydicom.uid import generate_uid
 
-from tests.helpers.synth import SynthFactory
+from diagnostics.package import load_package
+from tests.helpers.synth import BUNDLED, SynthFactory
 from tests.ui.prefilled import TOKEN, Prefilled
 
 pytestmark = pytest.mark.slow
@@ -203,12 +204,15 @@ def test_precision_and_not_localised_on_the_page(prefilled: Prefilled, page: Pag
             expect(page.locator(f'#boxes g.box[data-code="{flagged["code"]}"]')).to_have_count(0)
         page.goto(f"{url}/ui/studies/{uid}?lang=en")
         expect(page.locator(".not-localised").first).to_have_text("not localised")
-        # Every finding says what its flag does (the bundled package predates on_flag: urgent).
-        rules = page.locator("#findings .on-flag")
-        expect(rules).to_have_count(len(result["findings"]))
-        for i in range(rules.count()):
-            expect(rules.nth(i)).to_have_text("A flag makes the study urgent.")
-            expect(rules.nth(i)).to_have_attribute("data-on-flag", "urgent")
+        # Every finding says what its flag does, as the bundled package's catalogue entry says.
+        said = {
+            "urgent": "A flag makes the study urgent.",
+            "routine": "A flag leaves the study routine.",
+        }
+        for spec in load_package(BUNDLED).manifest.findings:
+            rule = page.locator(f'#findings tr[data-code="{spec.code}"] .on-flag')
+            expect(rule).to_have_text(said[spec.on_flag])
+            expect(rule).to_have_attribute("data-on-flag", spec.on_flag)
     finally:
         _store_result(prefilled, uid, version, original)
     page.goto(f"{url}/ui/studies/{uid}")
