@@ -112,8 +112,9 @@ def test_anchored_recipe_is_still_a_valid_recipe(tmp_path: Path) -> None:
     assert Recipe.model_validate(recipe.model_dump()) == recipe
 
 
-def test_the_shipped_demo_recipe_is_valid() -> None:
-    recipe = load_recipe(REPO / "training" / "cxr-demo.toml", base=REPO)
+@pytest.mark.parametrize("name", ["cxr-demo.toml", "quick.toml"])
+def test_the_shipped_recipes_are_valid(name: str) -> None:
+    recipe = load_recipe(REPO / "training" / name, base=REPO)
     assert recipe.package.is_absolute()
     assert recipe.data.train.is_relative_to(REPO)
 
