@@ -91,17 +91,3 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         *argv,
     ]
     return subprocess.run(command, check=False).returncode
-
-
-def strip_nproc(argv: Sequence[str]) -> list[str]:
-    """The command line without `--nproc N` (the ranks themselves must not launch again)."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out

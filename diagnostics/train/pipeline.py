@@ -338,6 +338,8 @@ def run_recipe_on_rank(
     spec = recipe.preprocessing
     if leader:
         ensure_data(recipe, workers)
+    if group is not None:  # the other ranks read the data only once rank 0 has generated them
+        group.barrier()
     data = recipe.data
     cache = workdir / "cache"
     train_ex, val_ex, train_set, val_set = _datasets(recipe, cache, progress, group)
