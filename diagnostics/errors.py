@@ -105,3 +105,8 @@ class DuplicateInstanceError(InputError):
 
 class RequestTimeoutError(RequestError):
     """A request body arrived too slowly (a stalled or deliberately slow client): HTTP 408."""
+
+
+class WeakFindingError(DiagnosticsError):
+    """Training would export a finding the data cannot support (too few positives) or the model
+    did not learn (validation AUROC near chance); the message names the finding and what to do."""

@@ -7,6 +7,7 @@ and the run; only its defaults differ.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +37,15 @@ def add_recipe_parser(
     command.add_argument("recipe", type=Path, help="a TOML recipe from training/")
     command.add_argument("--work", type=Path, help="work folder (default work/NAME)")
     command.add_argument("--workers", type=positive_int, default=1, help="data processes")
-    command.add_argument("--quiet", action="store_true", help="no progress bars")
+    command.add_argument(
+        "--quiet", action="store_true", help="no per-epoch lines, progress bars nor final table"
+    )
+    command.add_argument(
+        "--allow-weak",
+        action="store_true",
+        help="export even a finding with too few positives or a validation AUROC near chance "
+        "(the model card says so)",
+    )
     command.add_argument(
         "--findings",
         type=Path,
@@ -45,6 +54,12 @@ def add_recipe_parser(
     if name == "train":
         command.add_argument(
             "--resume", action="store_true", help="continue from the last checkpoint"
+        )
+        command.add_argument(
+            "--nproc",
+            type=positive_int,
+            default=1,
+            help="train in N local processes through torchrun (DDP: gloo on CPU, NCCL on GPU)",
         )
     else:
         command.set_defaults(resume=True)
@@ -64,25 +79,51 @@ def add_parser(commands: Commands) -> None:
     )
 
 
+def _echo(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """This command line for each torchrun rank: the same options, without --nproc."""
+    argv = ["-v"] if args.verbose else []
+    argv += ["train", str(args.recipe), "--workers", str(args.workers)]
+    if args.work is not None:
+        argv += ["--work", str(args.work)]
+    if args.findings is not None:
+        argv += ["--findings", str(args.findings)]
+    for flag in ("quiet", "allow_weak", "resume"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
-    from diagnostics.train.pipeline import run_recipe
+    from diagnostics.train.pipeline import run_recipe_on_rank
     from diagnostics.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, base=Path.cwd(), findings=args.findings)
+    if args.command == "train" and "WORLD_SIZE" not in os.environ:  # once, not on every rank
+        _check_labels(recipe, args.workers)
+    if getattr(args, "nproc", 1) > 1 and "WORLD_SIZE" not in os.environ:
+        from diagnostics.train.distributed import launch
+
+        return launch(args.nproc, _rank_argv(args))
     workdir = args.work or Path("work") / recipe.name
     if args.command == "export" and not (workdir / "checkpoints" / "last.pt").is_file():
         raise ConfigurationError(
             f"{workdir}: no training checkpoint to export; run `diagnostics train` first"
         )
-    if args.command == "train":
-        _check_labels(recipe, args.workers)
-    run = run_recipe(
+    run = run_recipe_on_rank(
         recipe,
         workdir,
         resume=args.resume or args.command == "export",
         progress=not args.quiet,
         workers=args.workers,
+        allow_weak=args.allow_weak,
+        echo=None if args.quiet else _echo,
     )
+    if run is None:  # a torchrun rank other than 0: rank 0 reports
+        return EXIT_OK
     test = run.metrics.get("test") or run.metrics["validation"]
     summary: dict[str, object] = {
         "package": str(run.package.path),

@@ -157,11 +157,19 @@ class FindingCalibration:
 
 
 def fit_calibration(logits: npt.ArrayLike, y: npt.ArrayLike, method: Method) -> FindingCalibration:
-    """Fit one finding's calibration on validation logits and 0/1 labels."""
+    """Fit one finding's calibration on validation logits and 0/1 labels.
+
+    A Platt fit whose slope is not positive (the model ranks this finding no better than chance,
+    or backwards, on this data) falls back to temperature scaling: a package's calibration must
+    keep the ranking its operating point was chosen on, and the manifest refuses a <= 0. The
+    caller sees the fallback as `method == "temperature"` and says so.
+    """
     if method == "temperature":
         return FindingCalibration("temperature", 1.0 / fit_temperature(logits, y), 0.0)
     if method == "platt":
         a, b = fit_platt(logits, y)
+        if a <= 0.0:
+            return FindingCalibration("temperature", 1.0 / fit_temperature(logits, y), 0.0)
         return FindingCalibration("platt", a, b)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,10 +120,10 @@ class CachedDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         self.spec = spec
         self.train = train
         iterator = self.examples
-        if progress:
+        if progress and sys.stderr.isatty():  # a bar only on a terminal, and it stays there
             from tqdm import tqdm
 
-            iterator = tqdm(self.examples, desc="preprocess", unit="study", leave=False)
+            iterator = tqdm(self.examples, desc="preprocess", unit="study", leave=True)
         self.arrays = [preprocess_file(e.path, spec, cache_dir) for e in iterator]
         self.labels = torch.tensor([e.labels for e in self.examples], dtype=torch.float32)
         findings = len(self.examples[0].labels) if self.examples else 0

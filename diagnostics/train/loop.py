@@ -10,20 +10,24 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from diagnostics.errors import CheckpointError, ConfigurationError
 from diagnostics.nets import CamNet, build_model
 from diagnostics.train.data import CachedDataset
+from diagnostics.train.distributed import Group
 from diagnostics.train.metrics import auroc
 from diagnostics.train.recipe import TrainingConfig
+from diagnostics.train.report import epoch_line
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +45,43 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def predict_logits(model: CamNet, dataset: CachedDataset, batch_size: int = 64) -> np.ndarray:
+Echo = Callable[[str], None]
+"""Where progress lines go (stderr in the CLI); None prints nothing."""
+
+
+def predict_logits(
+    model: CamNet,
+    dataset: CachedDataset,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> np.ndarray:
     """Logits (N, K) for a dataset, in order, with the model in evaluation mode."""
     model.eval()
     outputs = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with torch.inference_mode():
         for images, _, _ in loader:
-            outputs.append(model(images.to(memory_format=torch.channels_last)).numpy())
+            images = images.to(device or "cpu", memory_format=torch.channels_last)
+            outputs.append(model(images).cpu().numpy())
     return np.concatenate(outputs).astype(np.float64)
+
+
+def validation_loss(labels: np.ndarray, logits: np.ndarray) -> float:
+    """The training loss's classification part on validation logits (known labels only)."""
+    targets = torch.from_numpy(labels.astype(np.float32))
+    return float(classification_loss(torch.from_numpy(logits.astype(np.float32)), targets))
+
+
+class _WithCam(torch.nn.Module):
+    """`forward` returning (logits, cam), so DDP's hooks see the call that training makes."""
+
+    def __init__(self, net: CamNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, cam = self.net.forward_with_cam(images)
+        return logits, cam
 
 
 def mean_auroc(labels: np.ndarray, logits: np.ndarray) -> tuple[float, list[float]]:
@@ -154,27 +186,39 @@ def model_from_checkpoint(path: Path, in_channels: int) -> tuple[CamNet, dict[st
 
 
 def _epoch(
-    model: CamNet,
+    step: torch.nn.Module,
     loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     progress: bool,
     label: str,
+    group: Group | None,
 ) -> float:
-    model.train()
+    """One pass over this rank's batches; the mean loss over every rank's cases.
+
+    The bar is drawn only on a terminal (a log file gets the per-epoch line instead) and keeps
+    its final state, so what it showed does not vanish.
+    """
+    step.train()
+    device = group.device if group else torch.device("cpu")
     total, count = 0.0, 0
     batches: Any = loader
-    if progress:
+    if progress and sys.stderr.isatty():
         from tqdm import tqdm
 
-        batches = tqdm(loader, desc=label, unit="batch", leave=False)
+        batches = tqdm(loader, desc=label, unit="batch", leave=True)
     for images, targets, boxes in batches:
         optimizer.zero_grad(set_to_none=True)
-        logits, cam = model.forward_with_cam(images.to(memory_format=torch.channels_last))
+        images = images.to(device, memory_format=torch.channels_last)
+        logits, cam = step(images)
+        targets, boxes = targets.to(device), boxes.to(device)
         loss = classification_loss(logits, targets) + location_loss(cam, boxes)
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         optimizer.step()
         total += float(loss.detach()) * len(images)
         count += len(images)
+    if group is not None:
+        total, summed = group.sum(total, count)
+        count = int(summed)
     return total / max(count, 1)
 
 
@@ -190,13 +234,28 @@ def fit(
     seed: int,
     resume: bool = False,
     progress: bool = False,
+    echo: Echo | None = None,
+    group: Group | None = None,
 ) -> FitResult:
-    """Train with AdamW and a cosine schedule; keep the epoch with the best mean AUROC."""
+    """Train with AdamW and a cosine schedule; keep the epoch with the best mean AUROC.
+
+    Under torchrun (`group`), each rank trains on its shard through DDP, rank 0 alone
+    validates, prints and writes checkpoints, and broadcasts the validation AUROC so every rank
+    stops at the same epoch.
+    """
+    leader = group is None or group.leader
+    device = group.device if group else torch.device("cpu")
     workdir.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
-    model.to(memory_format=torch.channels_last)
+    model.to(device).to(memory_format=torch.channels_last)
+    step: torch.nn.Module = _WithCam(model)
+    if group is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [group.local_rank] if device.type == "cuda" else None
+        step = DistributedDataParallel(step, device_ids=ids)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -213,6 +272,7 @@ def fit(
                 f"says {config.epochs}; use a new work folder to train with a different length"
             )
         load_weights(model, state, workdir / LAST)
+        model.to(device).to(memory_format=torch.channels_last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best_auroc = int(state["epoch"]) + 1, float(state["best_auroc"])
@@ -223,19 +283,40 @@ def fit(
     for epoch in range(start, config.epochs):
         if epoch - best_epoch > config.patience and best_epoch >= 0:
             log.info("early stop: no better validation AUROC for %d epochs", config.patience)
+            if echo is not None:
+                echo(f"early stop: no better validation AUROC for {config.patience} epochs")
             break
-        train_set.reseed(seed * 10_000 + epoch)
-        order = torch.Generator().manual_seed(seed * 10_000 + epoch)
-        loader = DataLoader(train_set, config.batch_size, shuffle=True, generator=order)
-        loss = _epoch(model, loader, optimizer, progress, f"epoch {epoch + 1}/{config.epochs}")
+        began = time.monotonic()
+        loss = _epoch(
+            step,
+            _loader(train_set, config.batch_size, seed, epoch, group),
+            optimizer,
+            progress and leader,
+            f"epoch {epoch + 1}/{config.epochs}",
+            group,
+        )
         scheduler.step()
-        val_auroc, per_finding = mean_auroc(labels, predict_logits(model, validation_set))
-        record = {"epoch": float(epoch), "loss": loss, "val_auroc": val_auroc}
-        record.update({f"val_auroc_{c}": a for c, a in zip(findings, per_finding, strict=True)})
+        record: dict[str, float] = {"epoch": float(epoch), "loss": loss}
+        if leader:
+            logits = predict_logits(model, validation_set, device=device)
+            val_auroc, per_finding = mean_auroc(labels, logits)
+            record["val_loss"] = validation_loss(labels, logits)
+            record.update({f"val_auroc_{c}": a for c, a in zip(findings, per_finding, strict=True)})
+        else:
+            val_auroc = math.nan
+        if group is not None:
+            val_auroc = group.broadcast(val_auroc)
+        record["val_auroc"] = val_auroc
+        record["seconds"] = time.monotonic() - began
         history.append(record)
         log.info("epoch %d: loss %.4f, validation AUROC %.4f", epoch + 1, loss, val_auroc)
         if val_auroc > best_auroc:
             best_auroc, best_epoch = val_auroc, epoch
+        if echo is not None and leader:
+            echo(epoch_line(record, findings, config.epochs, best_epoch, best_auroc))
+        if not leader:
+            continue
+        if best_epoch == epoch:
             save_checkpoint(
                 workdir / BEST,
                 {
@@ -259,6 +340,29 @@ def fit(
                 "history": history,
             },
         )
+    if not leader:  # rank 0 alone evaluates and exports the best weights
+        return FitResult(best_epoch, best_auroc, epoch + 1 - start, history)
     best = load_checkpoint(workdir / BEST)
     load_weights(model, best, workdir / BEST)
+    model.to("cpu")  # evaluation and ONNX export run on the CPU, as serving does
     return FitResult(best_epoch, best_auroc, epoch + 1 - start, history)
+
+
+def _loader(
+    train_set: CachedDataset, batch_size: int, seed: int, epoch: int, group: Group | None
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """This epoch's shuffled batches: the whole set, or this rank's shard under torchrun.
+
+    Seeded by (seed, epoch) so a resumed run sees the same order and augmentation.
+    """
+    if group is None:
+        train_set.reseed(seed * 10_000 + epoch)
+        order = torch.Generator().manual_seed(seed * 10_000 + epoch)
+        return DataLoader(train_set, batch_size, shuffle=True, generator=order)
+    train_set.reseed(seed * 10_000 + epoch + 1_000_003 * group.rank)
+    sampler: DistributedSampler[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    sampler = DistributedSampler(
+        train_set, num_replicas=group.world, rank=group.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(epoch)
+    return DataLoader(train_set, group.batch(batch_size), sampler=sampler)

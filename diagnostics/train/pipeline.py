@@ -23,7 +23,7 @@ from diagnostics.datasets.labelled import LABELS_FILE
 from diagnostics.datasets.records import Example
 from diagnostics.findings import KnownFinding
 from diagnostics.nets import build_model
-from diagnostics.package import ModelPackage, library_versions, write_package
+from diagnostics.package import InputScope, ModelPackage, library_versions, write_package
 from diagnostics.package.reference import ReferenceDistributions, reference_from
 from diagnostics.preprocess import PreprocessSpec
 from diagnostics.synth import SynthConfig, generate
@@ -34,7 +34,8 @@ from diagnostics.train.calibration import (
     fit_calibration,
 )
 from diagnostics.train.data import CachedDataset, split_by_patient
-from diagnostics.train.loop import FitResult, fit, predict_logits
+from diagnostics.train.distributed import Group, join
+from diagnostics.train.loop import Echo, FitResult, fit, predict_logits
 from diagnostics.train.metrics import (
     FloatArray,
     as_curves,
@@ -47,7 +48,14 @@ from diagnostics.train.metrics import (
 )
 from diagnostics.train.onnx_export import export_checked
 from diagnostics.train.plots import plot_reliability, plot_roc
-from diagnostics.train.recipe import Recipe
+from diagnostics.train.recipe import CHEST_RADIOGRAPHS, Recipe
+from diagnostics.train.report import (
+    refuse_or_note,
+    scarce_findings,
+    summary_table,
+    weak_findings,
+)
+from diagnostics.train.scope import derive_scope
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +203,8 @@ def _manifest_fields(
     points: dict[str, OperatingPoint],
     metrics: dict[str, Any],
     synthetic: bool,
+    scope: InputScope,
+    notes: list[str],
 ) -> dict[str, Any]:
     spec = recipe.preprocessing
     validation_note = f"validation split of {recipe.data.train.name} (by patient)"
@@ -226,13 +236,13 @@ def _manifest_fields(
             }
             for code, p in points.items()
         },
-        "scope": recipe.scope.model_dump(mode="json"),
+        "scope": scope.model_dump(mode="json"),
         "training": summaries,
         "metrics": metrics,
         "library_versions": library_versions(),
         "intended_use": recipe.description
         or "Pre-screening of chest radiographs for review by a radiologist.",
-        "limitations": ([SYNTHETIC_NOTE] if synthetic else []) + list(recipe.limitations),
+        "limitations": ([SYNTHETIC_NOTE] if synthetic else []) + list(recipe.limitations) + notes,
     }
 
 
@@ -272,20 +282,95 @@ def _reference(
 
 
 def run_recipe(
-    recipe: Recipe, workdir: Path, *, resume: bool = False, progress: bool = False, workers: int = 1
+    recipe: Recipe,
+    workdir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    workers: int = 1,
+    allow_weak: bool = False,
+    echo: Echo | None = None,
 ) -> TrainingRun:
-    """Run a recipe end to end and write its model package; return what was produced."""
+    """Run a recipe end to end and write its model package; return what was produced.
+
+    Refuses (`WeakFindingError`) a finding with too few positives before training, and one no
+    better than chance on validation before export, unless `allow_weak`. `echo` receives the
+    per-epoch lines and the final table.
+    """
+    run = run_recipe_on_rank(
+        recipe,
+        workdir,
+        resume=resume,
+        progress=progress,
+        workers=workers,
+        allow_weak=allow_weak,
+        echo=echo,
+    )
+    if run is None:
+        raise RuntimeError("run_recipe ran as a non-zero torchrun rank; use run_recipe_on_rank")
+    return run
+
+
+def _datasets(
+    recipe: Recipe, cache: Path, progress: bool, group: Group | None
+) -> tuple[list[Example], list[Example], CachedDataset, CachedDataset]:
+    """Train and validation sets; under torchrun rank 0 fills the disk cache, the others read it."""
+    data = recipe.data
+    codes = list(recipe.findings)
+    examples = load_dataset(data.layout, data.train, codes, split="train", **data.options)
+    train_ex, val_ex = split_by_patient(examples, data.validation_fraction, recipe.seed)
+    spec = recipe.preprocessing
+
+    def build() -> tuple[CachedDataset, CachedDataset]:
+        train_set = CachedDataset(
+            train_ex, spec, train=True, seed=recipe.seed, cache_dir=cache, progress=progress
+        )
+        return train_set, CachedDataset(
+            val_ex, spec, train=False, cache_dir=cache, progress=progress
+        )
+
+    if group is None or group.leader:
+        train_set, val_set = build()
+    if group is not None:
+        group.barrier()
+        if not group.leader:
+            train_set, val_set = build()
+    return train_ex, val_ex, train_set, val_set
+
+
+def run_recipe_on_rank(
+    recipe: Recipe,
+    workdir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    workers: int = 1,
+    allow_weak: bool = False,
+    echo: Echo | None = None,
+) -> TrainingRun | None:
+    """`run_recipe` that also runs as one rank of a torchrun job: None on ranks other than 0,
+    which train their shard and leave evaluation and the package to rank 0."""
+    group = join()
+    leader = group is None or group.leader
+    if not leader:
+        progress, echo = False, None
     codes = list(recipe.findings)
     spec = recipe.preprocessing
-    ensure_data(recipe, workers)
+    if leader:
+        ensure_data(recipe, workers)
+    if group is not None:  # the other ranks read the data only once rank 0 has generated them
+        group.barrier()
     data = recipe.data
-    examples = load_dataset(data.layout, data.train, codes, split="train", **data.options)
-    train_ex, val_ex = split_by_patient(examples, recipe.data.validation_fraction, recipe.seed)
     cache = workdir / "cache"
-    train_set = CachedDataset(
-        train_ex, spec, train=True, seed=recipe.seed, cache_dir=cache, progress=progress
+    train_ex, val_ex, train_set, val_set = _datasets(recipe, cache, progress, group)
+    # Before training, so a recipe scope that excludes the data fails in seconds, not hours.
+    scope = derive_scope(train_ex, CHEST_RADIOGRAPHS, recipe.scope) if leader else None
+    notes = refuse_or_note(
+        scarce_findings(
+            {"training": train_set.labels.numpy(), "validation": val_set.labels.numpy()}, codes
+        ),
+        allow_weak,
     )
-    val_set = CachedDataset(val_ex, spec, train=False, cache_dir=cache, progress=progress)
     model = build_model(recipe.model, spec.channels, len(codes))
     result = fit(
         model,
@@ -298,10 +383,24 @@ def run_recipe(
         seed=recipe.seed,
         resume=resume,
         progress=progress,
+        echo=echo,
+        group=group,
     )
+    if not leader:
+        return None
     val_labels = val_set.labels.numpy()
     val_logits = predict_logits(model, val_set)
     calibrations, points = _calibrate(recipe, val_labels, val_logits)
+    methods: dict[str, str] = {code: c.method for code, c in calibrations.items()}
+    for code, method in methods.items():
+        if method != recipe.calibration.method:  # a Platt slope <= 0 fell back
+            methods[code] = f"{method} (Platt slope <= 0)"
+            notes.append(
+                f"Platt scaling of {code} had a slope <= 0 on validation; temperature scaling "
+                "was used instead."
+            )
+            if echo is not None:
+                echo(f"note: {notes[-1]}")
     report_dir = workdir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {
@@ -309,6 +408,7 @@ def run_recipe(
             recipe, val_set, val_logits, calibrations, points, report_dir, "val"
         )
     }
+    notes += refuse_or_note(weak_findings(metrics["validation"], codes), allow_weak)
     synthetic = recipe.data.synth is not None
     kind = "synthetic chest radiograph phantoms" if synthetic else "labelled studies"
     train_part, test_part = "", ""
@@ -338,11 +438,17 @@ def run_recipe(
     samples = torch.stack([val_set[i][0] for i in range(min(8, len(val_set)))])
     parity = export_checked(model, samples, workdir / "model.onnx")
     metrics["onnx_parity"] = parity
-    fields = _manifest_fields(recipe, summaries, calibrations, points, metrics, synthetic)
+    assert scope is not None  # the leader derived it
+    fields = _manifest_fields(
+        recipe, summaries, calibrations, points, metrics, synthetic, scope, notes
+    )
     profile = _appearance(train_ex, val_set, spec, cache, progress)
     fields["appearance"] = profile.model_dump()
     fields["reference_distributions"] = _reference(
         recipe, calibrations, val_logits, val_set, profile
     ).model_dump()
     package = write_package(recipe.package, workdir / "model.onnx", fields, overwrite=True)
+    if echo is not None:
+        on = "test" if "test" in metrics else "validation"
+        echo(summary_table(metrics[on], methods, f"the {on} set"))
     return TrainingRun(package, result, metrics, report_dir)

@@ -129,8 +129,10 @@ class Recipe(StrictModel):
     preprocessing: PreprocessSpec = PreprocessSpec()
     training: TrainingConfig = TrainingConfig()
     calibration: CalibrationConfig = CalibrationConfig()
-    scope: InputScope = CHEST_RADIOGRAPHS
-    """What the model may be shown in serving; the gate refuses everything else."""
+    scope: InputScope | None = None
+    """Narrows what the model may be shown in serving; the gate refuses everything else. The
+    package's scope is derived from the training images (`diagnostics.train.scope`); without
+    this table the chest radiograph default fills what their headers do not say."""
     package: Path
     """Where the exported model package is written."""
     description: str = ""

@@ -56,7 +56,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainingRu
     base = tmp_path_factory.mktemp("tiny")
     (base / "tiny.toml").write_text(TINY_RECIPE)
     recipe = load_recipe(base / "tiny.toml", base=base)
-    return base, run_recipe(recipe, base / "work")
+    return base, run_recipe(recipe, base / "work", allow_weak=True)  # 2 epochs: weak
 
 
 @pytest.mark.slow
@@ -126,6 +126,7 @@ def test_cli_export_rewrites_the_package_from_the_checkpoint(
             "--work",
             "work",
             "--quiet",
+            "--allow-weak",
         ],
         cwd=base,
         capture_output=True,

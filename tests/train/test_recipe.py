@@ -12,7 +12,7 @@ import pytest
 
 from diagnostics.errors import ConfigurationError
 from diagnostics.preprocess import PreprocessSpec
-from diagnostics.train.recipe import CHEST_RADIOGRAPHS, Recipe, load_recipe
+from diagnostics.train.recipe import Recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_valid_recipe_loads_with_its_values_and_defaults(tmp_path: Path) -> None
     assert recipe.training.patience == 5  # default
     assert recipe.calibration.method == "platt"
     assert recipe.calibration.target_sensitivity == 0.9  # default
-    assert recipe.scope == CHEST_RADIOGRAPHS  # default
+    assert recipe.scope is None  # default: derived from the training data
 
 
 def test_relative_paths_are_anchored_to_base_and_absolute_ones_kept(tmp_path: Path) -> None:
@@ -112,8 +112,9 @@ def test_anchored_recipe_is_still_a_valid_recipe(tmp_path: Path) -> None:
     assert Recipe.model_validate(recipe.model_dump()) == recipe
 
 
-def test_the_shipped_demo_recipe_is_valid() -> None:
-    recipe = load_recipe(REPO / "training" / "cxr-demo.toml", base=REPO)
+@pytest.mark.parametrize("name", ["cxr-demo.toml", "quick.toml"])
+def test_the_shipped_recipes_are_valid(name: str) -> None:
+    recipe = load_recipe(REPO / "training" / name, base=REPO)
     assert recipe.package.is_absolute()
     assert recipe.data.train.is_relative_to(REPO)
 
