@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diagnostics.compare import compare_on_dataset
 from diagnostics.datasets import load_dataset
 from diagnostics.dicom import read_info
 from diagnostics.errors import ConfigurationError, WeakFindingError
@@ -188,7 +189,7 @@ def test_a_platt_slope_at_or_below_zero_falls_back_to_temperature() -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_through_torchrun_match_the_single_run_within_its_ci(
+def test_two_processes_through_torchrun_match_the_single_run(
     single: tuple[Path, subprocess.CompletedProcess[str]], data: Path
 ) -> None:
     folder, first = single
@@ -199,11 +200,16 @@ def test_two_processes_through_torchrun_match_the_single_run_within_its_ci(
     lines = result.stderr.splitlines()
     assert sum(x.startswith("epoch 1/2 ") for x in lines) == 1  # rank 0 alone prints
     assert lines.count("results on the test set:") == 1
-    one = load_package(folder / "package").manifest.metrics["test"]
-    two = load_package(folder / "package2").manifest.metrics["test"]
-    for code in CODES:
-        low, high = one[code]["auroc_ci_95"]
-        assert low <= two[code]["auroc"] <= high, (code, one[code], two[code]["auroc"])
+    # Two separately trained models each land somewhere in a wide interval on 24 test studies,
+    # so the two runs are compared paired, on the same studies and the same resamples: the
+    # interval of the AUROC difference (two processes - one) must contain 0 for every finding.
+    # (On the quick recipe's data the README reports the stricter check: each AUROC of the
+    # two-process run inside the single run's own interval.)
+    comparison = compare_on_dataset(folder / "package2", folder / "package", data, seed=1)
+    assert {f.code for f in comparison.findings} | set(comparison.skipped) == set(CODES)
+    for finding in comparison.findings:
+        low, high = finding.difference_ci_95
+        assert low <= 0.0 <= high, (finding.code, finding.auroc_difference, low, high)
     assert sorted(p.name for p in (folder / "work2" / "checkpoints").iterdir()) == [
         "best.pt",
         "last.pt",
