@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,3 +162,19 @@ def _wait_ready(server: Server) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"not ready in {STARTUP_TIMEOUT_S} s: {server.log.read_text()[-3000:]}")
+
+
+def ui_session(server: Server, token: str) -> requests.Session:
+    """Signed in to the review UI with an API token (before any named user exists), as a
+    browser would be: the cookie and what its forms need come with the session."""
+    session = requests.Session()
+    page = session.get(server.url + "/ui/login", timeout=60)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce, page.text[:500]
+    signed = session.post(
+        server.url + "/ui/login",
+        data={"token": token, "nonce": nonce[1], "next": "/ui/"},
+        timeout=60,
+    )
+    assert signed.status_code == 200 and "/ui/login" not in signed.url, signed.text[:500]
+    return session

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-import requests
 from pydicom.uid import generate_uid
 
 from diagnostics.constants import DATABASE_FILE
@@ -27,7 +26,7 @@ from diagnostics.service import model_admin
 from diagnostics.store import open_store, read_snapshot
 from tests.helpers.cli import run_cli
 from tests.helpers.packages import reversioned
-from tests.helpers.service import Server, start_service
+from tests.helpers.service import Server, start_service, ui_session
 from tests.helpers.synth import BUNDLED, SynthFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -138,21 +137,6 @@ def _outbox(storage: Path) -> list[tuple[str, str]]:
         db.close()
 
 
-def _ui_session(server: Server) -> requests.Session:
-    """Signed in to the review UI with the token, as a browser would be."""
-    session = requests.Session()
-    page = session.get(server.url + "/ui/login", timeout=60)
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
-    assert nonce, page.text[:500]
-    signed = session.post(
-        server.url + "/ui/login",
-        data={"token": TOKEN, "nonce": nonce[1], "next": "/ui/"},
-        timeout=60,
-    )
-    assert signed.status_code == 200 and "/ui/login" not in signed.url, signed.text[:500]
-    return session
-
-
 def _csrf(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found, html[:500]
@@ -162,7 +146,7 @@ def _csrf(html: str) -> str:
 def test_compare_on_feedback_given_through_the_review_form(running: Running) -> None:
     server = running.server
     assert running.uids, "runs after the shadow test"
-    session = _ui_session(server)
+    session = ui_session(server, TOKEN)
     for index, uid in enumerate(running.uids):
         page = session.get(f"{server.url}/ui/studies/{uid}", timeout=60)
         version = "1"  # each study's first and only result

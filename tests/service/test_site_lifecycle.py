@@ -8,6 +8,7 @@ types them, `diagnostics serve` as a hospital runs it."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import subprocess
@@ -15,13 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
+from pydicom.uid import generate_uid
 
 from diagnostics.package import load_package
 from diagnostics.store import open_store
 from diagnostics.synth import SynthConfig, generate
-from tests.helpers.service import Server, start_service
+from tests.helpers.service import Server, start_service, ui_session
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "site-lifecycle-token-0123456789abcdef"
@@ -69,20 +72,6 @@ def _cli(*args: str | Path, cwd: Path, timeout: float = 900) -> str:
     return done.stdout
 
 
-def _signed_in(server: Server) -> requests.Session:
-    session = requests.Session()
-    page = session.get(server.url + "/ui/login", timeout=60)
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
-    assert nonce, page.text[:500]
-    signed = session.post(
-        server.url + "/ui/login",
-        data={"token": TOKEN, "nonce": nonce[1], "next": "/ui/"},
-        timeout=60,
-    )
-    assert signed.status_code == 200 and "/ui/login" not in signed.url, signed.text[:500]
-    return session
-
-
 def _review(server: Server, session: requests.Session, uid: str, truth: int) -> None:
     """The radiologist's verdict on the finding through the study page's form: agree when the
     model's flag matches the truth, disagree when it does not."""
@@ -105,14 +94,22 @@ def _review(server: Server, session: requests.Session, uid: str, truth: int) -> 
     assert posted.status_code == 200 and "saved=feedback" in posted.url, posted.text[:300]
 
 
-def _screen(server: Server, path: Path) -> dict[str, object]:
-    response = server.post(
-        "/v1/screen", data=path.read_bytes(), headers={"Content-Type": "application/dicom"}
-    )
+def _screen(server: Server, data: bytes) -> dict[str, object]:
+    response = server.post("/v1/screen", data=data, headers={"Content-Type": "application/dicom"})
     assert response.status_code == 200, response.text
     body = dict(response.json())
     assert body["status"] == "analyzed", body
     return body
+
+
+def _renamed(path: Path) -> bytes:
+    """The same image as a new study, so it is screened afresh, not answered from the store."""
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def _version(body: dict[str, object]) -> str:
@@ -124,7 +121,7 @@ def _version(body: dict[str, object]) -> str:
 def _until_serving(server: Server, studies: list[Path], version: str) -> None:
     deadline = time.monotonic() + SWAP_S
     for path in studies * 50:
-        if _version(_screen(server, path)) == version:
+        if _version(_screen(server, _renamed(path))) == version:
             return
         assert time.monotonic() < deadline, f"the service did not switch to {version}"
         time.sleep(1)
@@ -148,14 +145,15 @@ def test_train_at_site_a_calibrate_on_site_b_feedback_shadow_promote_roll_back(
     assert len(files) == len(truths)
     reviewed, later = files[:60], files[60:]
     flags = ("--workers", "1", "--model", str(tmp_path / "site-a-package"))
+    (tmp_path / "b").mkdir()
     server = start_service(
         tmp_path / "b", *flags, token=TOKEN, env={"DIAGNOSTICS_STABLE_SECONDS": "0.5"}
     )
     storage = server.storage
     try:
-        session = _signed_in(server)
+        session = ui_session(server, TOKEN)
         for path in reviewed:
-            body = _screen(server, path)
+            body = _screen(server, path.read_bytes())
             assert _version(body) == "0.1.0"
             uid = str(body["study_instance_uid"])
             _review(server, session, uid, labels[uid])
@@ -194,7 +192,7 @@ def test_train_at_site_a_calibrate_on_site_b_feedback_shadow_promote_roll_back(
         _cli("models", "shadow", "0.1.0+site.b", "--storage", storage, cwd=tmp_path)
         shadowed = 0
         for path in later:
-            body = _screen(server, path)
+            body = _screen(server, path.read_bytes())
             assert _version(body) == "0.1.0"  # the study's result is the active model's
             uid = str(body["study_instance_uid"])
             _review(server, session, uid, labels[uid])

@@ -205,7 +205,7 @@ def test_two_processes_through_torchrun_match_the_single_run(
     # interval of the AUROC difference (two processes - one) must contain 0 for every finding.
     # (On the quick recipe's data the README reports the stricter check: each AUROC of the
     # two-process run inside the single run's own interval.)
-    comparison = compare_on_dataset(folder / "package2", folder / "package", data, seed=1)
+    comparison = compare_on_dataset(folder / "package2", folder / "package", data / "test", seed=1)
     assert {f.code for f in comparison.findings} | set(comparison.skipped) == set(CODES)
     for finding in comparison.findings:
         low, high = finding.difference_ci_95

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, expect
 from pydicom.uid import generate_uid
 
 from diagnostics.dicom.patient import display_name
+from tests.helpers.browser import watched_page
 from tests.helpers.service import Server, start_service
 from tests.helpers.synth import SynthFactory
 
@@ -98,16 +99,10 @@ def served(
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    context.close()
-    assert problems == []
+    try:
+        yield from watched_page(context)
+    finally:
+        context.close()
 
 
 def _sign_in(page: Page, served: Served) -> None:

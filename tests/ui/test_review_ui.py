@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from diagnostics.api.auth import token_actor
 from diagnostics.datasets.labelled import load_labelled_folder
 from diagnostics.service.feedback_folder import export_feedback
+from tests.helpers.browser import watched_page
 from tests.ui.prefilled import TOKEN, Prefilled
 
 pytestmark = pytest.mark.slow
@@ -51,15 +52,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Iterator[Page]:
     """A page that fails the test on a JavaScript error or a Content Security Policy breach."""
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    assert problems == []
+    yield from watched_page(context)
 
 
 def wait_js(page: Page, expression: str, timeout: float = 10.0) -> None:

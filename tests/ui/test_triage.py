@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pydicom.uid import generate_uid
 
 from diagnostics.package import load_package
+from tests.helpers.browser import watched_page
 from tests.helpers.synth import BUNDLED, SynthFactory
 from tests.ui.prefilled import TOKEN, Prefilled
 
@@ -37,15 +38,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def page(context: BrowserContext) -> Iterator[Page]:
     """A page that fails the test on a JavaScript error or a Content Security Policy breach."""
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-    )
-    yield page
-    assert problems == []
+    yield from watched_page(context)
 
 
 def sign_in(page: Page, prefilled: Prefilled) -> None:
