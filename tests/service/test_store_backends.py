@@ -277,3 +277,27 @@ def test_a_session_signed_out_on_one_node_is_refused_on_every_node(
     here.revoke("session-3", expires=time.time() + 3600)
     assert not there.is_revoked("session-2") and there.is_revoked("session-3")
     assert not (tmp_path / "ui-sessions.db").exists()  # nothing in the (shared) folder
+
+
+def test_users_and_tokens_are_shared_by_every_node(tmp_path: Path, database: str | None) -> None:
+    """A token made or revoked through one node is seen by another at its next request, and a
+    sign-in lockout counted on one holds on the other: they are rows of the shared database."""
+    from diagnostics.store import open_users
+
+    # With PostgreSQL the second node is given another storage folder, so only the database
+    # can carry what they share; with SQLite the folder is the database.
+    other = tmp_path if database is None else tmp_path / "other"
+    one, two = open_users(tmp_path, database=database), open_users(other, database=database)
+    try:
+        one.add_token("orthanc-router", "d" * 64, "test")
+        assert two.token_named("d" * 64) == "orthanc-router"
+        two.revoke_token("orthanc-router", "test")
+        assert one.token_named("d" * 64) is None
+        one.add_user("aziza", "radiologist", "scrypt$hash", "test")
+        locked = [two.sign_in_failed("aziza", 2, 900.0, time.time()) for _ in range(2)]
+        assert locked == [False, True]
+        user = one.user("aziza")
+        assert user is not None and user.locked_until is not None
+    finally:
+        for store in (one, two):
+            store.close()  # type: ignore[attr-defined]
