@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -48,11 +48,13 @@ def add_parser(commands: Commands) -> None:
         default="model",
         help="findings without a verdict: take the model's flag (default) or skip the study",
     )
+    add_database(export)
     export.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from diagnostics.service.feedback_folder import export_feedback
 
-    print_json(export_feedback(args.storage, args.out, args.unreviewed).as_dict())
+    result = export_feedback(args.storage, args.out, args.unreviewed, database_of(args))
+    print_json(result.as_dict())
     return EXIT_OK

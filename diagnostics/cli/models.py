@@ -12,7 +12,7 @@ import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -46,6 +46,7 @@ def add_parser(commands: Commands) -> None:
     def action(name: str, text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=text, description=text)
         sub.add_argument("--storage", type=Path, required=True, help="the service's storage folder")
+        add_database(sub)
         return sub
 
     action("list", "installed versions, the active and shadow ones, the history")
@@ -87,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if args.models_action == "compare":
         from diagnostics.service.shadow_compare import compare_shadow
 
-        comparison = compare_shadow(args.storage, args.shadow_version)
+        comparison = compare_shadow(args.storage, args.shadow_version, database_of(args))
         if args.json:
             print_json(comparison.as_dict())
         else:
             print("\n".join(comparison.lines()))
         return EXIT_OK
-    store = _store(args.storage)
+    store = _store(args.storage, database_of(args))
     try:
         print_json(_change(args, registry, store))
     finally:
@@ -101,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _store(storage: Path) -> Store:
+def _store(storage: Path, database: str | None) -> Store:
+    """The service's store, for the audit rows of a change (in PostgreSQL when it is there)."""
     from diagnostics.store import open_store
 
     storage.mkdir(parents=True, exist_ok=True)
-    return open_store(storage)
+    return open_store(storage, database=database)
 
 
 def _change(args: argparse.Namespace, registry: object, store: Store) -> dict[str, object]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, positive_int, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, positive_int, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -59,6 +59,7 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument("--timezone", help="days in this IANA zone (default this machine's)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    add_database(parser)
     parser.set_defaults(handler=run)
 
 
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from diagnostics.service.viewer import check_timezone, local_zone
     from diagnostics.store import read_snapshot, store_exists
 
-    if not store_exists(args.storage):
+    database = database_of(args)
+    if not store_exists(args.storage, database):
         raise RequestError(f"{args.storage} holds no service store (no intake database)")
     if not args.drift_threshold > 0:
         raise RequestError("--drift-threshold must be above 0")
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     config = MonitorConfig(args.days, args.drift_days, args.drift_threshold, args.min_studies)
-    with read_snapshot(args.storage) as snapshot:
+    with read_snapshot(args.storage, database) as snapshot:
         report = build_report(snapshot, package, config, zone)
     if args.json:
         print_json(report.to_dict())

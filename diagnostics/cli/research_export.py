@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diagnostics.cli.common import EXIT_OK, print_json
+from diagnostics.cli.common import EXIT_OK, add_database, database_of, print_json
 
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
             shift_dates=args.shift_dates,
             salt_file=args.salt_file,
             studies=tuple(args.studies or ()),
+            database=database_of(args),
         )
     )
     print_json(summary.as_dict())
@@ -56,6 +57,7 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument("--storage", type=Path, required=True, help="the service's storage folder")
     parser.add_argument("--out", type=Path, required=True, help="export folder (must not exist)")
+    add_database(parser)
     parser.add_argument(
         "--shift-dates",
         action="store_true",

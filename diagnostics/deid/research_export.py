@@ -63,6 +63,8 @@ class ExportOptions:
     """Where the secret salt lives (created if missing); None: a salt only this run knows."""
     studies: tuple[str, ...] = ()
     """Study Instance UIDs to export; empty: every study in the store."""
+    database: str | None = None
+    """The store's PostgreSQL when the nodes share one; None: the SQLite in `storage`."""
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,14 @@ class _Snapshot:
 def export_research(options: ExportOptions) -> ExportSummary:
     """Write a de-identified export of the store to `options.out`; see the module docstring."""
     out = options.out
-    if not store_exists(options.storage):
+    if not store_exists(options.storage, options.database):
         raise ConfigurationError(f"--storage {options.storage}: no intake database there")
     if out.exists():
         raise ConfigurationError(f"--out {out} already exists: an export is never overwritten")
     if options.salt_file is not None and options.salt_file.resolve().is_relative_to(out.resolve()):
         raise ConfigurationError("--salt-file must be outside --out: the salt is the secret")
     keys = Keys.from_file(options.salt_file) if options.salt_file else Keys.ephemeral()
-    snapshot = _read_store(options.storage, options.studies)
+    snapshot = _read_store(options.storage, options.studies, options.database)
     with staging_folder(out) as staging:
         summary = _write(staging, snapshot, keys, options)
         if out.exists():
@@ -114,9 +116,9 @@ def export_research(options: ExportOptions) -> ExportSummary:
     return ExportSummary(out, *summary)
 
 
-def _read_store(storage: Path, studies: tuple[str, ...]) -> _Snapshot:
+def _read_store(storage: Path, studies: tuple[str, ...], database: str | None) -> _Snapshot:
     """One consistent read-only snapshot of the store (`diagnostics.store.read_snapshot`)."""
-    with read_snapshot(storage) as snapshot:
+    with read_snapshot(storage, database) as snapshot:
         rows = snapshot.instances()
         result_rows = snapshot.latest_results()
         feedback_rows = snapshot.feedback_rows()

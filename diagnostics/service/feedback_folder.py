@@ -92,26 +92,29 @@ class _Snapshot:
     instances: dict[tuple[str, str], Path]
 
 
-def export_feedback(storage: Path, out: Path, unreviewed: Unreviewed = "model") -> FeedbackExport:
-    """Write the labelled folder (see the module docstring); returns what went in."""
+def export_feedback(
+    storage: Path, out: Path, unreviewed: Unreviewed = "model", database: str | None = None
+) -> FeedbackExport:
+    """Write the labelled folder (see the module docstring); returns what went in. `database`:
+    the store's PostgreSQL when the nodes share one (the instances stay in `storage`)."""
     if unreviewed not in ("model", "skip"):
         raise ConfigurationError(f"--unreviewed must be model or skip, not {unreviewed!r}")
     if out.exists():
         raise ConfigurationError(f"--out {out} already exists: an export is never overwritten")
-    snapshot = _read(storage)
+    snapshot = _read(storage, database)
     with staging_folder(out) as staging:
         summary = _write(staging, snapshot, unreviewed)
         publish_folder(staging, out)
     return FeedbackExport(out, *summary)
 
 
-def _read(storage: Path) -> _Snapshot:
+def _read(storage: Path, database: str | None) -> _Snapshot:
     """One consistent read-only snapshot of the store."""
-    if not store_exists(storage):
+    if not store_exists(storage, database):
         raise ConfigurationError(f"--storage {storage}: no intake database there")
     results: dict[tuple[str, int], StudyResult] = {}
     instances: dict[tuple[str, str], Path] = {}
-    with read_snapshot(storage) as snapshot:
+    with read_snapshot(storage, database) as snapshot:
         rows = snapshot.feedback_rows() or []
         studies = sorted({str(r["study_instance_uid"]) for r in rows})
         for study in studies:

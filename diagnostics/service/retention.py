@@ -23,6 +23,7 @@ from gettext import NullTranslations
 from pathlib import Path
 
 from diagnostics.errors import ConfigurationError, DiskFullError
+from diagnostics.package.registry import SHADOW_DIR, ModelRegistry
 from diagnostics.results import StudyResult
 from diagnostics.service.workers import Loop
 from diagnostics.store import Store
@@ -242,6 +243,8 @@ def purge(
     report = store.purge(
         cutoff(retain_days, now), dry_run=dry_run, actor=actor, leftovers=leftovers
     )
+    if not dry_run:
+        _purge_shadow_results(store.root, [s.study_instance_uid for s in report.studies])
     if report.studies or report.leftovers:
         log.info(
             "retention: %s %d studies' images and outputs and %d leftover files (%s)",
@@ -251,6 +254,17 @@ def purge(
             _human(report.bytes),
         )
     return report
+
+
+def _purge_shadow_results(storage: Path, studies: list[str]) -> None:
+    """A shadow model's result of a purged study (`package.registry`, one file per study and
+    shadow version) goes with the study: it is a result like the others."""
+    root = ModelRegistry(storage).root / SHADOW_DIR
+    if not studies or not root.is_dir():
+        return
+    for folder in root.iterdir():
+        for study in studies:
+            (folder / f"{study}.json").unlink(missing_ok=True)
 
 
 class RetentionJob(Loop):

@@ -166,10 +166,13 @@ def registry_records(registry: ModelRegistry, study: str) -> list[tuple[str, dic
     return found
 
 
-def compare_shadow(storage: Path, shadow: str | None = None) -> ShadowComparison:
+def compare_shadow(
+    storage: Path, shadow: str | None = None, database: str | None = None
+) -> ShadowComparison:
     """Active (the results radiologists saw) against the shadow model (default: the current
-    one) on every study with feedback and a shadow result."""
-    if not store_exists(storage):
+    one) on every study with feedback and a shadow result; the store in `database` when the
+    nodes share PostgreSQL."""
+    if not store_exists(storage, database):
         raise ConfigurationError(f"--storage {storage}: no intake database there")
     registry = ModelRegistry(storage)
     state = registry.state()
@@ -177,7 +180,7 @@ def compare_shadow(storage: Path, shadow: str | None = None) -> ShadowComparison
     if key is None:
         raise ConfigurationError("no shadow model: name one, or set one with `models shadow`")
     theirs = shadow_results(registry, key)
-    with read_snapshot(storage) as snapshot:
+    with read_snapshot(storage, database) as snapshot:
         truths = _truths(snapshot.feedback_rows() or [])
         studies = {study for study, _ in truths}
         seen: dict[tuple[str, int], dict[str, bool]] = {}

@@ -297,15 +297,19 @@ class StudyPage:
     @property
     def not_localised(self) -> frozenset[str]:
         """Codes of flagged findings drawn without a box: screening found no localised box, or
-        (a result stored before the rule) the shown image's box covers too much of it."""
-        drawn = {f.code for f in self.shown.boxes} if self.shown is not None else set()
-        shown_sop = self.shown.sop_instance_uid if self.shown is not None else None
+        (a result stored before the rule) the box covers too much of the image shown (either
+        pane)."""
+        drawn = {(pane.sop_instance_uid, f.code) for pane in self.panes for f in pane.boxes}
+        shown = {pane.sop_instance_uid for pane in self.panes}
         findings = self.result.findings if self.result is not None else []
         return frozenset(
             f.code
             for f in findings
             if f.flagged
-            and (f.bbox is None or (f.sop_instance_uid == shown_sop and f.code not in drawn))
+            and (
+                f.bbox is None
+                or (f.sop_instance_uid in shown and (f.sop_instance_uid, f.code) not in drawn)
+            )
         )
 
     @property

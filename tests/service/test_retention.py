@@ -304,3 +304,16 @@ def test_retention_settings_round_trip(tmp_path: Path) -> None:
     assert ServiceSettings.from_env(config.to_env()) == config
     assert ServiceSettings().retain_days is None  # keep forever unless asked
     assert cutoff(2.0, now=10 * DAY_S) == 8 * DAY_S
+
+
+def test_a_purged_study_loses_its_shadow_results_too(tmp_path: Path) -> None:
+    """The shadow model's result of a purged study is a result like the others: it goes."""
+    from diagnostics.package.registry import ModelRegistry
+    from diagnostics.service.retention import _purge_shadow_results
+
+    shadow = ModelRegistry(tmp_path).shadow_results("m-1.1.0")
+    shadow.mkdir(parents=True)
+    for study in ("1.2.3", "1.2.4"):
+        (shadow / f"{study}.json").write_text("{}")
+    _purge_shadow_results(tmp_path, ["1.2.3"])
+    assert sorted(p.name for p in shadow.iterdir()) == ["1.2.4.json"]

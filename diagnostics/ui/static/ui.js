@@ -99,7 +99,6 @@
   const rows = Number(stage.dataset.rows);
   const cols = Number(stage.dataset.cols);
   const image = $("image");
-  const heat = $("heatmap");
 
   // -- overlays: the checkboxes show or hide the layer on every image ------------------------
   const bindToggle = (checkbox, selector) => {
@@ -113,9 +112,13 @@
   bindToggle($("show-heatmap"), ".stage .heatmap");
   bindToggle($("show-boxes"), ".stage .boxes");
   const heatCodes = $("heat-codes");
-  if (heatCodes && heat) {
+  if (heatCodes) {
+    // Every pane's map follows the chosen finding (a lateral beside a PA has its own map).
     heatCodes.addEventListener("change", () => {
-      heat.src = `${stage.dataset.heatmap}&codes=${encodeURIComponent(heatCodes.value)}`;
+      document.querySelectorAll(".stage").forEach((pane) => {
+        const layer = pane.querySelector(".layer.heatmap");
+        if (layer) layer.src = `${pane.dataset.heatmap}&codes=${encodeURIComponent(heatCodes.value)}`;
+      });
     });
   }
 
