@@ -13,7 +13,7 @@ from diagnostics.cli.common import EXIT_OK, positive_int
 if TYPE_CHECKING:
     from diagnostics.cli.common import Commands
 
-COMPARE_LAYOUTS = "synth, nih, rsna, chexpert, covid, covidx"
+COMPARE_LAYOUTS = "synth, labelled, nih, rsna, chexpert, covid, covidx"
 """Named here rather than imported: the dataset registry pulls in torch, and building the
 parser must stay fast for every command."""
 

@@ -108,7 +108,7 @@ def export_feedback(
     return FeedbackExport(out, *summary)
 
 
-def _read(storage: Path, database: str | None) -> _Snapshot:
+def _read(storage: Path, database: str | None = None) -> _Snapshot:
     """One consistent read-only snapshot of the store."""
     if not store_exists(storage, database):
         raise ConfigurationError(f"--storage {storage}: no intake database there")

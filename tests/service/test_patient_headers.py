@@ -149,9 +149,9 @@ def _damaged() -> pydicom.Dataset:
 
 
 def test_reading_headers_on_many_threads_leaves_the_warning_filters_alone() -> None:
-    """Intake threads (C-STORE and HTTP) read headers at once: no per-value
-    `warnings.catch_warnings()`, which swaps the process-wide filters and, interleaved, can
-    leave them altered."""
+    """Intake threads (C-STORE and HTTP) read headers at once. Each read records pydicom's
+    warnings in a block (`dicom.warn.recorded_warnings`) that swaps the process-wide filters;
+    the blocks hold one lock, so interleaved reads never leave the filters altered."""
     import threading
     import warnings
 
@@ -177,5 +177,5 @@ def test_reading_headers_on_many_threads_leaves_the_warning_filters_alone() -> N
         thread.start()
     for thread in threads:
         thread.join()
-    assert swapped and not any(swapped)
+    assert swapped  # every read went through the watched dataset
     assert warnings.filters is before and warnings.filters == snapshot

@@ -31,7 +31,8 @@ TOKEN = "site-lifecycle-token-0123456789abcdef"
 FINDING = "cardiomegaly"
 """One finding a tiny model learns in a few epochs of small images: what is tested here is the
 path, not the model."""
-SIZE = SynthConfig(rows=96, columns=96, spacing_mm=4.2)
+SIZE = SynthConfig(rows=128, columns=128, spacing_mm=3.2)
+"""The quick recipe's studies (training/quick.toml): big enough for the heart to be learnt."""
 RECIPE = f"""
 name = "site-a"
 version = "0.1.0"
@@ -42,15 +43,15 @@ package = "site-a-package"
 
 [data]
 train = "site-a"
-validation_fraction = 0.3
+validation_fraction = 0.25
 
 [preprocessing]
-size = [64, 64]
+size = [128, 128]
 
 [training]
-epochs = 4
-batch_size = 16
-learning_rate = 0.003
+epochs = 16
+batch_size = 8
+learning_rate = 0.002
 """
 SWAP_S = 90.0
 """How long the service may take to follow a registry change on a loaded 2-core machine."""
@@ -132,14 +133,14 @@ def test_train_at_site_a_calibrate_on_site_b_feedback_shadow_promote_roll_back(
     tmp_path: Path,
 ) -> None:
     # Site A: its studies and a quick training.
-    generate(tmp_path / "site-a", 160, 31, SIZE)
+    generate(tmp_path / "site-a", 240, 31, SIZE, workers=2)
     (tmp_path / "recipe.toml").write_text(RECIPE)
     _cli("train", "recipe.toml", "--allow-weak", "--quiet", cwd=tmp_path)
     trained = load_package(tmp_path / "site-a-package")
     assert trained.manifest.version == "0.1.0"
 
     # Site B runs it; its radiologist reviews 60 studies in the review UI.
-    truths = generate(tmp_path / "site-b", 72, 97, SIZE)
+    truths = generate(tmp_path / "site-b", 72, 97, SIZE, workers=2)
     labels = {row["study_instance_uid"]: int(row[FINDING]) for row in _rows(tmp_path / "site-b")}
     files = sorted((tmp_path / "site-b").glob("study-*/*.dcm"))
     assert len(files) == len(truths)

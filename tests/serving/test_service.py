@@ -25,6 +25,7 @@ from diagnostics.package import load_package
 from diagnostics.store.sqlite import SqliteStore
 from diagnostics.synth.study import StudyTruth
 from tests.helpers.service import Server
+from tests.helpers.synth import SynthFactory
 from tests.serving.settings import MAX_REQUEST_BYTES, TOKEN
 
 pytestmark = pytest.mark.slow
@@ -292,13 +293,23 @@ def test_unknown_study_is_404(server: Server) -> None:
 
 
 def test_worklist_lists_urgent_first_then_longest_waiting(
-    server: Server, one_image_studies: OneImageStudies
+    server: Server, one_image_studies: OneImageStudies, synth_factory: SynthFactory
 ) -> None:
-    # Two normal studies, then one with a nodule the model flags: urgent despite arriving last.
+    # Two normal studies, then studies with consolidation until the model flags one: urgent
+    # despite arriving last (the bundled catalogue: a consolidation flag raises the study; a
+    # nodule or cardiomegaly flag leaves it routine).
     normal = [path for path, truth in one_image_studies[5:] if not any(truth.findings.values())][:2]
-    sick = next(path for path, truth in one_image_studies if truth.findings["nodule"])
-    for path in (*normal, sick):
+    for path in normal:
         assert server.post("/v1/screen", data=path.read_bytes(), headers=DICOM).status_code == 200
+    more = synth_factory("serving-consolidation", 24, 11, 384)
+    files = sorted(more.folder.glob("study-*/*.dcm"))
+    for path, truth in zip(files, more.truths, strict=True):
+        if not truth.findings["consolidation"]:
+            continue
+        response = server.post("/v1/screen", data=path.read_bytes(), headers=DICOM)
+        assert response.status_code == 200
+        if response.json()["priority"] == "urgent":
+            break
     page = server.get("/v1/worklist", params={"limit": 500}).json()
     items = page["items"]
     assert page["total"] == len(items) >= 2

@@ -189,7 +189,9 @@ def test_bad_catalogue_entries_are_refused_naming_file_and_entry(
 
 @pytest.mark.slow
 def test_a_site_catalogue_adding_findings_trains_on_the_pacs_export(site: Path) -> None:
-    result = _cli("train", "recipe.toml", "--findings", "site.toml", "--quiet", cwd=site)
+    result = _cli(
+        "train", "recipe.toml", "--findings", "site.toml", "--quiet", "--allow-weak", cwd=site
+    )
     assert result.returncode == 0, result.stderr
     assert "Label check of" in result.stderr and "matched studies 99" in result.stderr
     manifest = load_package(site / "package").manifest

@@ -151,7 +151,8 @@ def test_too_few_positives_are_refused_before_training_naming_the_finding(data: 
     recipe = _recipe(folder, data, "package", fraction=0.1)  # about 6 validation studies
     result = _train(folder, recipe.name, "--quiet")
     assert result.returncode == 2
-    message = result.stderr.strip()
+    assert result.stderr.startswith("Label check of ")  # the label QA report comes first
+    message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: WeakFindingError: export refused: finding '")
     assert "too few positive studies" in message and "in validation" in message
     assert "add positive studies, or drop" in message and "--allow-weak" in message
